@@ -1,0 +1,403 @@
+//! The scheduler: logical clock, subscriptions, the delivery loop.
+//!
+//! Call order (sans-IO, like quinn-proto's `Connection`): build a [`Bus`]
+//! with its actors, then call [`Bus::ingress`] once per packet from outside.
+//! `ingress` opens a new tick, delivers the packet to every subscriber and
+//! then every message those handlers publish, breadth first, until the queue
+//! is empty; it returns when the tick is quiescent. Each delivery is
+//! journaled before its handler runs. Nothing else moves the clock.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use crate::envelope::{Envelope, Name, TraceId, INGRESS, NOBODY};
+use crate::journal::{Entry, Journal, JournalError};
+use crate::records::{CycleRecord, MetaFrame};
+use crate::rng::ActorRng;
+use crate::value::Value;
+
+/// A state machine on the bus.
+///
+/// **Contract:** a handler reads only the envelope, its own state and its
+/// [`Outbox`] (which holds its seeded RNG). It never reads the clock, the
+/// environment, files or sockets, and never iterates a hash map into an
+/// output. Same inputs in the same order must give the same outputs.
+pub trait Actor: Send {
+    /// The topics this actor receives, fixed for the life of the bus.
+    fn subscriptions(&self) -> Vec<String>;
+    /// Handles one delivery. Publishes go to `out`; they are delivered after
+    /// every delivery already queued.
+    fn handle(&mut self, envelope: &Envelope, out: &mut Outbox<'_>);
+}
+
+/// What a handler may do while it runs: publish, emit records, draw random
+/// numbers. The bus drains it after the handler returns.
+pub struct Outbox<'a> {
+    tick: u64,
+    rng: &'a mut ActorRng,
+    messages: Vec<(String, Value)>,
+    cycles: Vec<CycleRecord>,
+    frames: Vec<MetaFrame>,
+}
+
+impl Outbox<'_> {
+    /// The current logical tick (the only clock an actor has).
+    pub fn tick(&self) -> u64 {
+        self.tick
+    }
+
+    /// Queues `payload` on `topic`, for every subscriber of the topic.
+    pub fn publish(&mut self, topic: &str, payload: Value) {
+        self.messages.push((topic.to_string(), payload));
+    }
+
+    /// Emits a cycle record into the journal.
+    pub fn record_cycle(&mut self, record: CycleRecord) {
+        self.cycles.push(record);
+    }
+
+    /// Emits a meta frame into the journal.
+    pub fn record_frame(&mut self, frame: MetaFrame) {
+        self.frames.push(frame);
+    }
+
+    /// This actor's seeded generator.
+    pub fn rng(&mut self) -> &mut ActorRng {
+        self.rng
+    }
+
+    fn len(&self) -> usize {
+        self.messages.len() + self.cycles.len() + self.frames.len()
+    }
+}
+
+/// Explicit bounds of a bus. Hitting one stops the run with an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BusLimits {
+    /// Deliveries waiting in the queue at once.
+    pub queue_len_max: u32,
+    /// Messages and records one handler call may emit.
+    pub outbox_len_max: u32,
+}
+
+impl Default for BusLimits {
+    fn default() -> Self {
+        BusLimits { queue_len_max: 1 << 20, outbox_len_max: 4096 }
+    }
+}
+
+/// Where a delivery stood when the run stopped: enough to find it in the
+/// journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryPoint {
+    /// Tick of the delivery.
+    pub tick: u64,
+    /// Seq of the delivery.
+    pub seq: u64,
+    /// Its topic.
+    pub topic: Name,
+    /// The receiving actor.
+    pub actor: Name,
+}
+
+impl std::fmt::Display for DeliveryPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "delivery ({}, {}) of `{}` to `{}`", self.tick, self.seq, self.topic, self.actor)
+    }
+}
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// A handler panicked. Everything journaled before it (including this
+    /// delivery) is kept.
+    #[error("actor `{}` panicked on {at}: {message}", at.actor)]
+    ActorPanicked {
+        /// The delivery being handled.
+        at: DeliveryPoint,
+        /// The panic message.
+        message: String,
+    },
+    /// The delivery queue reached `queue_len_max`.
+    #[error("bus queue is full ({limit} deliveries) while publishing `{topic}` at tick {tick}")]
+    QueueFull {
+        /// The configured limit.
+        limit: u32,
+        /// The topic being published.
+        topic: String,
+        /// The tick.
+        tick: u64,
+    },
+    /// A handler emitted more than `outbox_len_max` messages and records.
+    #[error("actor `{}` emitted {emitted} messages on {at}, more than outbox_len_max = {limit}", at.actor)]
+    OutboxFull {
+        /// The delivery being handled.
+        at: DeliveryPoint,
+        /// How many it emitted.
+        emitted: usize,
+        /// The configured limit.
+        limit: u32,
+    },
+    /// The journal refused an entry.
+    #[error("journal failed at tick {tick} seq {seq}: {source}")]
+    Journal {
+        /// Tick of the entry.
+        tick: u64,
+        /// Seq of the entry.
+        seq: u64,
+        /// The journal's error.
+        source: JournalError,
+    },
+    /// A name is not of the allowed form or is taken.
+    #[error("invalid actor name `{0}`: 1-64 characters of [A-Za-z0-9._-], unique, not `ingress` or `nobody`")]
+    BadActorName(String),
+    /// A topic name is not of the allowed form.
+    #[error("invalid topic name `{0}`: 1-128 characters of [A-Za-z0-9._-]")]
+    BadTopic(String),
+    /// An earlier error stopped the bus; it takes no more ingress.
+    #[error("the bus stopped after an earlier error and takes no more ingress")]
+    Stopped,
+}
+
+/// What one call to [`Bus::ingress`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IngressReport {
+    /// The tick the packet opened (also its trace id).
+    pub tick: u64,
+    /// Deliveries made during the tick.
+    pub deliveries: u64,
+}
+
+struct Slot {
+    name: Name,
+    actor: Box<dyn Actor>,
+    rng: ActorRng,
+}
+
+/// The deterministic bus.
+pub struct Bus<J: Journal> {
+    slots: Vec<Slot>,
+    /// Topic name → subscribed slots, in registration order.
+    subscribers: BTreeMap<Name, Vec<usize>>,
+    ingress_name: Name,
+    nobody_name: Name,
+    queue: VecDeque<(Envelope, Option<usize>)>,
+    limits: BusLimits,
+    seed: u64,
+    tick: u64,
+    seq: u64,
+    stopped: bool,
+    /// The last `(tick, seq)` delivered: each delivery must be after it.
+    last_delivered: (u64, u64),
+    journal: J,
+}
+
+fn is_name(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+impl<J: Journal> Bus<J> {
+    /// An empty bus for a run seeded with `seed`.
+    pub fn new(seed: u64, limits: BusLimits, journal: J) -> Self {
+        Bus {
+            slots: Vec::new(),
+            subscribers: BTreeMap::new(),
+            ingress_name: Name::from(INGRESS),
+            nobody_name: Name::from(NOBODY),
+            queue: VecDeque::new(),
+            limits,
+            seed,
+            tick: 0,
+            seq: 0,
+            stopped: false,
+            last_delivered: (0, 0),
+            journal,
+        }
+    }
+
+    /// Adds an actor under a unique name; it gets the RNG stream of that name.
+    pub fn add_actor(&mut self, name: &str, actor: Box<dyn Actor>) -> Result<(), BusError> {
+        let taken = name == INGRESS || name == NOBODY || self.slots.iter().any(|s| &*s.name == name);
+        if !is_name(name, 64) || taken {
+            return Err(BusError::BadActorName(name.to_string()));
+        }
+        let index = self.slots.len();
+        for topic in actor.subscriptions() {
+            if !is_name(&topic, 128) {
+                return Err(BusError::BadTopic(topic));
+            }
+            let list = self.subscribers.entry(Name::from(topic.as_str())).or_default();
+            if !list.contains(&index) {
+                list.push(index);
+            }
+        }
+        self.slots.push(Slot { name: Name::from(name), rng: ActorRng::for_actor(self.seed, name), actor });
+        Ok(())
+    }
+
+    /// The actor names in registration order.
+    pub fn actor_names(&self) -> Vec<String> {
+        self.slots.iter().map(|s| s.name.to_string()).collect()
+    }
+
+    /// The run seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The last tick opened (0 before the first ingress).
+    pub fn tick(&self) -> u64 {
+        self.tick
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &J {
+        &self.journal
+    }
+
+    /// The journal, mutably (to flush or seal it between ticks).
+    pub fn journal_mut(&mut self) -> &mut J {
+        &mut self.journal
+    }
+
+    /// Ends the bus and hands back its journal.
+    pub fn into_journal(self) -> J {
+        self.journal
+    }
+
+    /// Takes one packet from outside on `topic`: opens tick `t + 1`, delivers
+    /// it and everything it causes, and returns when the tick is quiescent.
+    pub fn ingress(&mut self, topic: &str, payload: Value) -> Result<IngressReport, BusError> {
+        if self.stopped {
+            return Err(BusError::Stopped);
+        }
+        if !is_name(topic, 128) {
+            return Err(BusError::BadTopic(topic.to_string()));
+        }
+        self.tick += 1;
+        self.seq = 0;
+        let trace = TraceId(self.tick);
+        let from = self.ingress_name.clone();
+        let result = self.enqueue(topic, from, trace, payload).and_then(|()| self.drain());
+        if result.is_err() {
+            self.stopped = true;
+            self.queue.clear();
+        }
+        result.map(|deliveries| IngressReport { tick: self.tick, deliveries })
+    }
+
+    fn enqueue(&mut self, topic: &str, from: Name, trace: TraceId, payload: Value) -> Result<(), BusError> {
+        let payload = Arc::new(payload);
+        let (topic_name, targets): (Name, &[usize]) = match self.subscribers.get_key_value(topic) {
+            Some((name, list)) => (name.clone(), list),
+            None => (Name::from(topic), &[]),
+        };
+        let fan_out = targets.len().max(1);
+        if self.queue.len() + fan_out > self.limits.queue_len_max as usize {
+            return Err(BusError::QueueFull {
+                limit: self.limits.queue_len_max,
+                topic: topic.to_string(),
+                tick: self.tick,
+            });
+        }
+        let mut push = |to: Name, slot: Option<usize>, seq: &mut u64| {
+            let envelope = Envelope {
+                tick: self.tick,
+                seq: *seq,
+                topic: topic_name.clone(),
+                from: from.clone(),
+                to,
+                trace,
+                payload: payload.clone(),
+            };
+            *seq += 1;
+            self.queue.push_back((envelope, slot));
+        };
+        if targets.is_empty() {
+            push(self.nobody_name.clone(), None, &mut self.seq);
+        } else {
+            for &slot in targets {
+                push(self.slots[slot].name.clone(), Some(slot), &mut self.seq);
+            }
+        }
+        Ok(())
+    }
+
+    fn drain(&mut self) -> Result<u64, BusError> {
+        let mut delivered = 0;
+        while let Some((envelope, slot)) = self.queue.pop_front() {
+            delivered += 1;
+            let at = (envelope.tick, envelope.seq);
+            assert!(
+                at > self.last_delivered,
+                "(tick, seq) must strictly increase: {at:?} after {:?}",
+                self.last_delivered
+            );
+            self.last_delivered = at;
+            self.journal.record(Entry::Delivery(&envelope)).map_err(|source| BusError::Journal {
+                tick: envelope.tick,
+                seq: envelope.seq,
+                source,
+            })?;
+            let Some(slot) = slot else { continue };
+            self.deliver(slot, &envelope)?;
+        }
+        Ok(delivered)
+    }
+
+    fn deliver(&mut self, index: usize, envelope: &Envelope) -> Result<(), BusError> {
+        let slot = &mut self.slots[index];
+        let span = tracing::debug_span!(
+            "deliver",
+            tick = envelope.tick,
+            seq = envelope.seq,
+            actor = &*slot.name,
+            topic = &*envelope.topic,
+        );
+        let _entered = span.enter();
+        let mut out = Outbox {
+            tick: envelope.tick,
+            rng: &mut slot.rng,
+            messages: Vec::new(),
+            cycles: Vec::new(),
+            frames: Vec::new(),
+        };
+        let actor = &mut slot.actor;
+        let outcome = catch_unwind(AssertUnwindSafe(|| actor.handle(envelope, &mut out)));
+        let at = || DeliveryPoint {
+            tick: envelope.tick,
+            seq: envelope.seq,
+            topic: envelope.topic.clone(),
+            actor: slot.name.clone(),
+        };
+        if let Err(panic) = outcome {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-text panic payload".to_string());
+            return Err(BusError::ActorPanicked { at: at(), message });
+        }
+        if out.len() > self.limits.outbox_len_max as usize {
+            return Err(BusError::OutboxFull { at: at(), emitted: out.len(), limit: self.limits.outbox_len_max });
+        }
+        let Outbox { messages, cycles, frames, .. } = out;
+        let from = slot.name.clone();
+        let (tick, seq) = (envelope.tick, envelope.seq);
+        let journal_error = |source| BusError::Journal { tick, seq, source };
+        for record in &cycles {
+            self.journal.record(Entry::Cycle { tick, seq, record }).map_err(journal_error)?;
+        }
+        for frame in &frames {
+            self.journal.record(Entry::Frame { tick, seq, frame }).map_err(journal_error)?;
+        }
+        for (topic, payload) in messages {
+            if !is_name(&topic, 128) {
+                return Err(BusError::BadTopic(topic));
+            }
+            self.enqueue(&topic, from.clone(), envelope.trace, payload)?;
+        }
+        Ok(())
+    }
+}

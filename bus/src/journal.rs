@@ -1,0 +1,173 @@
+//! The journal trait: the bus calls it for every delivery, in delivery order,
+//! before the receiving actor runs. The bus knows nothing of files; the
+//! chronicle writer in `metagov-storage` implements this trait.
+
+use crate::envelope::Envelope;
+use crate::records::{CycleRecord, MetaFrame};
+use crate::value::Value;
+
+/// What a journal can fail with. The bus wraps it with the delivery it was
+/// journaling.
+pub type JournalError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One entry, in the order the bus produced it.
+#[derive(Clone, Copy, Debug)]
+pub enum Entry<'a> {
+    /// A delivery, journaled before the receiving actor handles it.
+    Delivery(&'a Envelope),
+    /// A cycle record an actor emitted while handling delivery `(tick, seq)`.
+    Cycle {
+        /// Tick of the delivery whose handler emitted it.
+        tick: u64,
+        /// Seq of that delivery.
+        seq: u64,
+        /// The record.
+        record: &'a CycleRecord,
+    },
+    /// A meta frame an actor emitted while handling delivery `(tick, seq)`.
+    Frame {
+        /// Tick of the delivery whose handler emitted it.
+        tick: u64,
+        /// Seq of that delivery.
+        seq: u64,
+        /// The frame.
+        frame: &'a MetaFrame,
+    },
+}
+
+/// A sink for entries. Calls come in `(tick, seq)` order.
+pub trait Journal {
+    /// Takes one entry. An error stops the run.
+    fn record(&mut self, entry: Entry<'_>) -> Result<(), JournalError>;
+    /// Makes everything recorded so far durable to the degree the journal
+    /// promises (for a file: written to the OS).
+    fn flush(&mut self) -> Result<(), JournalError>;
+}
+
+/// Records nothing. For runs whose record is not wanted (and the benchmark
+/// baseline "journal off").
+#[derive(Debug, Default)]
+pub struct NoJournal;
+
+impl Journal for NoJournal {
+    fn record(&mut self, _: Entry<'_>) -> Result<(), JournalError> {
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), JournalError> {
+        Ok(())
+    }
+}
+
+/// An owned copy of an [`Entry`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum OwnedEntry {
+    /// See [`Entry::Delivery`].
+    Delivery(Envelope),
+    /// See [`Entry::Cycle`].
+    Cycle {
+        /// Tick of the emitting delivery.
+        tick: u64,
+        /// Seq of the emitting delivery.
+        seq: u64,
+        /// The record.
+        record: CycleRecord,
+    },
+    /// See [`Entry::Frame`].
+    Frame {
+        /// Tick of the emitting delivery.
+        tick: u64,
+        /// Seq of the emitting delivery.
+        seq: u64,
+        /// The frame.
+        frame: MetaFrame,
+    },
+}
+
+impl From<Entry<'_>> for OwnedEntry {
+    fn from(entry: Entry<'_>) -> Self {
+        match entry {
+            Entry::Delivery(e) => OwnedEntry::Delivery(e.clone()),
+            Entry::Cycle { tick, seq, record } => OwnedEntry::Cycle { tick, seq, record: record.clone() },
+            Entry::Frame { tick, seq, frame } => OwnedEntry::Frame { tick, seq, frame: frame.clone() },
+        }
+    }
+}
+
+/// Keeps every entry in memory, bounded by `entries_max`.
+#[derive(Debug)]
+pub struct MemoryJournal {
+    /// The entries, in order.
+    pub entries: Vec<OwnedEntry>,
+    entries_max: usize,
+}
+
+impl MemoryJournal {
+    /// A journal that fails once it holds `entries_max` entries.
+    pub fn new(entries_max: usize) -> Self {
+        MemoryJournal { entries: Vec::new(), entries_max }
+    }
+}
+
+impl Journal for MemoryJournal {
+    fn record(&mut self, entry: Entry<'_>) -> Result<(), JournalError> {
+        if self.entries.len() >= self.entries_max {
+            return Err(format!("memory journal is full ({} entries)", self.entries_max).into());
+        }
+        self.entries.push(entry.into());
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), JournalError> {
+        Ok(())
+    }
+}
+
+impl<J: Journal + ?Sized> Journal for &mut J {
+    fn record(&mut self, entry: Entry<'_>) -> Result<(), JournalError> {
+        (**self).record(entry)
+    }
+    fn flush(&mut self) -> Result<(), JournalError> {
+        (**self).flush()
+    }
+}
+
+impl OwnedEntry {
+    /// `(tick, seq)` of the entry (for records: of the delivery that emitted them).
+    pub fn at(&self) -> (u64, u64) {
+        match self {
+            OwnedEntry::Delivery(e) => (e.tick, e.seq),
+            OwnedEntry::Cycle { tick, seq, .. } | OwnedEntry::Frame { tick, seq, .. } => (*tick, *seq),
+        }
+    }
+
+    /// The kind as a word: `delivery`, `cycle` or `frame`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OwnedEntry::Delivery(_) => "delivery",
+            OwnedEntry::Cycle { .. } => "cycle",
+            OwnedEntry::Frame { .. } => "frame",
+        }
+    }
+
+    /// The entry as one record value with every field named: what exports
+    /// print and what replay diffs field by field.
+    pub fn to_value(&self) -> Value {
+        let (tick, seq) = self.at();
+        let mut fields = vec![
+            ("kind".into(), Value::Text(self.kind().into())),
+            ("tick".into(), Value::Int(tick as i64)),
+            ("seq".into(), Value::Int(seq as i64)),
+        ];
+        match self {
+            OwnedEntry::Delivery(e) => fields.extend([
+                ("topic".into(), Value::Text(e.topic.to_string())),
+                ("from".into(), Value::Text(e.from.to_string())),
+                ("to".into(), Value::Text(e.to.to_string())),
+                ("trace".into(), Value::Int(e.trace.0 as i64)),
+                ("payload".into(), (*e.payload).clone()),
+            ]),
+            OwnedEntry::Cycle { record, .. } => fields.push(("payload".into(), record.to_value())),
+            OwnedEntry::Frame { frame, .. } => fields.push(("payload".into(), frame.to_value())),
+        }
+        Value::Record(fields)
+    }
+}
