@@ -1,0 +1,91 @@
+//! Errors of loading a config, each problem placed at a line and column.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::read::Noted;
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read (missing, unreadable, not UTF-8).
+    #[error("cannot read config file {}", path.display())]
+    Io {
+        /// The file that was asked for.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// The text is not a valid config: every problem found, in text order.
+    /// A syntax error stops parsing, so it comes alone.
+    #[error("{}", lines(problems))]
+    Invalid {
+        /// The problems, sorted by position; never empty.
+        problems: Vec<ConfigProblem>,
+    },
+}
+
+/// One thing wrong in a config text, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Name of the text, as given by the caller (usually the file name).
+    pub origin: String,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column, in characters.
+    pub column: u32,
+    /// Dotted path of the offending key, like `bus.queue_len_max`; empty for
+    /// a syntax error.
+    pub key: String,
+    /// What is wrong, naming the offending value.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.origin, self.line, self.column)?;
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+fn lines(problems: &[ConfigProblem]) -> String {
+    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    lines.join("\n")
+}
+
+impl ConfigError {
+    /// Places problems noted by byte offset in `text` at their line and
+    /// column, in one pass over the text.
+    pub(crate) fn invalid(origin: &str, text: &str, mut noted: Vec<Noted>) -> ConfigError {
+        assert!(!noted.is_empty(), "an invalid config has a problem");
+        noted.sort_by_key(|problem| problem.at);
+        let (mut line, mut column) = (1_u32, 1_u32);
+        let mut chars = text.char_indices().peekable();
+        let problems = noted
+            .into_iter()
+            .map(|problem| {
+                while let Some((_, c)) = chars.next_if(|&(i, _)| i < problem.at) {
+                    if c == '\n' {
+                        (line, column) = (line.saturating_add(1), 1);
+                    } else {
+                        column = column.saturating_add(1);
+                    }
+                }
+                ConfigProblem {
+                    origin: origin.to_owned(),
+                    line,
+                    column,
+                    key: problem.key,
+                    // Parser messages span lines; a problem is one line.
+                    message: problem.message.trim().replace('\n', "; "),
+                }
+            })
+            .collect();
+        ConfigError::Invalid { problems }
+    }
+}

@@ -1,0 +1,108 @@
+//! metagov's run config: the TOML file a user edits to steer a run.
+//!
+//! This crate owns the config's schema ([`Config`] and one struct per
+//! `[section]`), the default of every field, validation that reports every
+//! problem it can find at its line and column ([`ConfigError`]), and the
+//! canonical text of a config with its SHA-256, which a chronicle records so
+//! that a run names exactly the config it ran under.
+//!
+//! It must never read environment variables, the clock, or any file other
+//! than the one it is asked to load: a config is a pure function of its
+//! text. It depends on no other metagov crate.
+//!
+//! ```
+//! use metagov_config::Config;
+//!
+//! let config = Config::from_toml_str("[bus]\nqueue_len_max = 4096\n", "gov.toml").unwrap();
+//! assert_eq!(config.bus.queue_len_max, 4096);
+//! assert_eq!(config.chronicle, Config::default().chronicle);
+//!
+//! let error = Config::from_toml_str("[bus]\nqueue_len_max = 0\n", "gov.toml").unwrap_err();
+//! assert_eq!(error.to_string(), "gov.toml:2:17: bus.queue_len_max: 0 is out of range 1..=16777216");
+//! ```
+#![deny(missing_docs)]
+
+mod error;
+mod read;
+mod schema;
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+pub use error::{ConfigError, ConfigProblem};
+pub use schema::{BusConfig, ChronicleConfig, Config, RunConfig};
+
+impl Config {
+    /// Parses and validates a config text. `origin` names the text in
+    /// problems (usually the file name). Missing keys and sections take their
+    /// defaults; an empty text is the default config.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] with every problem found: unknown keys, wrong
+    /// types, values out of range. A syntax error stops parsing and comes
+    /// alone.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let document = toml_edit::ImDocument::parse(text).map_err(|error| {
+            let syntax = read::Noted {
+                at: error.span().map_or(0, |span| span.start),
+                key: String::new(),
+                message: error.message().to_owned(),
+            };
+            ConfigError::invalid(origin, text, vec![syntax])
+        })?;
+        let (config, mut notes) = read::read::<Config>(document.as_table());
+        if let Some(config) = &config {
+            for (key, message) in config.problems() {
+                // A value already noted as unreadable was read as a placeholder.
+                if notes.problems.iter().all(|problem| problem.key != key) {
+                    let at = notes.offset_of(&key);
+                    notes.problems.push(read::Noted { at, key, message });
+                }
+            }
+        }
+        match config {
+            Some(config) if notes.problems.is_empty() => Ok(config),
+            _ => Err(ConfigError::invalid(origin, text, notes.problems)),
+        }
+    }
+
+    /// Reads the file at `path` and parses it with [`Config::from_toml_str`],
+    /// naming it by its path in problems.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Io`] with the path if the file cannot be read as UTF-8
+    /// text; otherwise as [`Config::from_toml_str`].
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
+        Config::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// The canonical text of this config: every field written, sections and
+    /// keys in declaration order, no comments. Equal configs have equal text,
+    /// and [`Config::from_toml_str`] reads a valid config's text back to it.
+    ///
+    /// # Panics
+    ///
+    /// If `run.seed` exceeds `i64::MAX`, which TOML cannot write and so no
+    /// loaded config holds.
+    #[must_use]
+    pub fn canonical_toml(&self) -> String {
+        toml::to_string(self).expect("every field of a config is writable as TOML")
+    }
+
+    /// Lowercase hex SHA-256 of [`Config::canonical_toml`]: the config's
+    /// identity in chronicles.
+    #[must_use]
+    pub fn sha256_hex(&self) -> String {
+        sha256_hex(self.canonical_toml().as_bytes())
+    }
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+#[must_use]
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
+}
