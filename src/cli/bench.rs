@@ -1,0 +1,412 @@
+//! `metagov bench`: the kernel's performance figures, each reported as a
+//! ratio against a baseline measured in the same process.
+//!
+//! Every measurement runs the real path: the synthetic telemetry pipeline of
+//! [`crate::workload`] on the real bus, journaled by the real chronicle
+//! writer. Wall-clock time is read here and nowhere in the deterministic
+//! crates. Figures and how to read them: docs/BENCHMARKS.md.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressStyle};
+use metagov_bus::{ActorRng, BusLimits, Entry, Envelope, Journal, JournalError, NoJournal, OwnedEntry, TraceId, Value};
+use metagov_storage::{init_session, verify_file, ChronicleReader, ChronicleWriter, WriterOptions};
+
+use super::Outcome;
+use crate::workload::{self, TelemetryStream, TELEMETRY_RAW};
+
+/// Which benchmark to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Which {
+    /// All of them.
+    All,
+    /// Bus deliveries per second: journal off, to memory, to a file, against
+    /// crossbeam-channel and actix baselines.
+    Bus,
+    /// Chronicle bytes per delivery against JSON lines, raw and zstd.
+    Size,
+    /// `query_range` on a large chronicle against a 10× smaller one.
+    Query,
+    /// `verify` throughput against `sha256sum` of the same file.
+    Verify,
+}
+
+/// Packets generated (untimed) before each timed batch.
+const BATCH_PACKETS: u64 = 10_000;
+
+#[allow(clippy::disallowed_methods)] // Benchmarks measure wall time; the deterministic crates never do.
+fn now() -> Instant {
+    Instant::now()
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} ({eta} left)")
+            // Invariant: the template above is a literal that indicatif accepts.
+            .expect("progress template is valid")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn context(actors: &[&str]) -> metagov_storage::RunContext {
+    init_session(42, "# metagov bench\n", actors.iter().map(|a| a.to_string()).collect())
+}
+
+/// Runs the pipeline over `packets` packets into `journal`, timing only the
+/// bus (packet generation is outside the timed region). Returns the
+/// deliveries made and the time spent delivering.
+fn run_pipeline<J: Journal>(packets: u64, journal: J, label: &str) -> Result<(u64, Duration, J)> {
+    let mut bus = workload::build_bus(42, BusLimits::default(), journal)?;
+    let mut stream = TelemetryStream::new(42, 16, 4);
+    let bar = progress(packets, label);
+    let (mut deliveries, mut spent) = (0, Duration::ZERO);
+    let mut done = 0;
+    while done < packets {
+        let batch: Vec<Value> = (0..BATCH_PACKETS.min(packets - done)).map(|_| stream.next_packet()).collect();
+        let start = now();
+        for packet in batch {
+            deliveries += bus.ingress(TELEMETRY_RAW, packet)?.deliveries;
+            done += 1;
+        }
+        spent += start.elapsed();
+        bar.set_position(done);
+    }
+    let start = now();
+    bus.journal_mut().flush().map_err(|e| anyhow::anyhow!("flush: {e}"))?;
+    spent += start.elapsed();
+    bar.finish_and_clear();
+    Ok((deliveries, spent, bus.into_journal()))
+}
+
+fn per_second(count: u64, spent: Duration) -> f64 {
+    count as f64 / spent.as_secs_f64().max(1e-9)
+}
+
+fn sample_envelope() -> Envelope {
+    Envelope {
+        tick: 1,
+        seq: 0,
+        topic: TELEMETRY_RAW.into(),
+        from: "ingress".into(),
+        to: "validator".into(),
+        trace: TraceId(1),
+        payload: std::sync::Arc::new(TelemetryStream::new(42, 1, 1).next_packet()),
+    }
+}
+
+fn crossbeam_baseline(deliveries: u64) -> Duration {
+    let (tx, rx) = crossbeam_channel::unbounded::<Envelope>();
+    let envelope = sample_envelope();
+    let start = now();
+    for _ in 0..deliveries {
+        // Invariant: both ends live in this function, so neither can fail.
+        tx.send(envelope.clone()).expect("receiver alive");
+        let received = rx.recv().expect("sender alive");
+        std::hint::black_box(&received);
+    }
+    start.elapsed()
+}
+
+struct Sink(u64);
+
+impl actix::Actor for Sink {
+    type Context = actix::Context<Self>;
+}
+
+struct Deliver(Envelope);
+
+impl actix::Message for Deliver {
+    type Result = ();
+}
+
+impl actix::Handler<Deliver> for Sink {
+    type Result = ();
+    fn handle(&mut self, msg: Deliver, _: &mut Self::Context) {
+        std::hint::black_box(&msg.0);
+        self.0 += 1;
+    }
+}
+
+struct Count;
+
+impl actix::Message for Count {
+    type Result = u64;
+}
+
+impl actix::Handler<Count> for Sink {
+    type Result = u64;
+    fn handle(&mut self, _: Count, _: &mut Self::Context) -> u64 {
+        self.0
+    }
+}
+
+fn actix_baseline(deliveries: u64) -> Result<Duration> {
+    let system = actix::System::new();
+    let envelope = sample_envelope();
+    let spent = system.block_on(async move {
+        use actix::Actor as _;
+        let addr = Sink(0).start();
+        let start = now();
+        for _ in 0..deliveries {
+            addr.do_send(Deliver(envelope.clone()));
+        }
+        let handled = addr.send(Count).await;
+        (start.elapsed(), handled)
+    });
+    let (spent, handled) = spent;
+    let handled = handled.context("actix actor stopped")?;
+    anyhow::ensure!(handled == deliveries, "actix handled {handled} of {deliveries} messages");
+    Ok(spent)
+}
+
+fn bench_bus(packets: u64, dir: &Path, out: &mut dyn Write) -> Result<()> {
+    writeln!(out, "## bus deliveries per second ({packets} telemetry packets through the pipeline)\n")?;
+    let (deliveries, off, _) = run_pipeline(packets, NoJournal, "journal off")?;
+    let ctx = context(&workload::ACTORS);
+    let memory = ChronicleWriter::new(Vec::new(), &ctx, WriterOptions::default())?;
+    let (_, to_memory, _) = run_pipeline(packets, memory, "journal to memory")?;
+    let path = dir.join("bench-bus.cmeta");
+    let file = ChronicleWriter::create(&path, &ctx, WriterOptions::default())?;
+    let (_, to_file, writer) = run_pipeline(packets, file, "journal to file")?;
+    writer.seal()?;
+    let crossbeam = crossbeam_baseline(deliveries);
+    let actix = actix_baseline(deliveries)?;
+    let rate = |d| per_second(deliveries, d);
+    writeln!(out, "| path | deliveries/s | vs crossbeam | vs actix do_send |")?;
+    writeln!(out, "|---|---:|---:|---:|")?;
+    for (name, spent) in [
+        ("baseline: crossbeam-channel send+recv", crossbeam),
+        ("baseline: actix do_send to one actor", actix),
+        ("bus, journal off", off),
+        ("bus, journal to memory", to_memory),
+        ("bus, journal to file (buffered)", to_file),
+    ] {
+        writeln!(
+            out,
+            "| {name} | {:.0} | {:.2} | {:.2} |",
+            rate(spent),
+            rate(spent) / rate(crossbeam),
+            rate(spent) / rate(actix)
+        )?;
+    }
+    let vs_actix = rate(to_file) / rate(actix);
+    let vs_crossbeam = rate(to_file) / rate(crossbeam);
+    writeln!(
+        out,
+        "\ntarget: journal to file ≥ 1.0 × actix ({vs_actix:.2}: {}) and ≥ 0.25 × crossbeam ({vs_crossbeam:.2}: {})\n",
+        met(vs_actix >= 1.0),
+        met(vs_crossbeam >= 0.25)
+    )?;
+    Ok(())
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+/// Writes every entry as one line of JSON: the baseline the chronicle's size
+/// is compared with.
+struct JsonLines(Vec<u8>);
+
+impl Journal for JsonLines {
+    fn record(&mut self, entry: Entry<'_>) -> Result<(), JournalError> {
+        let line = OwnedEntry::from(entry).to_value().to_string();
+        self.0.extend_from_slice(line.as_bytes());
+        self.0.push(b'\n');
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), JournalError> {
+        Ok(())
+    }
+}
+
+fn bench_size(packets: u64, out: &mut dyn Write) -> Result<()> {
+    writeln!(out, "## chronicle bytes per delivery ({packets} telemetry packets)\n")?;
+    let ctx = context(&workload::ACTORS);
+    let writer = ChronicleWriter::new(Vec::new(), &ctx, WriterOptions::default())?;
+    let (deliveries, _, writer) = run_pipeline(packets, writer, "chronicle")?;
+    let chronicle = writer.seal()?.len() as f64;
+    let (_, _, JsonLines(json)) = run_pipeline(packets, JsonLines(Vec::new()), "json lines")?;
+    let zstd = zstd::bulk::compress(&json, 3).context("zstd")?.len() as f64;
+    let json = json.len() as f64;
+    let per = |bytes: f64| bytes / deliveries as f64;
+    writeln!(out, "| encoding | bytes | bytes/delivery | chronicle ÷ this |")?;
+    writeln!(out, "|---|---:|---:|---:|")?;
+    for (name, bytes) in
+        [("JSON lines, raw", json), ("JSON lines, zstd level 3", zstd), ("chronicle (.cmeta, sealed)", chronicle)]
+    {
+        writeln!(out, "| {name} | {bytes:.0} | {:.2} | {:.3} |", per(bytes), chronicle / bytes)?;
+    }
+    writeln!(
+        out,
+        "\ntarget: ≤ 1.0 × zstd(JSON) ({:.3}: {}) and ≤ 0.2 × raw JSON ({:.3}: {})\n",
+        chronicle / zstd,
+        met(chronicle <= zstd),
+        chronicle / json,
+        met(chronicle <= 0.2 * json)
+    )?;
+    Ok(())
+}
+
+/// Writes a sealed pipeline chronicle of at least `deliveries` deliveries.
+fn write_chronicle(path: &Path, deliveries: u64, label: &str) -> Result<u64> {
+    let ctx = context(&workload::ACTORS);
+    let writer = ChronicleWriter::create(path, &ctx, WriterOptions::default())?;
+    let mut bus = workload::build_bus(42, BusLimits::default(), writer)?;
+    let mut stream = TelemetryStream::new(42, 16, 4);
+    let bar = progress(deliveries, label);
+    let mut made = 0;
+    while made < deliveries {
+        made += bus.ingress(TELEMETRY_RAW, stream.next_packet())?.deliveries;
+        if bus.tick() % 4096 == 0 {
+            bar.set_position(made.min(deliveries));
+        }
+    }
+    bus.into_journal().seal()?;
+    bar.finish_and_clear();
+    Ok(made)
+}
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+fn time_queries(path: &Path, width: u64, samples: u32) -> Result<(Duration, u64)> {
+    let reader = ChronicleReader::open(path)?;
+    let last_tick = reader.frames()?.last().map_or(1, |f| f.last_tick);
+    let mut rng = ActorRng::for_actor(7, "bench-query");
+    let mut times = Vec::new();
+    let mut found = 0;
+    for _ in 0..samples {
+        let start_tick = 1 + rng.below(last_tick.saturating_sub(width).max(1));
+        let start = now();
+        let entries = ChronicleReader::open(path)?.query_range(start_tick, start_tick + width - 1)?;
+        times.push(start.elapsed());
+        found += entries.len() as u64;
+    }
+    Ok((median(times), found / u64::from(samples)))
+}
+
+fn bench_query(big: u64, dir: &Path, out: &mut dyn Write) -> Result<PathBuf> {
+    let small = big / 10;
+    writeln!(
+        out,
+        "## query_range: {big} vs {small} deliveries (median of 25 random ranges, reader opened per query)\n"
+    )?;
+    let big_path = dir.join("bench-query-big.cmeta");
+    let small_path = dir.join("bench-query-small.cmeta");
+    write_chronicle(&big_path, big, "big chronicle")?;
+    write_chronicle(&small_path, small, "small chronicle")?;
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    writeln!(out, "files: {} bytes and {} bytes\n", size(&big_path), size(&small_path))?;
+    writeln!(out, "| ticks asked | entries returned | small file | big file | big ÷ small |")?;
+    writeln!(out, "|---:|---:|---:|---:|---:|")?;
+    for width in [1, 100, 10_000, 100_000] {
+        let (t_small, _) = time_queries(&small_path, width, 25)?;
+        let (t_big, found) = time_queries(&big_path, width, 25)?;
+        writeln!(
+            out,
+            "| {width} | {found} | {:.3} ms | {:.3} ms | {:.2} |",
+            ms(t_small),
+            ms(t_big),
+            t_big.as_secs_f64() / t_small.as_secs_f64().max(1e-9)
+        )?;
+    }
+    writeln!(
+        out,
+        "\nexpected: time grows down the table (with the range), and big ÷ small stays near 1 (not with the file)\n"
+    )?;
+    std::fs::remove_file(&small_path).ok();
+    Ok(big_path)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn bench_verify(path: &Path, out: &mut dyn Write) -> Result<()> {
+    let bytes = std::fs::metadata(path).with_context(|| format!("cannot stat {}", path.display()))?.len() as f64;
+    writeln!(out, "## verify throughput ({bytes:.0}-byte chronicle, warm page cache)\n")?;
+    verify_file(path)?; // warm the page cache for both contenders
+    let start = now();
+    let report = verify_file(path)?;
+    let ours = start.elapsed();
+    anyhow::ensure!(
+        matches!(report.status, metagov_storage::IntegrityStatus::Sealed),
+        "bench chronicle is not sealed: {}",
+        report.status
+    );
+    let start = now();
+    let status = Command::new("sha256sum")
+        .arg(path)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("cannot run sha256sum")?;
+    let sha = start.elapsed();
+    anyhow::ensure!(status.success(), "sha256sum failed: {status}");
+    let mbps = |d: Duration| bytes / 1e6 / d.as_secs_f64().max(1e-9);
+    writeln!(out, "| tool | MB/s | vs sha256sum |")?;
+    writeln!(out, "|---|---:|---:|")?;
+    writeln!(out, "| sha256sum | {:.0} | 1.00 |", mbps(sha))?;
+    writeln!(
+        out,
+        "| metagov verify (CRC-64 of every byte, chain, index, footer, decode of every frame) | {:.0} | {:.2} |\n",
+        mbps(ours),
+        mbps(ours) / mbps(sha)
+    )?;
+    Ok(())
+}
+
+/// Runs the chosen benchmarks and prints a Markdown report to `out`.
+pub fn run(which: Which, quick: bool, dir: Option<&Path>, out: &mut dyn Write) -> Result<Outcome> {
+    let temp;
+    let dir = match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            d.to_path_buf()
+        }
+        None => {
+            temp = tempfile::tempdir().context("cannot create a temporary directory")?;
+            temp.path().to_path_buf()
+        }
+    };
+    let (packets, big) = if quick { (100_000, 1_000_000) } else { (1_000_000, 10_000_000) };
+    writeln!(
+        out,
+        "# metagov bench ({}, release build: {})\n",
+        if quick { "quick" } else { "full" },
+        !cfg!(debug_assertions)
+    )?;
+    if matches!(which, Which::All | Which::Bus) {
+        bench_bus(packets, &dir, out)?;
+    }
+    if matches!(which, Which::All | Which::Size) {
+        bench_size(packets / 4, out)?;
+    }
+    if matches!(which, Which::All | Which::Query | Which::Verify) {
+        let path = if matches!(which, Which::Verify) {
+            let path = dir.join("bench-query-big.cmeta");
+            write_chronicle(&path, big, "chronicle")?;
+            path
+        } else {
+            bench_query(big, &dir, out)?
+        };
+        if matches!(which, Which::All | Which::Verify) {
+            bench_verify(&path, out)?;
+        }
+    }
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,212 @@
+//! The commands behind the CLI. Each writes its report to the `Write` it is
+//! given and returns whether the command succeeded; errors carry their
+//! context for `{:#}` printing.
+
+pub mod bench;
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use metagov_bus::{BusLimits, OwnedEntry};
+use metagov_config::Config;
+use metagov_storage::{verify_file, verify_replay, ChronicleReader, IntegrityStatus, ReplayError, Tail};
+
+use crate::workload;
+
+/// How a command ended when it did not fail outright.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit 0.
+    Success,
+    /// The command ran but found a problem (exit 1).
+    Failure,
+}
+
+/// True when `e` is a broken pipe on output (`metagov export … | head`),
+/// which is not an error.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+}
+
+fn open(file: &Path) -> Result<ChronicleReader> {
+    ChronicleReader::open(file).with_context(|| format!("cannot read chronicle {}", file.display()))
+}
+
+/// `metagov inspect`.
+pub fn inspect(file: &Path, all_frames: bool, out: &mut dyn Write) -> Result<Outcome> {
+    let reader = open(file)?;
+    let ctx = reader.context();
+    writeln!(out, "chronicle    {}", file.display())?;
+    writeln!(out, "run id       {}", ctx.run_id)?;
+    writeln!(out, "seed         {}", ctx.seed)?;
+    writeln!(out, "config sha   {}", ctx.config_sha256)?;
+    writeln!(out, "environment  {}", ctx.environment)?;
+    writeln!(out, "actors       {}", ctx.actors.join(", "))?;
+    writeln!(out, "producer     {}", ctx.producer)?;
+    writeln!(out, "frames       {}", reader.frame_count())?;
+    writeln!(out, "records      {}", reader.record_count())?;
+    writeln!(out, "tail         {}", reader.tail())?;
+    let frames = reader.frames()?;
+    writeln!(out, "\n{:>7}  {:>12}  {:>21}  {:>21}", "frame", "offset", "first (tick.seq)", "last (tick.seq)")?;
+    let n = frames.len();
+    for (i, f) in frames.iter().enumerate() {
+        if !all_frames && n > 10 && (5..n - 5).contains(&i) {
+            if i == 5 {
+                writeln!(out, "{:>7}  ({} more frames; --frames lists all)", "…", n - 10)?;
+            }
+            continue;
+        }
+        writeln!(
+            out,
+            "{:>7}  {:>12}  {:>21}  {:>21}",
+            f.index,
+            f.offset,
+            format!("{}.{}", f.first_tick, f.first_seq),
+            format!("{}.{}", f.last_tick, f.last_seq),
+        )?;
+    }
+    let report = verify_file(file).with_context(|| format!("cannot verify {}", file.display()))?;
+    writeln!(out, "\nintegrity    {}", report.status)?;
+    Ok(Outcome::Success)
+}
+
+/// `metagov verify`.
+pub fn verify(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
+    let report = verify_file(file).with_context(|| format!("cannot verify {}", file.display()))?;
+    writeln!(out, "{}: {}", file.display(), report.status)?;
+    writeln!(
+        out,
+        "  frames {}, records {}, bytes {}, chain head {}",
+        report.frames, report.records, report.bytes, report.chain_head
+    )?;
+    Ok(if matches!(report.status, IntegrityStatus::Sealed) { Outcome::Success } else { Outcome::Failure })
+}
+
+fn keep(entry: &OwnedEntry, topic: Option<&str>) -> bool {
+    match (topic, entry) {
+        (None, _) => true,
+        (Some(t), OwnedEntry::Delivery(e)) => &*e.topic == t,
+        (Some(_), _) => false,
+    }
+}
+
+fn write_row(entry: &OwnedEntry, json: bool, out: &mut dyn Write) -> io::Result<()> {
+    if json {
+        return writeln!(out, "{}", entry.to_value());
+    }
+    let (tick, seq) = entry.at();
+    match entry {
+        OwnedEntry::Delivery(e) => {
+            writeln!(out, "{tick}.{seq}  {}  {} -> {}  {}  {}", e.topic, e.from, e.to, e.trace, e.payload)
+        }
+        OwnedEntry::Cycle { record, .. } => writeln!(out, "{tick}.{seq}  (cycle)  {}", record.to_value()),
+        OwnedEntry::Frame { frame, .. } => writeln!(out, "{tick}.{seq}  (meta frame)  {}", frame.to_value()),
+    }
+}
+
+/// `metagov query`.
+pub fn query(file: &Path, from: u64, to: u64, topic: Option<&str>, json: bool, out: &mut dyn Write) -> Result<Outcome> {
+    anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
+    let reader = open(file)?;
+    let entries = reader.query_range(from, to).with_context(|| format!("cannot query {}", file.display()))?;
+    for entry in entries.iter().filter(|e| keep(e, topic)) {
+        write_row(entry, json, out)?;
+    }
+    Ok(Outcome::Success)
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// `metagov export`.
+pub fn export(file: &Path, json: bool, output: Option<&Path>, stdout: &mut dyn Write) -> Result<Outcome> {
+    let reader = open(file)?;
+    let mut file_out;
+    let out: &mut dyn Write = match output {
+        Some(path) => {
+            file_out = BufWriter::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?);
+            &mut file_out
+        }
+        None => stdout,
+    };
+    if !json {
+        writeln!(out, "kind,tick,seq,topic,from,to,trace,payload")?;
+    }
+    for entry in reader.records() {
+        let entry = entry.with_context(|| format!("cannot read {}", file.display()))?;
+        if json {
+            writeln!(out, "{}", entry.to_value())?;
+            continue;
+        }
+        let (tick, seq) = entry.at();
+        let (topic, from, to, trace, payload) = match &entry {
+            OwnedEntry::Delivery(e) => (
+                e.topic.to_string(),
+                e.from.to_string(),
+                e.to.to_string(),
+                e.trace.0.to_string(),
+                e.payload.to_string(),
+            ),
+            OwnedEntry::Cycle { record, .. } => {
+                (String::new(), String::new(), String::new(), String::new(), record.to_value().to_string())
+            }
+            OwnedEntry::Frame { frame, .. } => {
+                (String::new(), String::new(), String::new(), String::new(), frame.to_value().to_string())
+            }
+        };
+        writeln!(
+            out,
+            "{},{tick},{seq},{},{},{},{trace},{}",
+            entry.kind(),
+            csv_field(&topic),
+            csv_field(&from),
+            csv_field(&to),
+            csv_field(&payload)
+        )?;
+    }
+    out.flush()?;
+    if matches!(reader.tail(), Tail::Torn { .. }) {
+        eprintln!("metagov: warning: {}: {}", file.display(), reader.tail());
+    }
+    Ok(Outcome::Success)
+}
+
+/// `metagov replay --verify`: rebuilds the recorded actor set and compares.
+pub fn replay_verify(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
+    let reader = open(file)?;
+    let result = verify_replay(&reader, |ctx, journal| {
+        if ctx.actors != workload::ACTORS {
+            return Err(format!("no known actor set matches the recorded actors {:?}", ctx.actors));
+        }
+        let config = Config::from_toml_str(&ctx.config_text, "the chronicle's config").map_err(|e| e.to_string())?;
+        let limits = BusLimits { queue_len_max: config.bus.queue_len_max, outbox_len_max: config.bus.outbox_len_max };
+        workload::build_bus(ctx.seed, limits, journal).map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(report) => {
+            writeln!(
+                out,
+                "{}: replay matches: {} ingress packets re-injected, {} entries identical",
+                file.display(),
+                report.ingress,
+                report.entries
+            )?;
+            if !report.complete {
+                writeln!(out, "  (the recording is {}; it matched up to its last whole frame)", reader.tail())?;
+            }
+            Ok(Outcome::Success)
+        }
+        Err(ReplayError::Diverged(d)) => {
+            write!(out, "{}: {d}", file.display())?;
+            Ok(Outcome::Failure)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot replay {}", file.display())),
+    }
+}

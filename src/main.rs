@@ -1,0 +1,129 @@
+//! The `metagov` command line: a thin shell over the library crates. It is
+//! the only place that touches the terminal, the wall clock (benchmarks) and
+//! process exit codes.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use metagov::cli;
+
+/// metagov — a deterministic meta-governance supervisor for ML training.
+///
+/// Every run is recorded in a chronicle (`.cmeta`): a checksummed, append-only
+/// journal of every bus delivery, so a run can be inspected, queried,
+/// exported, integrity-checked and replayed bit for bit.
+#[derive(Parser)]
+#[command(name = "metagov", version, about, long_about)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a chronicle's header, run context, frames and integrity status.
+    Inspect {
+        /// The chronicle file (.cmeta).
+        file: PathBuf,
+        /// List every frame, not only the first and last few.
+        #[arg(long)]
+        frames: bool,
+    },
+    /// Check a chronicle's integrity: every CRC, the hash chain, the index and
+    /// the footer. Exits non-zero on a torn, unsealed or corrupted file.
+    Verify {
+        /// The chronicle file (.cmeta).
+        file: PathBuf,
+    },
+    /// Print the entries whose tick lies in [--from, --to] (inclusive).
+    ///
+    /// On a sealed chronicle only the frames that overlap the range are read.
+    Query {
+        /// The chronicle file (.cmeta).
+        file: PathBuf,
+        /// First tick (inclusive).
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Last tick (inclusive).
+        #[arg(long, default_value_t = u64::MAX)]
+        to: u64,
+        /// Only deliveries on this topic (cycle records and meta frames are
+        /// left out when a topic is given).
+        #[arg(long)]
+        topic: Option<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export every entry of a chronicle as CSV or JSON lines.
+    Export {
+        /// The chronicle file (.cmeta).
+        file: PathBuf,
+        /// Output format: `csv` (one row per entry, the payload as JSON in the
+        /// last column) or `json` (one JSON object per line).
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Write here instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Replay a chronicle on a freshly built actor set and compare every
+    /// delivery with the recorded one.
+    Replay {
+        /// The chronicle file (.cmeta).
+        file: PathBuf,
+        /// Re-execute from the recorded ingress and compare (the only mode so
+        /// far; required).
+        #[arg(long, required = true)]
+        verify: bool,
+    },
+    /// Measure the kernel against in-process baselines and print ratios.
+    Bench {
+        /// Which benchmark.
+        #[arg(value_enum, default_value_t = cli::bench::Which::All)]
+        which: cli::bench::Which,
+        /// Smaller workloads (seconds instead of minutes).
+        #[arg(long)]
+        quick: bool,
+        /// Where to put the chronicles the benchmarks write (default: a
+        /// temporary directory, removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let result = match args.command {
+        Command::Inspect { file, frames } => cli::inspect(&file, frames, &mut out),
+        Command::Verify { file } => cli::verify(&file, &mut out),
+        Command::Query { file, from, to, topic, json } => cli::query(&file, from, to, topic.as_deref(), json, &mut out),
+        Command::Export { file, format, output } => {
+            let json = matches!(format, ExportFormat::Json);
+            cli::export(&file, json, output.as_deref(), &mut out)
+        }
+        Command::Replay { file, verify: _ } => cli::replay_verify(&file, &mut out),
+        Command::Bench { which, quick, dir } => cli::bench::run(which, quick, dir.as_deref(), &mut out),
+    };
+    let flushed = out.flush().map_err(anyhow::Error::from);
+    match result.and_then(|outcome| flushed.map(|()| outcome)) {
+        Ok(cli::Outcome::Success) => ExitCode::SUCCESS,
+        Ok(cli::Outcome::Failure) => ExitCode::FAILURE,
+        Err(e) if cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("metagov: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! metagov's storage: the chronicle (`.cmeta`) writer and reader, the run
+//! context (session), and replay verification.
+//!
+//! This crate owns every byte metagov writes about a run. The chronicle
+//! writer implements the bus's `Journal` trait; the reader never trusts a
+//! length it has not checked, never panics on a file's contents, and tells a
+//! torn tail (kept up to the last whole frame) from corruption (located by
+//! frame and byte offset). It must never decide anything about governance and
+//! never feed the wall clock or the environment into a run: the only platform
+//! fact it records, [`Environment`], is for people.
+//!
+//! The format is specified in `docs/chronicle-format.md`; [`format`](mod@format) holds its
+//! fixed layouts and [`codec`] its record payload.
+#![deny(missing_docs)]
+
+mod chronicle;
+pub mod codec;
+mod context;
+mod error;
+pub mod format;
+mod reader;
+mod replay;
+mod writer;
+
+pub use chronicle::{replay_cycle, Chronicle, ReplayState};
+pub use codec::{decode_frame, encode_frame, entry_ref, EncodeError, FrameEncoder};
+pub use context::{init_session, sha256_hex, Arch, ContextFrame, Environment, Os, RunContext};
+pub use error::{ChronicleError, Location};
+pub use format::{crc64, FrameInfo};
+pub use reader::{verify_file, ChronicleReader, IntegrityReport, IntegrityStatus, Records, Tail};
+pub use replay::{verify_replay, verify_replay_file, ComparingJournal, Divergence, ReplayError, ReplayReport};
+pub use writer::{ChronicleWriter, WriterOptions};

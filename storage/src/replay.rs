@@ -1,0 +1,210 @@
+//! Replay verification (seeds 000 and 004, mode `verify`): rebuild a fresh
+//! bus from a chronicle's recorded context, re-inject the recorded ingress,
+//! and compare every entry the replay journals with the recorded one.
+//!
+//! The comparison streams: the recorded entries are read frame by frame as
+//! the replay asks for them, so memory does not grow with the run. Replay
+//! never writes to the original chronicle.
+
+use std::fmt;
+use std::path::Path;
+
+use metagov_bus::{Bus, BusError, Entry, FieldDiff, Journal, JournalError, OwnedEntry, Value, INGRESS};
+
+use crate::context::RunContext;
+use crate::reader::{ChronicleReader, Tail};
+use crate::ChronicleError;
+
+/// The first place where a replay and its recording part ways.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Divergence {
+    /// `(tick, seq)` of the entry that differs (of whichever side has one).
+    pub at: (u64, u64),
+    /// The recorded entry, or `None` where the replay produced an extra one.
+    pub expected: Option<OwnedEntry>,
+    /// The replayed entry, or `None` where the recording has one the replay
+    /// did not produce.
+    pub actual: Option<OwnedEntry>,
+    /// Every field that differs, with its path (`payload.metrics.loss`).
+    pub fields: Vec<FieldDiff>,
+}
+
+impl fmt::Display for Divergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (tick, seq) = self.at;
+        writeln!(f, "replay diverged at (tick {tick}, seq {seq})")?;
+        match (&self.expected, &self.actual) {
+            (Some(_), None) => writeln!(f, "  the recording has an entry here that the replay did not produce")?,
+            (None, Some(_)) => writeln!(f, "  the replay produced an entry here that the recording does not have")?,
+            _ => {}
+        }
+        let show = |v: &Option<Value>| v.as_ref().map_or("(absent)".to_string(), Value::to_string);
+        let width = self.fields.iter().map(|d| d.path.len()).max().unwrap_or(0).max(5);
+        writeln!(f, "  {:width$}  {:<30}  actual", "field", "expected")?;
+        for d in &self.fields {
+            writeln!(f, "  {:width$}  {:<30}  {}", d.path, show(&d.expected), show(&d.actual))?;
+        }
+        Ok(())
+    }
+}
+
+/// What a successful comparison covered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Ingress packets re-injected.
+    pub ingress: u64,
+    /// Entries compared and found identical.
+    pub entries: u64,
+    /// False when the recording is unsealed or torn and ended inside a tick:
+    /// everything it holds matched, and the replay went on past its end.
+    pub complete: bool,
+}
+
+/// Why a replay could not be completed or did not match.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The chronicle could not be read.
+    #[error(transparent)]
+    Chronicle(#[from] ChronicleError),
+    /// The actor set could not be rebuilt from the recorded context.
+    #[error("cannot rebuild the run from the chronicle's context: {0}")]
+    Build(String),
+    /// The replay and the recording differ.
+    #[error("{0}")]
+    Diverged(Box<Divergence>),
+    /// The rebuilt bus stopped with an error of its own.
+    #[error("the replayed run stopped: {0}")]
+    Bus(BusError),
+}
+
+/// A journal that, instead of writing, checks each entry against the next
+/// recorded one and refuses the first that differs.
+pub struct ComparingJournal<'r> {
+    expected: std::iter::Peekable<Box<dyn Iterator<Item = Result<OwnedEntry, ChronicleError>> + 'r>>,
+    compared: u64,
+    divergence: Option<Divergence>,
+    read_error: Option<ChronicleError>,
+    /// The replay asked for an entry after the last recorded one.
+    exhausted: bool,
+}
+
+fn divergence(expected: Option<OwnedEntry>, actual: Option<OwnedEntry>) -> Divergence {
+    let as_value = |e: &Option<OwnedEntry>| e.as_ref().map_or(Value::Unit, OwnedEntry::to_value);
+    let fields = as_value(&expected).diff(&as_value(&actual));
+    let at = expected.as_ref().or(actual.as_ref()).map_or((0, 0), OwnedEntry::at);
+    Divergence { at, expected, actual, fields }
+}
+
+impl<'r> ComparingJournal<'r> {
+    fn new(records: impl Iterator<Item = Result<OwnedEntry, ChronicleError>> + 'r) -> Self {
+        let boxed: Box<dyn Iterator<Item = Result<OwnedEntry, ChronicleError>> + 'r> = Box::new(records);
+        ComparingJournal {
+            expected: boxed.peekable(),
+            compared: 0,
+            divergence: None,
+            read_error: None,
+            exhausted: false,
+        }
+    }
+
+    /// The next recorded ingress `(topic, payload)`, `Ok(None)` at the end of
+    /// the recording, or the divergence when the next recorded entry is not
+    /// an ingress delivery opening a tick.
+    fn next_ingress(&mut self) -> Result<Option<(String, Value)>, ReplayError> {
+        match self.expected.peek() {
+            None => return Ok(None),
+            Some(Ok(OwnedEntry::Delivery(e))) if &*e.from == INGRESS && e.seq == 0 => {
+                return Ok(Some((e.topic.to_string(), (*e.payload).clone())))
+            }
+            Some(Ok(other)) => return Err(ReplayError::Diverged(Box::new(divergence(Some(other.clone()), None)))),
+            Some(Err(_)) => {}
+        }
+        match self.expected.next() {
+            Some(Err(e)) => Err(ReplayError::Chronicle(e)),
+            _ => Ok(None),
+        }
+    }
+}
+
+impl Journal for ComparingJournal<'_> {
+    fn record(&mut self, entry: Entry<'_>) -> Result<(), JournalError> {
+        let actual = OwnedEntry::from(entry);
+        match self.expected.next() {
+            Some(Ok(expected)) if expected == actual => {
+                self.compared += 1;
+                Ok(())
+            }
+            Some(Err(e)) => {
+                let message = e.to_string();
+                self.read_error = Some(e);
+                Err(message.into())
+            }
+            None => {
+                self.exhausted = true;
+                let d = divergence(None, Some(actual));
+                let message = format!("the recording ends before {:?}", d.at);
+                self.divergence = Some(d);
+                Err(message.into())
+            }
+            Some(Ok(expected)) => {
+                let d = divergence(Some(expected), Some(actual));
+                let message = format!("diverged at {:?}", d.at);
+                self.divergence = Some(d);
+                Err(message.into())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), JournalError> {
+        Ok(())
+    }
+}
+
+/// Replays the chronicle at `path` on the bus that `build` makes from its
+/// recorded context, and compares every entry.
+///
+/// `build` gets the recorded [`RunContext`] (seed, canonical config text,
+/// actor names) and the comparing journal, and returns the bus with the same
+/// actor set. Returns what was compared, or the first divergence.
+pub fn verify_replay<'r, B>(reader: &'r ChronicleReader, build: B) -> Result<ReplayReport, ReplayError>
+where
+    B: FnOnce(&RunContext, ComparingJournal<'r>) -> Result<Bus<ComparingJournal<'r>>, String>,
+{
+    let journal = ComparingJournal::new(reader.records());
+    let mut bus = build(reader.context(), journal).map_err(ReplayError::Build)?;
+    let recorded_actors = &reader.context().actors;
+    if !recorded_actors.is_empty() && &bus.actor_names() != recorded_actors {
+        return Err(ReplayError::Build(format!(
+            "the rebuilt actor set {:?} differs from the recorded {:?}",
+            bus.actor_names(),
+            recorded_actors
+        )));
+    }
+    let mut ingress = 0;
+    while let Some((topic, payload)) = bus.journal_mut().next_ingress()? {
+        ingress += 1;
+        if let Err(error) = bus.ingress(&topic, payload) {
+            let journal = bus.journal_mut();
+            if journal.exhausted && !matches!(reader.tail(), Tail::Sealed) {
+                return Ok(ReplayReport { ingress, entries: journal.compared, complete: false });
+            }
+            if let Some(d) = journal.divergence.take() {
+                return Err(ReplayError::Diverged(Box::new(d)));
+            }
+            if let Some(e) = journal.read_error.take() {
+                return Err(ReplayError::Chronicle(e));
+            }
+            return Err(ReplayError::Bus(error));
+        }
+    }
+    Ok(ReplayReport { ingress, entries: bus.journal().compared, complete: true })
+}
+
+/// Opens `path` and runs [`verify_replay`] on it.
+pub fn verify_replay_file<B>(path: &Path, build: B) -> Result<ReplayReport, ReplayError>
+where
+    B: for<'r> FnOnce(&RunContext, ComparingJournal<'r>) -> Result<Bus<ComparingJournal<'r>>, String>,
+{
+    let reader = ChronicleReader::open(path)?;
+    verify_replay(&reader, build)
+}

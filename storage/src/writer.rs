@@ -1,0 +1,275 @@
+//! The chronicle writer: the bus's [`Journal`] on a file or any [`Write`].
+//!
+//! It writes the preamble and header at once, then whole frames: each is
+//! built in memory by the [`FrameEncoder`], its header and chain link are
+//! re-verified from the very bytes about to go out, and header and payload
+//! are written in one sequence followed by a flush, so a reader (or a kill)
+//! only ever sees whole frames or a torn tail. Sealing adds the index block
+//! and footer.
+//!
+//! It never reads what it wrote, never seeks, and never reorders records: a
+//! record out of journal order is a bug in the caller and fails an assertion
+//! that is kept in release builds.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use metagov_bus::{CycleRecord, Entry, Journal, JournalError, MetaFrame};
+
+use crate::codec::{position, EncodeError, FrameEncoder, JournalOrder};
+use crate::context::{sha256_hex, RunContext};
+use crate::error::ChronicleError;
+use crate::format::{
+    chain_anchor, chain_link, crc64, encode_header, encode_index, Chain, Footer, FrameHeader, FrameInfo,
+    PAYLOAD_BYTES_MAX,
+};
+
+/// When the writer closes a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriterOptions {
+    /// A frame closes once it holds this many records (at least 1).
+    pub frame_records_max: u32,
+    /// A frame closes once its payload reaches this many bytes (1 to
+    /// `PAYLOAD_BYTES_MAX`). A frame may exceed it by its last record.
+    pub frame_bytes_max: u32,
+}
+
+impl Default for WriterOptions {
+    /// 4096 records or 1 MiB, whichever comes first.
+    fn default() -> Self {
+        WriterOptions { frame_records_max: 4096, frame_bytes_max: 1 << 20 }
+    }
+}
+
+/// Writes a chronicle to `W`.
+///
+/// Call order: [`new`](Self::new) or [`create`](Self::create) (writes the
+/// header), then [`append`](Self::append) entries in journal order,
+/// [`flush`](Self::flush) whenever the records so far must reach the OS,
+/// and finally [`seal`](Self::seal). Records appended since the last flush
+/// are lost if the writer is dropped without `flush` or `seal`, exactly as
+/// if the process had been killed.
+#[derive(Debug)]
+pub struct ChronicleWriter<W: Write> {
+    out: W,
+    path: PathBuf,
+    options: WriterOptions,
+    encoder: FrameEncoder,
+    order: JournalOrder,
+    chain: Chain,
+    frames: Vec<FrameInfo>,
+    bytes_written: u64,
+    records_written: u64,
+    failed: bool,
+}
+
+impl ChronicleWriter<BufWriter<File>> {
+    /// Creates the file at `path` and writes the header. Refuses to replace
+    /// an existing file: a chronicle is never overwritten.
+    pub fn create(path: &Path, context: &RunContext, options: WriterOptions) -> Result<Self, ChronicleError> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|source| ChronicleError::Io { path: path.to_path_buf(), source })?;
+        Self::start(BufWriter::new(file), path.to_path_buf(), context, options)
+    }
+}
+
+impl<W: Write> ChronicleWriter<W> {
+    /// A writer on `out`; writes the preamble and header immediately.
+    pub fn new(out: W, context: &RunContext, options: WriterOptions) -> Result<Self, ChronicleError> {
+        Self::start(out, PathBuf::from("<stream>"), context, options)
+    }
+
+    fn start(out: W, path: PathBuf, context: &RunContext, options: WriterOptions) -> Result<Self, ChronicleError> {
+        let invalid = |reason: String| ChronicleError::InvalidArgument { reason };
+        if options.frame_records_max == 0 || options.frame_bytes_max == 0 || options.frame_bytes_max > PAYLOAD_BYTES_MAX
+        {
+            return Err(invalid(format!(
+                "writer options {options:?}: frame_records_max must be at least 1, frame_bytes_max 1 to {PAYLOAD_BYTES_MAX}"
+            )));
+        }
+        let actual = sha256_hex(context.config_text.as_bytes());
+        if context.config_sha256 != actual {
+            return Err(invalid(format!(
+                "context config_sha256 {} is not the SHA-256 of its config_text ({actual})",
+                context.config_sha256
+            )));
+        }
+        let header = encode_header(context).map_err(invalid)?;
+        let mut writer = ChronicleWriter {
+            out,
+            path,
+            options,
+            encoder: FrameEncoder::new(),
+            order: JournalOrder::default(),
+            chain: chain_anchor(&header),
+            frames: Vec::new(),
+            bytes_written: 0,
+            records_written: 0,
+            failed: false,
+        };
+        writer.write_parts(&[&header])?;
+        Ok(writer)
+    }
+
+    /// Appends one entry. `(tick, seq)` must not decrease, and must strictly
+    /// increase from one delivery to the next (asserted, also in release).
+    /// A record the format cannot hold is refused with
+    /// [`ChronicleError::Unencodable`] and the writer goes on.
+    pub fn append(&mut self, entry: Entry<'_>) -> Result<(), ChronicleError> {
+        self.usable()?;
+        let (tick, seq) = position(&entry);
+        let mut order = self.order;
+        if let Err(why) = order.admit(matches!(entry, Entry::Delivery(_)), (tick, seq)) {
+            panic!("chronicle writer: journal order broken: {why}");
+        }
+        let unencodable = |e: EncodeError| ChronicleError::Unencodable { tick, seq, reason: e.to_string() };
+        match self.encoder.push(entry) {
+            Ok(()) => {}
+            Err(EncodeError::FrameFull) => {
+                self.write_frame()?;
+                // An empty frame never reports FrameFull, only Unencodable.
+                self.encoder.push(entry).map_err(unencodable)?;
+            }
+            Err(e) => return Err(unencodable(e)),
+        }
+        self.order = order;
+        self.records_written += 1;
+        if self.encoder.record_count() >= self.options.frame_records_max
+            || self.encoder.payload().len() as u64 >= u64::from(self.options.frame_bytes_max)
+        {
+            self.write_frame()?;
+        }
+        Ok(())
+    }
+
+    /// Appends a cycle record emitted while handling delivery `(tick, seq)`.
+    pub fn record_cycle(&mut self, tick: u64, seq: u64, record: &CycleRecord) -> Result<(), ChronicleError> {
+        self.append(Entry::Cycle { tick, seq, record })
+    }
+
+    /// Appends a meta frame emitted while handling delivery `(tick, seq)`.
+    pub fn record_frame(&mut self, tick: u64, seq: u64, frame: &MetaFrame) -> Result<(), ChronicleError> {
+        self.append(Entry::Frame { tick, seq, frame })
+    }
+
+    /// Writes the open frame, if it has records, and flushes `W` (seed 001's
+    /// save). Afterwards the output is a valid unsealed chronicle holding
+    /// every record appended so far.
+    pub fn flush(&mut self) -> Result<(), ChronicleError> {
+        self.usable()?;
+        self.write_frame()?;
+        self.write_parts(&[])
+    }
+
+    /// Writes the open frame, the index block and the footer, flushes, and
+    /// hands back `W`. For a file, call `sync_all` on it for durability
+    /// against power loss.
+    pub fn seal(mut self) -> Result<W, ChronicleError> {
+        self.usable()?;
+        self.write_frame()?;
+        let index_offset = self.bytes_written;
+        let index = encode_index(&self.frames);
+        let footer = Footer {
+            // Invariant: write_frame refuses a frame number beyond u32.
+            frame_count: self.frames.len() as u32,
+            record_count: self.records_written,
+            index_offset,
+            chain_head: self.chain,
+        };
+        self.write_parts(&[&index, &footer.to_bytes()])?;
+        Ok(self.out)
+    }
+
+    /// Bytes handed to `W` so far (the header and whole frames; not the open
+    /// frame).
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written
+    }
+
+    /// Records appended so far, including those in the open frame.
+    pub fn records_written(&self) -> u64 {
+        self.records_written
+    }
+
+    fn usable(&self) -> Result<(), ChronicleError> {
+        if self.failed {
+            return Err(ChronicleError::WriterFailed { path: self.path.clone() });
+        }
+        Ok(())
+    }
+
+    /// Writes `parts` in order and flushes. A failure may leave a partial
+    /// structure behind, so it stops the writer for good.
+    fn write_parts(&mut self, parts: &[&[u8]]) -> Result<(), ChronicleError> {
+        let out = &mut self.out;
+        let written = parts.iter().try_for_each(|part| out.write_all(part)).and_then(|()| out.flush());
+        if let Err(source) = written {
+            self.failed = true;
+            return Err(ChronicleError::Io { path: self.path.clone(), source });
+        }
+        self.bytes_written += parts.iter().map(|p| p.len() as u64).sum::<u64>();
+        Ok(())
+    }
+
+    /// Writes the open frame if it has records, and starts a new one.
+    fn write_frame(&mut self) -> Result<(), ChronicleError> {
+        let record_count = self.encoder.record_count();
+        if record_count == 0 {
+            return Ok(());
+        }
+        let frame_index = u32::try_from(self.frames.len()).map_err(|_| ChronicleError::InvalidArgument {
+            reason: "a chronicle holds at most 2^32 frames; raise frame_records_max or frame_bytes_max".into(),
+        })?;
+        // The encoder moves out for the write, so its payload can be borrowed
+        // while `self` writes (a move of a few pointers, no copy).
+        let mut encoder = std::mem::take(&mut self.encoder);
+        let payload = encoder.payload();
+        let (first, last) = (encoder.first(), encoder.last());
+        let mut header = FrameHeader {
+            frame_index,
+            record_count,
+            // Invariant: the encoder keeps payloads within PAYLOAD_BYTES_MAX.
+            payload_len: payload.len() as u32,
+            first_tick: first.0,
+            first_seq: first.1,
+            last_tick: last.0,
+            last_seq: last.1,
+            payload_crc: crc64(payload),
+            chain: [0; 32],
+        };
+        header.chain = header.expected_chain(&self.chain);
+        let bytes = header.to_bytes();
+        // Checked right before write, from the bytes that go out: the header
+        // CRC, the payload CRC and the chain link.
+        assert_eq!(FrameHeader::from_bytes(&bytes), Ok(header), "frame {frame_index}: header does not read back");
+        assert_eq!(crc64(payload), header.payload_crc, "frame {frame_index}: payload changed before write");
+        assert_eq!(
+            chain_link(&self.chain, &bytes[..56]),
+            bytes[56..88],
+            "frame {frame_index}: chain link does not verify"
+        );
+
+        let offset = self.bytes_written;
+        let written = self.write_parts(&[&bytes, payload]);
+        encoder.reset();
+        self.encoder = encoder;
+        written?;
+        self.chain = header.chain;
+        self.frames.push(header.info(offset));
+        Ok(())
+    }
+}
+
+impl<W: Write> Journal for ChronicleWriter<W> {
+    fn record(&mut self, entry: Entry<'_>) -> Result<(), JournalError> {
+        self.append(entry).map_err(Into::into)
+    }
+
+    fn flush(&mut self) -> Result<(), JournalError> {
+        ChronicleWriter::flush(self).map_err(Into::into)
+    }
+}
