@@ -268,7 +268,9 @@ impl<J: Journal> Bus<J> {
 
     /// Takes one packet from outside on `topic`: opens tick `t + 1`, delivers
     /// it and everything it causes, and returns when the tick is quiescent.
-    pub fn ingress(&mut self, topic: &str, payload: Value) -> Result<IngressReport, BusError> {
+    /// The payload may be shared (`Arc<Value>`): deliveries hold it by
+    /// reference count, never by copy.
+    pub fn ingress(&mut self, topic: &str, payload: impl Into<Arc<Value>>) -> Result<IngressReport, BusError> {
         if self.stopped {
             return Err(BusError::Stopped);
         }
@@ -279,7 +281,7 @@ impl<J: Journal> Bus<J> {
         self.seq = 0;
         let trace = TraceId(self.tick);
         let from = self.ingress_name.clone();
-        let result = self.enqueue(topic, from, trace, payload).and_then(|()| self.drain());
+        let result = self.enqueue(topic, from, trace, payload.into()).and_then(|()| self.drain());
         if result.is_err() {
             self.stopped = true;
             self.queue.clear();
@@ -287,8 +289,7 @@ impl<J: Journal> Bus<J> {
         result.map(|deliveries| IngressReport { tick: self.tick, deliveries })
     }
 
-    fn enqueue(&mut self, topic: &str, from: Name, trace: TraceId, payload: Value) -> Result<(), BusError> {
-        let payload = Arc::new(payload);
+    fn enqueue(&mut self, topic: &str, from: Name, trace: TraceId, payload: Arc<Value>) -> Result<(), BusError> {
         let (topic_name, targets): (Name, &[usize]) = match self.subscribers.get_key_value(topic) {
             Some((name, list)) => (name.clone(), list),
             None => (Name::from(topic), &[]),
@@ -396,7 +397,7 @@ impl<J: Journal> Bus<J> {
             if !is_name(&topic, 128) {
                 return Err(BusError::BadTopic(topic));
             }
-            self.enqueue(&topic, from.clone(), envelope.trace, payload)?;
+            self.enqueue(&topic, from.clone(), envelope.trace, Arc::new(payload))?;
         }
         Ok(())
     }
