@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod governance;
 mod read;
 mod schema;
 
@@ -31,6 +32,11 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 pub use error::{ConfigError, ConfigProblem};
+pub use governance::{
+    is_name, Comparison, CrossMetaConfig, DomainMetaConfig, IntegrativeMetaConfig, KnobConfig, MetaLearningConfig,
+    MetaOptimizerConfig, MetaSchedulerConfig, MetaStorageConfig, MetaValidatorConfig, RewardConfig, RuleConfig,
+    SafetyConfig, Signal, Threshold, NAME_CHARS_MAX, REQUIRED_KNOBS, VALUE_ABS_MAX,
+};
 pub use schema::{BusConfig, ChronicleConfig, Config, RunConfig};
 
 impl Config {

@@ -10,6 +10,9 @@
 //! - an integer of the wrong type or out of its type's range is noted and
 //!   read as `0`, a struct or map given a non-table as no entries, a sequence
 //!   given a non-array as no elements;
+//! - an enum is read from a string naming one of its unit variants; any
+//!   other name is noted (with a "did you mean") and read as the first
+//!   variant;
 //! - any other failure (one serde itself reports) is noted where it happened
 //!   and stops the read, keeping what was noted so far.
 //!
@@ -309,9 +312,29 @@ impl<'de> de::Deserializer<'de> for Reader<'_> {
         self.settle(result)
     }
 
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        let variant = match self.node {
+            Node::Value(Value::String(s)) if variants.contains(&s.value().as_str()) => s.value().as_str(),
+            Node::Value(Value::String(s)) => {
+                self.note_here(format!("unknown value `{}`, {}", s.value(), suggestion(s.value(), variants)));
+                variants.first().copied().unwrap_or_default()
+            }
+            node => {
+                self.note_here(format!("expected {}, found {}", one_of(variants), node.describe()));
+                variants.first().copied().unwrap_or_default()
+            }
+        };
+        self.settle(visitor.visit_enum(variant.into_deserializer()))
+    }
+
     serde::forward_to_deserialize_any! {
         bool i128 u128 f32 f64 char str string bytes byte_buf unit unit_struct
-        newtype_struct tuple tuple_struct enum identifier ignored_any
+        newtype_struct tuple tuple_struct identifier ignored_any
     }
 }
 
@@ -352,7 +375,7 @@ impl<'de> de::SeqAccess<'de> for Elements<'_> {
 }
 
 /// `parent.key`, quoting `key` when it is not a bare TOML key.
-fn join(parent: &str, key: &str) -> String {
+pub(crate) fn join(parent: &str, key: &str) -> String {
     let bare = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     let key = if bare { key.to_owned() } else { format!("{key:?}") };
     if parent.is_empty() {
@@ -365,21 +388,30 @@ fn join(parent: &str, key: &str) -> String {
 /// The message for an unknown key: the closest known key if one is near,
 /// else the list of known keys.
 fn unknown_key(key: &str, fields: &[&str]) -> String {
+    format!("unknown key, {}", suggestion(key, fields))
+}
+
+/// "did you mean `x`?" naming the closest of `known` to `word` if one is
+/// near, else "expected one of `a`, `b`".
+pub(crate) fn suggestion(word: &str, known: &[&str]) -> String {
     /// Most edits (insert, delete, substitute, swap neighbours) between a
-    /// typo and the key it meant.
+    /// typo and the name it meant.
     const TYPO_EDITS_MAX: usize = 2;
-    let closest = fields
+    let closest = known
         .iter()
-        .map(|field| (strsim::osa_distance(key, field), field))
+        .map(|name| (strsim::osa_distance(word, name), name))
         .filter(|&(edits, _)| edits <= TYPO_EDITS_MAX)
         .min_by_key(|&(edits, _)| edits);
     match closest {
-        Some((_, field)) => format!("unknown key, did you mean `{field}`?"),
-        None => {
-            let known: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
-            format!("unknown key, expected one of {}", known.join(", "))
-        }
+        Some((_, name)) => format!("did you mean `{name}`?"),
+        None => format!("expected {}", one_of(known)),
     }
+}
+
+/// "one of `a`, `b`".
+fn one_of(names: &[&str]) -> String {
+    let names: Vec<String> = names.iter().map(|name| format!("`{name}`")).collect();
+    format!("one of {}", names.join(", "))
 }
 
 #[cfg(test)]

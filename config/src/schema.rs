@@ -9,14 +9,21 @@
 use std::fmt::Display;
 use std::ops::RangeInclusive;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+
+use crate::governance::{
+    self, CrossMetaConfig, DomainMetaConfig, KnobConfig, MetaOptimizerConfig, MetaSchedulerConfig, MetaStorageConfig,
+    MetaValidatorConfig, RewardConfig, RuleConfig, SafetyConfig,
+};
 
 /// A whole run config: one field per `[section]` of the TOML file.
 ///
 /// Every field has a default, so an empty file is a valid config. The
 /// `Deserialize` impl checks shape only (types, unknown keys); use
 /// [`Config::from_toml_str`] or [`Config::load`] to also check every rule.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// `[run]`: identity of the run.
@@ -25,6 +32,48 @@ pub struct Config {
     pub bus: BusConfig,
     /// `[chronicle]`: how the journal is cut into frames.
     pub chronicle: ChronicleConfig,
+    /// `[knobs.<name>]`: the governance knobs. Written, it replaces the
+    /// default set (`tau`, `gamma_diversity`, `g_min`, `lambda_ci`).
+    pub knobs: BTreeMap<String, KnobConfig>,
+    /// `[reward]`: how a telemetry packet is scored.
+    pub reward: RewardConfig,
+    /// `[[rules]]`: the rules, in evaluation order. Written, they replace the
+    /// default rules.
+    pub rules: Vec<RuleConfig>,
+    /// `[safety]`: rollback thresholds and resource hints.
+    pub safety: SafetyConfig,
+    /// `[domain]`: the per-domain learner.
+    pub domain: DomainMetaConfig,
+    /// `[aggregator]`: the cross-domain aggregator.
+    pub aggregator: CrossMetaConfig,
+    /// `[reptile]`: the online Reptile meta-optimizer.
+    pub reptile: MetaOptimizerConfig,
+    /// `[scheduler]`: when the meta update runs.
+    pub scheduler: MetaSchedulerConfig,
+    /// `[validator]`: limits of telemetry packets and domain updates.
+    pub validator: MetaValidatorConfig,
+    /// `[storage]`: versions of the learned prior.
+    pub storage: MetaStorageConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            run: RunConfig::default(),
+            bus: BusConfig::default(),
+            chronicle: ChronicleConfig::default(),
+            knobs: governance::default_knobs(),
+            reward: RewardConfig::default(),
+            rules: governance::default_rules(),
+            safety: SafetyConfig::default(),
+            domain: DomainMetaConfig::default(),
+            aggregator: CrossMetaConfig::default(),
+            reptile: MetaOptimizerConfig::default(),
+            scheduler: MetaSchedulerConfig::default(),
+            validator: MetaValidatorConfig::default(),
+            storage: MetaStorageConfig::default(),
+        }
+    }
 }
 
 impl Config {
@@ -34,6 +83,16 @@ impl Config {
         // `run`: any seed a file can hold is valid.
         self.bus.check(&mut check);
         self.chronicle.check(&mut check);
+        governance::check_knobs(&self.knobs, &mut check);
+        self.reward.check(&mut check);
+        governance::check_rules(&self.rules, &self.knobs, &mut check);
+        self.safety.check(&mut check);
+        self.domain.check(&mut check);
+        self.aggregator.check(&mut check);
+        self.reptile.check(&mut check);
+        self.scheduler.check(&mut check);
+        self.validator.check(&mut check);
+        self.storage.check(&mut check);
         check.0
     }
 }
@@ -103,10 +162,17 @@ impl ChronicleConfig {
 
 /// The rules a config breaks, as (dotted key, message).
 #[derive(Default)]
-struct Check(Vec<(String, String)>);
+pub(crate) struct Check(Vec<(String, String)>);
 
 impl Check {
-    fn range<T: PartialOrd + Display>(&mut self, key: &str, value: T, range: RangeInclusive<T>) {
+    /// Notes `message()` at `key` unless `ok`.
+    pub(crate) fn rule(&mut self, key: &str, ok: bool, message: impl FnOnce() -> String) {
+        if !ok {
+            self.0.push((key.to_owned(), message()));
+        }
+    }
+
+    pub(crate) fn range<T: PartialOrd + Display>(&mut self, key: &str, value: T, range: RangeInclusive<T>) {
         if !range.contains(&value) {
             let (min, max) = range.into_inner();
             let message = format!("{value} is out of range {min}..={max}");

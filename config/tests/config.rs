@@ -66,11 +66,139 @@ outbox_len_max = 4096
 [chronicle]
 frame_records_max = 4096
 frame_bytes_max = 1048576
+
+[knobs.g_min]
+initial = 0.01
+min = 0.0
+max = 0.5
+step = 0.005
+cooldown_windows = 0
+
+[knobs.gamma_diversity]
+initial = 0.3
+min = 0.0
+max = 1.0
+step = 0.05
+cooldown_windows = 0
+
+[knobs.lambda_ci]
+initial = 0.5
+min = 0.1
+max = 2.0
+step = 0.1
+cooldown_windows = 0
+
+[knobs.tau]
+initial = 0.9
+min = 0.5
+max = 0.999
+step = 0.01
+cooldown_windows = 0
+
+[reward]
+gain_weight = 0.5
+stability_weight = 0.3
+vram_weight = 0.1
+latency_weight = 0.1
+gain_scale = 0.2
+latency_target_ms = 50.0
+ci_window = 20
+ci_level = 0.95
+
+[[rules]]
+name = \"plateau\"
+signal = \"reward_delta\"
+comparison = \"lt\"
+threshold = 0.002
+for_windows = 5
+cooldown_windows = 10
+
+[rules.adjust]
+gamma_diversity = 0.05
+
+[[rules]]
+name = \"improving\"
+signal = \"reward_delta\"
+comparison = \"gt\"
+threshold = 0.01
+for_windows = 3
+cooldown_windows = 10
+
+[rules.adjust]
+gamma_diversity = -0.05
+
+[[rules]]
+name = \"unstable\"
+signal = \"stability_mean\"
+comparison = \"lt\"
+threshold = 0.5
+for_windows = 3
+cooldown_windows = 5
+
+[rules.adjust]
+tau = 0.01
+
+[[rules]]
+name = \"gain_below_min\"
+signal = \"gain_p50\"
+comparison = \"lt\"
+threshold = \"g_min\"
+for_windows = 5
+cooldown_windows = 10
+
+[rules.adjust]
+g_min = -0.005
+
+[safety]
+reward_floor = -0.25
+max_drop = 0.3
+rollback_cooldown_windows = 10
+vram_batch_scale = 0.75
+batch_scale_min = 0.5
+
+[domain]
+min_observations = 5
+emit_interval_windows = 5
+decay = 0.99
+ci_level = 0.95
+confidence_half_width = 0.1
+
+[aggregator]
+outlier_z_max = 3.5
+outlier_min_domains = 3
+temperature = 0.1
+gamma_diversity = 0.3
+
+[reptile]
+lr = 0.1
+memory_damping = 0.5
+checkpoints_len = 8
+rollback_reward_min = 0.35
+
+[scheduler]
+update_interval_windows = 10
+latency_target_ms = 50.0
+max_deferral_windows = 20
+
+[validator]
+packet_bytes_max = 65536
+entries_max = 64
+value_abs_max = 1000000000.0
+jobs_max = 4096
+domains_max = 256
+
+[validator.ranges]
+latency_ms = [0.0, 3600000.0]
+stability_mean = [0.0, 1.0]
+vram_high = [0.0, 1.0]
+
+[storage]
+versions_kept = 5
 ";
 
     /// Checked with `sha256sum` on `DEFAULT_TEXT`. If this changes, every
     /// recorded run's config hash changes with it: do it on purpose only.
-    const DEFAULT_SHA256: &str = "f0ad799c05bc15f7953f71b7dfe1a4b68c5be0b0b04793bcf52609dc56d5183e";
+    const DEFAULT_SHA256: &str = "205d9ad66be23adfb5faddf3eb641a01424c8be6c20b5abbd88f186a8a5b411f";
 
     #[test]
     fn the_default_text_and_hash_are_pinned() {
@@ -390,6 +518,232 @@ mod hostile {
         #[test]
         fn any_config_like_text_is_survived(text in config_like()) {
             survives(&text);
+        }
+    }
+}
+
+/// The governance sections: knobs, reward, rules, safety and the
+/// meta-learning components.
+mod governance {
+    use super::*;
+    use metagov_config::{Comparison, Signal, Threshold};
+    use proptest::prelude::*;
+
+    /// A `[knobs]` section defining just the required knobs.
+    const KNOBS: &str = "\
+[knobs.tau]
+initial = 0.9
+min = 0.5
+max = 0.99
+step = 0.01
+[knobs.g_min]
+initial = 0.01
+min = 0
+max = 0.5
+step = 0.005
+[knobs.lambda_ci]
+initial = 0.5
+min = 0.1
+max = 2
+step = 0.1
+";
+
+    #[test]
+    fn the_defaults_govern_four_knobs_with_four_rules() {
+        let config = Config::default();
+        let knobs: Vec<(&str, f64, f64, f64)> =
+            config.knobs.iter().map(|(name, k)| (name.as_str(), k.initial, k.min, k.max)).collect();
+        assert_eq!(
+            knobs,
+            [
+                ("g_min", 0.01, 0.0, 0.5),
+                ("gamma_diversity", 0.3, 0.0, 1.0),
+                ("lambda_ci", 0.5, 0.1, 2.0),
+                ("tau", 0.9, 0.5, 0.999),
+            ]
+        );
+        let rules: Vec<&str> = config.rules.iter().map(|rule| rule.name.as_str()).collect();
+        assert_eq!(rules, ["plateau", "improving", "unstable", "gain_below_min"]);
+        assert_eq!(config.scheduler.update_interval_windows, 10);
+        assert_eq!(config.scheduler.latency_target_ms, 50.0);
+        assert_eq!(config.aggregator.outlier_z_max, 3.5);
+        let learning = config.meta_learning();
+        assert_eq!((learning.cross, learning.optimizer), (config.aggregator.clone(), config.reptile.clone()));
+        assert_eq!(config.integrative().rules, config.rules);
+    }
+
+    #[test]
+    fn a_rule_is_data() {
+        let text = format!(
+            "{KNOBS}[[rules]]\nname = \"slow\"\nsignal = \"latency_ms\"\ncomparison = \"ge\"\nthreshold = 80\n\
+             for_windows = 2\nadjust = {{ tau = -0.01, g_min = 0.001 }}\ncooldown_windows = 3\n"
+        );
+        let config = read(&text);
+        assert_eq!(config.knobs.len(), 3, "a [knobs] section replaces the default set");
+        let [rule] = &config.rules[..] else { panic!("one rule: {:?}", config.rules) };
+        assert_eq!((rule.signal, rule.comparison), (Signal::LatencyMs, Comparison::Ge));
+        assert_eq!(rule.threshold, Threshold::Value(80.0));
+        assert_eq!((rule.for_windows, rule.cooldown_windows), (2, 3));
+        assert_eq!(rule.adjust.get("g_min"), Some(&0.001));
+        assert_eq!(read(&config.canonical_toml()), config);
+    }
+
+    #[test]
+    fn a_rule_naming_an_unknown_knob_is_placed_at_the_knob() {
+        let text = "[[rules]]\nname = \"r\"\nsignal = \"reward\"\ncomparison = \"lt\"\nthreshold = 0\n\
+                    adjust = { gamma_diversty = 0.1, tau = 0.01 }\n";
+        assert_eq!(
+            problems(text),
+            ["gov.toml:6:29: rules[0].adjust.gamma_diversty: unknown knob `gamma_diversty`, did you mean `gamma_diversity`?"]
+        );
+    }
+
+    #[test]
+    fn a_threshold_naming_an_unknown_knob_is_placed_at_the_threshold() {
+        let text = "[[rules]]\nname = \"r\"\nsignal = \"gain_p50\"\ncomparison = \"lt\"\nthreshold = \"gmin\"\n\
+                    adjust = { g_min = -0.001 }\n";
+        assert_eq!(problems(text), ["gov.toml:5:13: rules[0].threshold: unknown knob `gmin`, did you mean `g_min`?"]);
+        let text = "[[rules]]\nname = \"r\"\nsignal = \"gain_p50\"\ncomparison = \"lt\"\nthreshold = \"x\"\n\
+                    adjust = { g_min = -0.001 }\n";
+        assert_eq!(
+            problems(text),
+            ["gov.toml:5:13: rules[0].threshold: unknown knob `x`, \
+                 expected one of `g_min`, `gamma_diversity`, `lambda_ci`, `tau`"]
+        );
+    }
+
+    #[test]
+    fn an_unknown_signal_or_comparison_is_placed_with_a_suggestion() {
+        // Unknown names are read as the first variant, so checking goes on.
+        let text = "[[rules]]\nname = \"r\"\nsignal = \"reward_dleta\"\ncomparison = \"lte\"\nthreshold = true\n\
+                    adjust = { tau = 0.01 }\n";
+        assert_eq!(
+            problems(text),
+            [
+                "gov.toml:3:10: rules[0].signal: unknown value `reward_dleta`, did you mean `reward_delta`?",
+                "gov.toml:4:14: rules[0].comparison: unknown value `lte`, did you mean `lt`?",
+                "gov.toml:5:13: rules[0].threshold: invalid type: boolean `true`, expected a number or a knob name",
+            ]
+        );
+        assert_eq!(
+            problems("[[rules]]\nsignal = 3\n"),
+            [
+                "gov.toml:1:1: rules[0]: missing field `name`",
+                "gov.toml:2:10: rules[0].signal: expected one of `reward`, `ema_reward`, `reward_delta`, `gain_p50`, \
+                 `stability_mean`, `latency_ms`, `loss`, `vram_high`, `ci_half_width`, found integer 3"
+            ]
+        );
+    }
+
+    #[test]
+    fn rule_and_knob_rules_name_their_keys() {
+        let text = format!(
+            "{KNOBS}[knobs.extra]\ninitial = 3\nmin = 0\nmax = 1\nstep = 0\n\
+             [[rules]]\nname = \"r\"\nsignal = \"reward\"\ncomparison = \"lt\"\nthreshold = 0\nfor_windows = 0\nadjust = {{}}\n\
+             [[rules]]\nname = \"r\"\nsignal = \"reward\"\ncomparison = \"lt\"\nthreshold = 0\nadjust = {{ tau = 0 }}\n"
+        );
+        assert_eq!(
+            problems(&text),
+            [
+                "gov.toml:17:11: knobs.extra.initial: 3 is out of range 0..=1",
+                "gov.toml:20:8: knobs.extra.step: 0 is not a positive finite number",
+                "gov.toml:26:15: rules[0].for_windows: 0 is out of range 1..=1000000",
+                "gov.toml:27:10: rules[0].adjust: a rule must adjust at least one knob",
+                "gov.toml:29:8: rules[1].name: a rule named \"r\" comes earlier",
+                "gov.toml:33:18: rules[1].adjust.tau: 0 is not a non-zero finite change",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_knobs_section_must_keep_the_knobs_the_math_reads() {
+        let text = "[knobs.tau]\ninitial = 0.9\nmin = 0.5\nmax = 1.5\nstep = 0.01\n[[rules]]\nname = \"r\"\n\
+                    signal = \"reward\"\ncomparison = \"lt\"\nthreshold = 0\nadjust = { tau = 0.01 }\n";
+        assert_eq!(
+            problems(text),
+            [
+                "gov.toml:1:2: knobs.g_min: missing knob `g_min` (the integrative layer reads it; \
+                 a [knobs] section replaces the defaults)",
+                "gov.toml:1:2: knobs.lambda_ci: missing knob `lambda_ci` (the integrative layer reads it; \
+                 a [knobs] section replaces the defaults)",
+                "gov.toml:4:7: knobs.tau.max: 1.5 is out of range 0.5..=1",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_knob_needs_its_bounds_and_step() {
+        let problems = problems("[knobs.tau]\ninitial = 0.9\nmin = 0.5\n");
+        assert_eq!(problems, ["gov.toml:1:1: knobs.tau: missing field `max`"]);
+    }
+
+    #[test]
+    fn every_new_section_places_its_problems() {
+        let text = "\
+[reward]
+gain_weight = -1
+ci_window = 1
+[safety]
+max_drop = nan
+[domain]
+decay = 2
+[aggregator]
+outlier_min_domains = 2
+[reptile]
+lr = 0
+[scheduler]
+update_interval_windows = 0
+[validator]
+value_abs_max = 1e13
+ranges = { loss = [2.0, 1.0] }
+[storage]
+versions_kept = 0
+";
+        assert_eq!(
+            problems(text),
+            [
+                "gov.toml:1:1: reward: the reward weights add up to -0.5, not a positive number",
+                "gov.toml:2:15: reward.gain_weight: -1 is out of range 0..=100",
+                "gov.toml:3:13: reward.ci_window: 1 is out of range 2..=4096",
+                "gov.toml:5:12: safety.max_drop: NaN is not a positive finite number",
+                "gov.toml:7:9: domain.decay: 2 is out of range 0.5..=1",
+                "gov.toml:9:23: aggregator.outlier_min_domains: 2 is out of range 3..=4096",
+                "gov.toml:11:6: reptile.lr: 0 would never move the prior",
+                "gov.toml:13:27: scheduler.update_interval_windows: 0 is out of range 1..=1000000",
+                "gov.toml:15:17: validator.value_abs_max: 10000000000000 is out of range 1..=9000000000000",
+                "gov.toml:16:19: validator.ranges.loss: [2, 1] is not a finite range with min ≤ max",
+                "gov.toml:18:17: storage.versions_kept: 0 is out of range 1..=1000",
+            ]
+        );
+    }
+
+    prop_compose! {
+        fn governed_config()(
+            weights in prop::array::uniform4(0.0..=100.0_f64),
+            threshold in -1e6..1e6_f64,
+            for_windows in 1..=1_000_000_u32,
+            delta in prop_oneof![-1.0..-1e-9_f64, 1e-9..1.0_f64],
+            lr in 1e-9..=1.0_f64,
+        ) -> Config {
+            let mut config = Config::default();
+            let [gain, stability, vram, latency] = weights;
+            config.reward.gain_weight = gain + 1e-9;
+            config.reward.stability_weight = stability;
+            config.reward.vram_weight = vram;
+            config.reward.latency_weight = latency;
+            config.rules[0].threshold = Threshold::Value(threshold);
+            config.rules[0].for_windows = for_windows;
+            config.rules[0].adjust.insert("lambda_ci".to_owned(), delta);
+            config.reptile.lr = lr;
+            config
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_governed_config_reads_back_from_its_text(config in governed_config()) {
+            let text = config.canonical_toml();
+            prop_assert_eq!(Config::from_toml_str(&text, "canonical").ok(), Some(config));
         }
     }
 }
