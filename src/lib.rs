@@ -5,4 +5,5 @@
 //! and the wall clock (for benchmarks); it never holds governance logic.
 
 pub mod cli;
+pub mod scenario;
 pub mod workload;

@@ -1,0 +1,436 @@
+//! The scenario file: its TOML schema, its validation, and its errors, each
+//! placed at a line and column.
+//!
+//! Parsing is a pure function of the text; the only I/O is [`load`], which
+//! reads the one file it is given, at most [`Scenario::FILE_BYTES_MAX`] bytes.
+
+use std::collections::BTreeSet;
+use std::io::{self, Read};
+use std::ops::{Range, RangeInclusive};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::Scenario;
+
+/// Why a scenario could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read (missing, unreadable, not UTF-8).
+    #[error("cannot read scenario file {}", path.display())]
+    Io {
+        /// The file that was asked for.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// The text is not a valid scenario.
+    #[error("{origin}:{line}:{column}: {message}")]
+    Invalid {
+        /// Name of the text, as given by the caller (usually the file name).
+        origin: String,
+        /// 1-based line of the problem.
+        line: u32,
+        /// 1-based column of the problem, in characters.
+        column: u32,
+        /// What is wrong, naming the offending key and value.
+        message: String,
+    },
+    /// Neither a built-in scenario nor an existing file.
+    #[error("no scenario `{name}`: not a built-in ({}) and no such file", Scenario::builtin_names().join(", "))]
+    NotFound {
+        /// The name or path that was asked for.
+        name: String,
+    },
+}
+
+/// What one job does, window by window, before events.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Shape {
+    pub pattern: Pattern,
+    /// First window of the pattern's stretch (1-based, inclusive).
+    pub from: u64,
+    /// Last window of the stretch (inclusive); `u64::MAX` for "to the end".
+    pub to: u64,
+    pub gain_start: f64,
+    pub gain_end: f64,
+    pub decay_windows: f64,
+    pub stability: f64,
+    pub latency_ms: f64,
+    pub noise: f64,
+}
+
+/// A training pattern with its parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Pattern {
+    Steady,
+    Plateau,
+    Drift { per_window: f64 },
+    Oscillation { period_windows: u64, amplitude: f64 },
+}
+
+/// One job of the scenario.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct JobSpec {
+    pub name: String,
+    /// The name of the `[[jobs]]` group it came from.
+    pub group: String,
+    pub domain: String,
+    pub shape: Shape,
+}
+
+/// What an event does to the packets it hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum EventKind {
+    MemorySpike,
+    LatencySpike,
+    Collapse,
+    Outlier,
+    NanBurst,
+    GarbageBurst,
+}
+
+/// One event, with its selection resolved to names that exist.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct EventSpec {
+    pub kind: EventKind,
+    pub from: u64,
+    /// Inclusive; `u64::MAX` for "to the end".
+    pub to: u64,
+    /// Group or job names; empty for every job.
+    pub jobs: Vec<String>,
+    /// Domain names; empty for every domain.
+    pub domains: Vec<String>,
+    /// Chance that a packet in the stretch is hit.
+    pub rate: f64,
+    /// Latency during a memory or latency spike.
+    pub latency_ms: f64,
+}
+
+impl EventSpec {
+    pub fn applies_to(&self, job: &JobSpec) -> bool {
+        let by_job = self.jobs.is_empty() || self.jobs.iter().any(|name| *name == job.name || *name == job.group);
+        let by_domain = self.domains.is_empty() || self.domains.contains(&job.domain);
+        by_job && by_domain
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    windows: Spanned<u64>,
+    jobs: Vec<JobsDocument>,
+    #[serde(default)]
+    events: Vec<EventDocument>,
+}
+
+#[derive(Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+enum PatternName {
+    #[default]
+    Steady,
+    Plateau,
+    Drift,
+    Oscillation,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobsDocument {
+    name: Spanned<String>,
+    count: Option<Spanned<u64>>,
+    domains: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pattern: PatternName,
+    from_window: Option<Spanned<u64>>,
+    to_window: Option<Spanned<u64>>,
+    gain_start: Option<Spanned<f64>>,
+    gain_end: Option<Spanned<f64>>,
+    decay_windows: Option<Spanned<f64>>,
+    stability: Option<Spanned<f64>>,
+    latency_ms: Option<Spanned<f64>>,
+    noise: Option<Spanned<f64>>,
+    period_windows: Option<Spanned<u64>>,
+    amplitude: Option<Spanned<f64>>,
+    drift_per_window: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventDocument {
+    kind: Spanned<EventKind>,
+    from_window: Option<Spanned<u64>>,
+    to_window: Option<Spanned<u64>>,
+    #[serde(default)]
+    jobs: Vec<Spanned<String>>,
+    #[serde(default)]
+    domains: Vec<Spanned<String>>,
+    rate: Option<Spanned<f64>>,
+    latency_ms: Option<Spanned<f64>>,
+}
+
+/// A problem at a byte offset of the text.
+struct Problem {
+    at: usize,
+    message: String,
+}
+
+fn problem(span: Range<usize>, message: String) -> Problem {
+    Problem { at: span.start, message }
+}
+
+pub(super) fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let io_error = |source| ScenarioError::Io { path: path.to_owned(), source };
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    let mut text = String::new();
+    // One byte past the limit, so that an oversized file is told apart.
+    file.take(Scenario::FILE_BYTES_MAX + 1).read_to_string(&mut text).map_err(io_error)?;
+    parse(&text, &path.display().to_string())
+}
+
+pub(super) fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+    let invalid = |problem: Problem| {
+        let (line, column) = line_column(text, problem.at);
+        // Parser messages span lines; an error is one line.
+        let message = problem.message.trim().replace('\n', "; ");
+        ScenarioError::Invalid { origin: origin.to_owned(), line, column, message }
+    };
+    if text.len() as u64 > Scenario::FILE_BYTES_MAX {
+        let message = format!("the text is more than {} bytes long", Scenario::FILE_BYTES_MAX);
+        return Err(invalid(Problem { at: 0, message }));
+    }
+    let document: Document = toml::from_str(text).map_err(|error| {
+        invalid(Problem { at: error.span().map_or(0, |span| span.start), message: error.message().to_owned() })
+    })?;
+    validate(document).map_err(invalid)
+}
+
+/// The 1-based line and character column of byte `at` of `text`.
+fn line_column(text: &str, at: usize) -> (u32, u32) {
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
+    (u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(column).unwrap_or(u32::MAX))
+}
+
+fn validate(document: Document) -> Result<Scenario, Problem> {
+    check_id(&document.name, "name")?;
+    let windows = integer(&document.windows, "windows", 1..=Scenario::WINDOWS_MAX)?;
+    if document.jobs.is_empty() {
+        return Err(Problem { at: 0, message: "a scenario needs at least one [[jobs]] group".into() });
+    }
+    let mut jobs = Vec::new();
+    let mut names = BTreeSet::new();
+    for group in &document.jobs {
+        add_group(group, windows, &mut jobs, &mut names)?;
+    }
+    if document.events.len() > Scenario::EVENTS_MAX {
+        let span = document.events[Scenario::EVENTS_MAX].kind.span();
+        return Err(problem(span, format!("more than {} events", Scenario::EVENTS_MAX)));
+    }
+    let events = document
+        .events
+        .iter()
+        .map(|event| event_spec(event, windows, &document.jobs, &jobs))
+        .collect::<Result<_, _>>()?;
+    Ok(Scenario { name: document.name.into_inner(), description: document.description, windows, jobs, events })
+}
+
+/// Expands a `[[jobs]]` group into its jobs, appending them to `jobs`.
+fn add_group(
+    group: &JobsDocument,
+    windows: u64,
+    jobs: &mut Vec<JobSpec>,
+    names: &mut BTreeSet<String>,
+) -> Result<(), Problem> {
+    check_id(&group.name, "name")?;
+    let count = match &group.count {
+        Some(count) => integer(count, "count", 1..=Scenario::JOBS_MAX)?,
+        None => 1,
+    };
+    let total = jobs.len() as u64 + count;
+    if total > Scenario::JOBS_MAX {
+        let span = group.count.as_ref().map_or_else(|| group.name.span(), Spanned::span);
+        return Err(problem(
+            span,
+            format!("this group brings the scenario to {total} jobs, more than {}", Scenario::JOBS_MAX),
+        ));
+    }
+    let domains = group.domains.get_ref();
+    if domains.is_empty() {
+        return Err(problem(group.domains.span(), "`domains` needs at least one domain".into()));
+    }
+    for domain in domains {
+        check_id(domain, "domain")?;
+    }
+    if domains.len() as u64 > count {
+        let unused = &domains[count as usize];
+        return Err(problem(
+            unused.span(),
+            format!("domain `{}` gets no job: the group has {count} job(s)", unused.get_ref()),
+        ));
+    }
+    let shape = shape(group, windows)?;
+    let group_name = group.name.get_ref();
+    let width = (count - 1).to_string().len();
+    for i in 0..count {
+        let name = if count == 1 { group_name.clone() } else { format!("{group_name}-{i:0width$}") };
+        if name.len() > ID_LEN_MAX || !names.insert(name.clone()) {
+            let why = if name.len() > ID_LEN_MAX { "is longer than 128 characters" } else { "is already used" };
+            return Err(problem(group.name.span(), format!("job name `{name}` {why}")));
+        }
+        let domain = domains[(i % domains.len() as u64) as usize].get_ref().clone();
+        jobs.push(JobSpec { name, group: group_name.clone(), domain, shape });
+    }
+    Ok(())
+}
+
+fn shape(group: &JobsDocument, windows: u64) -> Result<Shape, Problem> {
+    let pattern_only = [
+        (group.period_windows.as_ref().map(Spanned::span), "period_windows", PatternName::Oscillation, "oscillation"),
+        (group.amplitude.as_ref().map(Spanned::span), "amplitude", PatternName::Oscillation, "oscillation"),
+        (group.drift_per_window.as_ref().map(Spanned::span), "drift_per_window", PatternName::Drift, "drift"),
+    ];
+    for (span, key, wanted, wanted_name) in pattern_only {
+        if let Some(span) = span.filter(|_| group.pattern != wanted) {
+            return Err(problem(span, format!("`{key}` applies only to pattern = \"{wanted_name}\"")));
+        }
+    }
+    let pattern = match group.pattern {
+        PatternName::Steady => {
+            if let Some(field) = group.from_window.as_ref().or(group.to_window.as_ref()) {
+                return Err(problem(
+                    field.span(),
+                    "pattern = \"steady\" has no stretch: `from_window` and `to_window` do not apply".into(),
+                ));
+            }
+            Pattern::Steady
+        }
+        PatternName::Plateau => Pattern::Plateau,
+        PatternName::Drift => {
+            Pattern::Drift { per_window: real(&group.drift_per_window, "drift_per_window", -1.0..=1.0, -0.0002)? }
+        }
+        PatternName::Oscillation => Pattern::Oscillation {
+            period_windows: match &group.period_windows {
+                Some(period) => integer(period, "period_windows", 2..=Scenario::WINDOWS_MAX)?,
+                None => 200,
+            },
+            amplitude: real(&group.amplitude, "amplitude", 0.0..=10.0, 0.1)?,
+        },
+    };
+    let (from, to) = stretch(&group.from_window, &group.to_window, windows)?;
+    Ok(Shape {
+        pattern,
+        from,
+        to,
+        gain_start: real(&group.gain_start, "gain_start", -10.0..=10.0, 0.2)?,
+        gain_end: real(&group.gain_end, "gain_end", -10.0..=10.0, 0.03)?,
+        decay_windows: real(&group.decay_windows, "decay_windows", 1.0..=1e9, 500.0)?,
+        stability: real(&group.stability, "stability", 0.0..=1.0, 0.85)?,
+        latency_ms: real(&group.latency_ms, "latency_ms", 0.0..=1e6, 30.0)?,
+        noise: real(&group.noise, "noise", 0.0..=1.0, 0.01)?,
+    })
+}
+
+fn event_spec(
+    event: &EventDocument,
+    windows: u64,
+    groups: &[JobsDocument],
+    jobs: &[JobSpec],
+) -> Result<EventSpec, Problem> {
+    let kind = *event.kind.get_ref();
+    let (from, to) = stretch(&event.from_window, &event.to_window, windows)?;
+    for job in &event.jobs {
+        let name = job.get_ref();
+        if !groups.iter().any(|group| group.name.get_ref() == name) && !jobs.iter().any(|spec| spec.name == *name) {
+            return Err(problem(job.span(), format!("no job or [[jobs]] group is named `{name}`")));
+        }
+    }
+    for domain in &event.domains {
+        if !jobs.iter().any(|spec| spec.domain == *domain.get_ref()) {
+            return Err(problem(domain.span(), format!("no job is in domain `{}`", domain.get_ref())));
+        }
+    }
+    let latency_default = match kind {
+        EventKind::MemorySpike => 250.0,
+        EventKind::LatencySpike => 400.0,
+        _ => {
+            if let Some(latency) = &event.latency_ms {
+                return Err(problem(
+                    latency.span(),
+                    "`latency_ms` applies only to memory_spike and latency_spike".into(),
+                ));
+            }
+            0.0
+        }
+    };
+    Ok(EventSpec {
+        kind,
+        from,
+        to,
+        jobs: event.jobs.iter().map(|job| job.get_ref().clone()).collect(),
+        domains: event.domains.iter().map(|domain| domain.get_ref().clone()).collect(),
+        rate: real(&event.rate, "rate", 0.0..=1.0, 1.0)?,
+        latency_ms: real(&event.latency_ms, "latency_ms", 0.0..=1e6, latency_default)?,
+    })
+}
+
+/// The inclusive window range `from_window..=to_window`, defaulting to the
+/// whole run (an open end is `u64::MAX`, so a longer run keeps it).
+fn stretch(from: &Option<Spanned<u64>>, to: &Option<Spanned<u64>>, windows: u64) -> Result<(u64, u64), Problem> {
+    let first = match from {
+        Some(from) => integer(from, "from_window", 1..=windows)?,
+        None => 1,
+    };
+    let last = match to {
+        Some(to) => integer(to, "to_window", 1..=windows)?,
+        None => u64::MAX,
+    };
+    if last < first {
+        // Invariant: `last` is below `first` only when it was given.
+        let span = to.as_ref().map_or(0..0, Spanned::span);
+        return Err(problem(span, format!("`to_window` = {last} is before `from_window` = {first}")));
+    }
+    Ok((first, last))
+}
+
+fn integer(value: &Spanned<u64>, key: &str, range: RangeInclusive<u64>) -> Result<u64, Problem> {
+    let x = *value.get_ref();
+    if range.contains(&x) {
+        Ok(x)
+    } else {
+        Err(problem(value.span(), format!("`{key}` = {x} is out of range {}..={}", range.start(), range.end())))
+    }
+}
+
+/// The value of an optional real field, or `default`. NaN and infinities
+/// fail the range check.
+fn real(value: &Option<Spanned<f64>>, key: &str, range: RangeInclusive<f64>, default: f64) -> Result<f64, Problem> {
+    let Some(value) = value else { return Ok(default) };
+    let x = *value.get_ref();
+    if range.contains(&x) {
+        Ok(x)
+    } else {
+        Err(problem(value.span(), format!("`{key}` = {x} is out of range {}..={}", range.start(), range.end())))
+    }
+}
+
+/// Longest job or domain name (DESIGN.md, "Telemetry packet").
+const ID_LEN_MAX: usize = 128;
+
+/// A job or domain name: 1–128 characters of `[A-Za-z0-9._-]`.
+fn check_id(value: &Spanned<String>, key: &str) -> Result<(), Problem> {
+    let id = value.get_ref();
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if (1..=ID_LEN_MAX).contains(&id.len()) && id.chars().all(allowed) {
+        Ok(())
+    } else {
+        Err(problem(value.span(), format!("{key} `{id}` is not 1–128 characters of [A-Za-z0-9._-]")))
+    }
+}
