@@ -35,6 +35,7 @@ pub trait Actor: Send {
 /// numbers. The bus drains it after the handler returns.
 pub struct Outbox<'a> {
     tick: u64,
+    journaled: u64,
     rng: &'a mut ActorRng,
     messages: Vec<(String, Value)>,
     cycles: Vec<CycleRecord>,
@@ -45,6 +46,13 @@ impl Outbox<'_> {
     /// The current logical tick (the only clock an actor has).
     pub fn tick(&self) -> u64 {
         self.tick
+    }
+
+    /// Entries the bus has journaled so far, this delivery included: a
+    /// deterministic measure of the record's size (its byte size depends on
+    /// the journal, which replay swaps out).
+    pub fn journaled(&self) -> u64 {
+        self.journaled
     }
 
     /// Queues `payload` on `topic`, for every subscriber of the topic.
@@ -190,6 +198,8 @@ pub struct Bus<J: Journal> {
     stopped: bool,
     /// The last `(tick, seq)` delivered: each delivery must be after it.
     last_delivered: (u64, u64),
+    /// Entries handed to the journal so far.
+    journaled: u64,
     journal: J,
 }
 
@@ -212,6 +222,7 @@ impl<J: Journal> Bus<J> {
             seq: 0,
             stopped: false,
             last_delivered: (0, 0),
+            journaled: 0,
             journal,
         }
     }
@@ -341,6 +352,7 @@ impl<J: Journal> Bus<J> {
                 seq: envelope.seq,
                 source,
             })?;
+            self.journaled += 1;
             let Some(slot) = slot else { continue };
             self.deliver(slot, &envelope)?;
         }
@@ -359,6 +371,7 @@ impl<J: Journal> Bus<J> {
         let _entered = span.enter();
         let mut out = Outbox {
             tick: envelope.tick,
+            journaled: self.journaled,
             rng: &mut slot.rng,
             messages: Vec::new(),
             cycles: Vec::new(),
@@ -389,9 +402,11 @@ impl<J: Journal> Bus<J> {
         let journal_error = |source| BusError::Journal { tick, seq, source };
         for record in &cycles {
             self.journal.record(Entry::Cycle { tick, seq, record }).map_err(journal_error)?;
+            self.journaled += 1;
         }
         for frame in &frames {
             self.journal.record(Entry::Frame { tick, seq, frame }).map_err(journal_error)?;
+            self.journaled += 1;
         }
         for (topic, payload) in messages {
             if !is_name(&topic, 128) {

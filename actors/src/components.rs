@@ -1,0 +1,400 @@
+//! One actor per governance component. Each binds a `metagov-governance`
+//! type to the bus: it reads its topics, calls the math, and publishes the
+//! result as a message (DESIGN.md, "The bus and the actors").
+//!
+//! Actors trust the shapes of the topics other actors publish (a mismatch is
+//! a bug and stops the run with the actor and delivery named); only the
+//! validator faces data from outside, and it never panics on it.
+
+use std::collections::BTreeMap;
+
+use metagov_bus::{Actor, CycleRecord, Envelope, Fixed, MetaFrame, Outbox, Value};
+use metagov_config::Config;
+use metagov_governance::{
+    build_meta_metrics_snapshot, CrossDomainMetaAggregator, DomainMetaLearner, DomainMetaUpdate, MetaIntegrativeLayer,
+    MetaMetricsInput, MetaPacketValidator, MetaScheduler, OnlineReptileOptimizer, ReasonCode, Rejection,
+};
+use ndarray::Array1;
+
+use crate::messages::*;
+
+/// Stops the run on a payload another actor shaped wrongly (a bug, named).
+fn expect<T>(result: Result<T, ShapeMismatch>) -> T {
+    result.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Admits telemetry and federation packs (seed 003's validator).
+pub struct ValidatorActor {
+    validator: MetaPacketValidator,
+    keys: Vec<String>,
+}
+
+impl ValidatorActor {
+    /// The validator for `config`.
+    pub fn new(config: &Config) -> Self {
+        ValidatorActor {
+            validator: MetaPacketValidator::new(config.validator.clone()),
+            keys: config.knobs.keys().cloned().collect(),
+        }
+    }
+
+    fn telemetry(&mut self, payload: &Value, out: &mut Outbox<'_>) {
+        let result = match payload {
+            Value::Text(line) => self.validator.validate_telemetry_line(line),
+            Value::Bytes(_) => {
+                Err(Rejection { reason: ReasonCode::MalformedJson, detail: "packet is not UTF-8 text".into() })
+            }
+            structured => self.validator.validate_telemetry(&structured.to_json()),
+        };
+        match result {
+            Ok(packet) => out.publish(TELEMETRY_ACCEPTED, packet_to_value(&packet)),
+            Err(rejection) => {
+                let job = payload.get("job").and_then(Value::as_str);
+                tracing::info!(reason = rejection.reason.name(), detail = %rejection.detail, "telemetry rejected");
+                out.publish(TELEMETRY_REJECTED, rejection_to_value(&rejection, job));
+            }
+        }
+    }
+
+    fn pack(&mut self, payload: &Value, out: &mut Outbox<'_>) {
+        let result = domain_update_from_value(payload, FEDERATION_POLICY_PACK)
+            .map_err(|e| Rejection { reason: ReasonCode::MissingField, detail: e.to_string() })
+            .and_then(|update| self.validator.validate_update(&update, &self.keys).map(|()| update));
+        match result {
+            Ok(update) => out.publish(DOMAIN_UPDATE, domain_update_to_value(&update)),
+            Err(rejection) => {
+                tracing::info!(reason = rejection.reason.name(), detail = %rejection.detail, "policy pack rejected");
+                out.publish(TELEMETRY_REJECTED, rejection_to_value(&rejection, None));
+            }
+        }
+    }
+}
+
+impl Actor for ValidatorActor {
+    fn subscriptions(&self) -> Vec<String> {
+        vec![TELEMETRY_RAW.into(), FEDERATION_POLICY_PACK.into()]
+    }
+
+    fn handle(&mut self, envelope: &Envelope, out: &mut Outbox<'_>) {
+        if &*envelope.topic == TELEMETRY_RAW {
+            self.telemetry(&envelope.payload, out);
+        } else {
+            self.pack(&envelope.payload, out);
+        }
+    }
+}
+
+/// Seed 003's `MetaSupervisor` bridge for the integrative layer: scores each
+/// admitted window and answers with knob changes and hints.
+pub struct IntegrativeActor {
+    layer: MetaIntegrativeLayer,
+}
+
+impl IntegrativeActor {
+    /// The layer for `config`.
+    pub fn new(config: &Config) -> Self {
+        IntegrativeActor { layer: MetaIntegrativeLayer::new(config.integrative()) }
+    }
+}
+
+impl Actor for IntegrativeActor {
+    fn subscriptions(&self) -> Vec<String> {
+        vec![TELEMETRY_ACCEPTED.into(), PRIOR_UPDATED.into()]
+    }
+
+    fn handle(&mut self, envelope: &Envelope, out: &mut Outbox<'_>) {
+        if &*envelope.topic == PRIOR_UPDATED {
+            let prior = expect(prior_from_value(&envelope.payload));
+            self.layer.set_prior(&prior.prior);
+            return;
+        }
+        let packet = expect(packet_from_value(&envelope.payload));
+        let decision = self.layer.update(&packet);
+        for rule in &decision.fired_rules {
+            tracing::info!(job = %decision.job, rule = %rule.rule, value = rule.value, threshold = rule.threshold, "rule fired");
+        }
+        if let Some(reason) = decision.rollback {
+            tracing::info!(job = %decision.job, reason = ?reason, "knobs rolled back");
+        }
+        if !decision.policy_updates.is_empty() || decision.rollback.is_some() {
+            out.publish(POLICY_UPDATE, policy_update_to_value(&decision));
+        }
+        let hint = &decision.resource_hint;
+        if hint.memory_high || hint.latency_high || hint.batch_scale < 1.0 {
+            out.publish(RESOURCE_HINT, resource_hint_to_value(&decision));
+        }
+        out.publish(META_REWARD, meta_reward_to_value(&decision, &packet));
+    }
+}
+
+/// Per-domain parameter estimates (seed 003's `DomainMetaLearner`).
+pub struct DomainLearnerActor {
+    learner: DomainMetaLearner,
+}
+
+impl DomainLearnerActor {
+    /// The learner for `config`.
+    pub fn new(config: &Config) -> Self {
+        DomainLearnerActor { learner: DomainMetaLearner::new(config.domain.clone(), &config.integrative()) }
+    }
+}
+
+impl Actor for DomainLearnerActor {
+    fn subscriptions(&self) -> Vec<String> {
+        vec![TELEMETRY_ACCEPTED.into()]
+    }
+
+    fn handle(&mut self, envelope: &Envelope, out: &mut Outbox<'_>) {
+        let packet = expect(packet_from_value(&envelope.payload));
+        if let Some(update) = self.learner.observe(&packet) {
+            out.publish(DOMAIN_UPDATE, domain_update_to_value(&update));
+        }
+    }
+}
+
+/// Decides when the meta layer updates (seed 003's `MetaScheduler`).
+pub struct SchedulerActor {
+    scheduler: MetaScheduler,
+}
+
+impl SchedulerActor {
+    /// The scheduler for `config`.
+    pub fn new(config: &Config) -> Self {
+        SchedulerActor { scheduler: MetaScheduler::new(config.scheduler.clone()) }
+    }
+}
+
+impl Actor for SchedulerActor {
+    fn subscriptions(&self) -> Vec<String> {
+        vec![TELEMETRY_ACCEPTED.into()]
+    }
+
+    fn handle(&mut self, envelope: &Envelope, out: &mut Outbox<'_>) {
+        let packet = expect(packet_from_value(&envelope.payload));
+        self.scheduler.record_window();
+        let waited = self.scheduler.windows_since_update();
+        if self.scheduler.should_update(&packet.metrics) {
+            out.publish(META_TRIGGER, Value::Record(vec![("windows".into(), Value::Int(waited as i64))]));
+        }
+    }
+}
+
+/// Buffers the latest update per domain and aggregates them on a trigger
+/// (seed 003's `CrossDomainMetaAggregator`, the learning agent's steps 2–3).
+pub struct AggregatorActor {
+    aggregator: CrossDomainMetaAggregator,
+    /// Latest update per domain, by domain name.
+    latest: BTreeMap<String, DomainMetaUpdate>,
+}
+
+impl AggregatorActor {
+    /// The aggregator for `config`.
+    pub fn new(config: &Config) -> Self {
+        AggregatorActor {
+            aggregator: CrossDomainMetaAggregator::new(
+                config.aggregator.clone(),
+                config.knobs.keys().cloned().collect(),
+            ),
+            latest: BTreeMap::new(),
+        }
+    }
+}
+
+impl Actor for AggregatorActor {
+    fn subscriptions(&self) -> Vec<String> {
+        vec![DOMAIN_UPDATE.into(), META_TRIGGER.into()]
+    }
+
+    fn handle(&mut self, envelope: &Envelope, out: &mut Outbox<'_>) {
+        if &*envelope.topic == DOMAIN_UPDATE {
+            let update = expect(domain_update_from_value(&envelope.payload, DOMAIN_UPDATE));
+            self.latest.insert(update.domain_id.clone(), update);
+            return;
+        }
+        let updates: Vec<DomainMetaUpdate> = self.latest.values().cloned().collect();
+        match self.aggregator.aggregate(&updates) {
+            Ok(aggregate) => {
+                for dropped in &aggregate.meta.dropped {
+                    tracing::info!(domain = %dropped.domain_id, reason = ?dropped.reason, "domain dropped from aggregate");
+                }
+                out.publish(CROSS_AGGREGATE, cross_aggregate_to_value(&aggregate));
+            }
+            Err(nothing) => tracing::info!(dropped = nothing.dropped.len(), "nothing to aggregate"),
+        }
+    }
+}
+
+/// The online Reptile meta-optimizer (seed 003's `OnlineReptileOptimizer`,
+/// the learning agent's steps 4–5): moves the prior toward each aggregate,
+/// or rolls it back when the aggregate's reward collapses.
+pub struct ReptileActor {
+    optimizer: OnlineReptileOptimizer,
+    version: u64,
+    /// A job reported memory pressure since the last aggregate.
+    memory_pressure: bool,
+}
+
+impl ReptileActor {
+    /// The optimizer for `config`.
+    pub fn new(config: &Config) -> Self {
+        ReptileActor {
+            optimizer: OnlineReptileOptimizer::new(config.reptile.clone(), &config.knobs),
+            version: 0,
+            memory_pressure: false,
+        }
+    }
+}
+
+impl Actor for ReptileActor {
+    fn subscriptions(&self) -> Vec<String> {
+        vec![CROSS_AGGREGATE.into(), RESOURCE_HINT.into()]
+    }
+
+    fn handle(&mut self, envelope: &Envelope, out: &mut Outbox<'_>) {
+        if &*envelope.topic == RESOURCE_HINT {
+            self.memory_pressure |= matches!(envelope.payload.get("memory_high"), Some(Value::Bool(true)));
+            return;
+        }
+        let aggregate = expect(aggregate_from_value(&envelope.payload));
+        let rolled_back = self.optimizer.should_rollback(aggregate.reward) && self.optimizer.rollback().is_some();
+        if rolled_back {
+            tracing::info!(reward = aggregate.reward, "prior rolled back");
+        } else {
+            self.optimizer.apply(&aggregate.vector, &aggregate.keys, aggregate.reward, self.memory_pressure);
+        }
+        self.memory_pressure = false;
+        self.version += 1;
+        let keys = self.optimizer.keys().to_vec();
+        let prior = self.optimizer.prior().clone();
+        out.publish(
+            PRIOR_UPDATED,
+            prior_to_value(self.version, &keys, &prior, aggregate.reward, rolled_back, aggregate.coherence),
+        );
+    }
+}
+
+/// Running means the hooks keep between two meta cycles.
+#[derive(Default)]
+struct Window {
+    windows: u64,
+    reward_sum: f64,
+    gain_sum: f64,
+    loss_sum: f64,
+    loss_count: u64,
+    ci_sum: f64,
+    ci_count: u64,
+    latency_sum: f64,
+    latency_count: u64,
+}
+
+/// Telemetry hooks (seed 003's `build_meta_metrics_snapshot` and
+/// `publish_meta_metrics`): on every prior update, a snapshot on
+/// `meta.telemetry`, one cycle record and one meta frame in the journal.
+pub struct TelemetryHooksActor {
+    window: Window,
+    total_windows: u64,
+    updates: u64,
+    previous_prior: Option<Array1<f64>>,
+}
+
+impl TelemetryHooksActor {
+    /// The hooks (they have no settings).
+    pub fn new() -> Self {
+        TelemetryHooksActor { window: Window::default(), total_windows: 0, updates: 0, previous_prior: None }
+    }
+
+    fn reward(&mut self, payload: &Value) {
+        let w = &mut self.window;
+        let num = |k: &str| payload.get(k).and_then(Value::as_f64);
+        w.windows += 1;
+        w.reward_sum += num("reward").unwrap_or(0.0);
+        w.gain_sum += num("gain").unwrap_or(0.0);
+        if let Some(loss) = num("loss") {
+            w.loss_sum += loss;
+            w.loss_count += 1;
+        }
+        if let Some(latency) = num("latency_ms") {
+            w.latency_sum += latency;
+            w.latency_count += 1;
+        }
+        if let Some(ci) = num("ci_half_width") {
+            w.ci_sum += ci;
+            w.ci_count += 1;
+        }
+        self.total_windows += 1;
+    }
+
+    fn prior(&mut self, payload: &Value, out: &mut Outbox<'_>) {
+        let view = expect(prior_from_value(payload));
+        let prior: Array1<f64> = view.prior.values().copied().collect();
+        self.updates += 1;
+        let w = std::mem::take(&mut self.window);
+        let mean = |sum: f64, n: u64| if n == 0 { 0.0 } else { sum / n as f64 };
+        let confidence = 1.0 / (1.0 + mean(w.ci_sum, w.ci_count));
+        let snapshot = build_meta_metrics_snapshot(&MetaMetricsInput {
+            reward: mean(w.reward_sum, w.windows),
+            updates: self.updates,
+            windows: self.total_windows,
+            gain: mean(w.gain_sum, w.windows),
+            confidence,
+            previous_prior: self.previous_prior.as_ref(),
+            prior: &prior,
+            latency_ms: mean(w.latency_sum, w.latency_count),
+            journal_entries: out.journaled(),
+        });
+        self.previous_prior = Some(prior);
+        let diagnostics = Value::Record(vec![
+            ("reward".into(), real(snapshot.reward)),
+            ("update_rate".into(), real(snapshot.update_rate)),
+            ("gain".into(), real(snapshot.gain)),
+            ("confidence".into(), real(snapshot.confidence)),
+            ("drift_score".into(), real(snapshot.drift_score)),
+            ("latency_ms".into(), real(snapshot.latency_ms)),
+            ("journal_entries".into(), Value::Int(snapshot.journal_entries as i64)),
+            ("windows".into(), Value::Int(w.windows as i64)),
+            ("prior_version".into(), Value::Int(view.version as i64)),
+        ]);
+        out.publish(META_TELEMETRY, diagnostics.clone());
+        let fixed = |x: f64| Fixed::from_f64(x).unwrap_or(Fixed::ZERO);
+        let seed_state = out.rng().state().word_pos as u64;
+        let rng_seed = out.rng().state().seed;
+        out.record_cycle(CycleRecord {
+            tick: out.tick(),
+            phase: "meta".into(),
+            diagnostics: diagnostics.clone(),
+            signature: [fixed(snapshot.reward), fixed(snapshot.drift_score), fixed(snapshot.confidence)],
+            loss: fixed(mean(w.loss_sum, w.loss_count)),
+            coherence: fixed(view.coherence),
+            action_code: Some(if view.rolled_back { 2 } else { 1 }),
+            seed_state,
+        });
+        out.record_frame(MetaFrame {
+            cycle_id: self.updates,
+            tick: out.tick(),
+            module: "telemetry_hooks".into(),
+            diagnostics,
+            rng_seed,
+            phase: "meta".into(),
+        });
+    }
+}
+
+impl Default for TelemetryHooksActor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Actor for TelemetryHooksActor {
+    fn subscriptions(&self) -> Vec<String> {
+        vec![META_REWARD.into(), PRIOR_UPDATED.into()]
+    }
+
+    fn handle(&mut self, envelope: &Envelope, out: &mut Outbox<'_>) {
+        if &*envelope.topic == META_REWARD {
+            self.reward(&envelope.payload);
+        } else {
+            self.prior(&envelope.payload, out);
+        }
+    }
+}

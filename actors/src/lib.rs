@@ -1,0 +1,19 @@
+//! metagov's governance actors: one bus actor per component of
+//! `metagov-governance`, the messages they exchange (with their topics), and
+//! [`MetaSupervisor`], which assembles them on a bus from a config.
+//!
+//! This crate binds math to messages and nothing else: it never does I/O,
+//! never reads the clock or the environment, and holds no formula of its own
+//! (every number comes from `metagov-governance`). Every real number it
+//! publishes is quantized to the 1e-6 grid at the point of publishing.
+#![deny(missing_docs)]
+
+mod components;
+pub mod messages;
+mod supervisor;
+
+pub use components::{
+    AggregatorActor, DomainLearnerActor, IntegrativeActor, ReptileActor, SchedulerActor, TelemetryHooksActor,
+    ValidatorActor,
+};
+pub use supervisor::{MetaSupervisor, ACTOR_NAMES};

@@ -1,0 +1,335 @@
+//! The messages of the governance actors and their topics. Each message is a
+//! plain struct that converts to a bus [`Value`] when published and back when
+//! received; the conversions are the only place payload shapes are written
+//! down. Every real number is quantized to the 1e-6 grid on the way out.
+
+use std::collections::BTreeMap;
+
+use metagov_bus::{Fixed, Key, Value};
+use metagov_governance::{CrossAggregate, DomainMetaUpdate, IntegrativeDecision, Rejection, TelemetryPacket};
+use ndarray::Array1;
+
+/// Raw telemetry from outside: a packet record, or the raw line when it did
+/// not parse.
+pub const TELEMETRY_RAW: &str = "telemetry.raw";
+/// Telemetry the validator admitted, as a [`TelemetryPacket`].
+pub const TELEMETRY_ACCEPTED: &str = "telemetry.accepted";
+/// Telemetry or packs the validator refused, with a reason code.
+pub const TELEMETRY_REJECTED: &str = "telemetry.rejected";
+/// New knob values for a job.
+pub const POLICY_UPDATE: &str = "policy.update";
+/// A resource hint for a job.
+pub const RESOURCE_HINT: &str = "resource.hint";
+/// One window's reward breakdown.
+pub const META_REWARD: &str = "meta.reward";
+/// A domain's parameter estimate.
+pub const DOMAIN_UPDATE: &str = "domain.update";
+/// Domain policy packs from outside (federation ingress).
+pub const FEDERATION_POLICY_PACK: &str = "federation.policy_pack";
+/// The scheduler's signal to aggregate.
+pub const META_TRIGGER: &str = "meta.trigger";
+/// The aggregator's cross-domain vector and report.
+pub const CROSS_AGGREGATE: &str = "cross.aggregate";
+/// The Reptile prior after an update or rollback.
+pub const PRIOR_UPDATED: &str = "prior.updated";
+/// Telemetry-hook snapshots.
+pub const META_TELEMETRY: &str = "meta.telemetry";
+
+/// A payload did not have the shape its topic promises: a bug upstream, since
+/// only the actors publish these topics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShapeMismatch {
+    /// The topic.
+    pub topic: &'static str,
+    /// The field that is missing or of the wrong type.
+    pub field: String,
+}
+
+impl std::fmt::Display for ShapeMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` payload: field `{}` is missing or has the wrong type", self.topic, self.field)
+    }
+}
+
+/// Quantizes a finite number; governance outputs are finite by construction,
+/// so a non-finite one is clamped to 0 and logged rather than crashing the run.
+pub fn real(x: f64) -> Value {
+    match Fixed::from_f64(x) {
+        Ok(f) => Value::Fixed(f),
+        Err(e) => {
+            tracing::warn!(error = %e, "non-finite governance output replaced by 0");
+            Value::Fixed(Fixed::ZERO)
+        }
+    }
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_string())
+}
+
+fn record(fields: Vec<(&'static str, Value)>) -> Value {
+    Value::Record(fields.into_iter().map(|(k, v)| (Key::Borrowed(k), v)).collect())
+}
+
+fn map_record(map: &BTreeMap<String, f64>) -> Value {
+    Value::Record(map.iter().map(|(k, &v)| (Key::Owned(k.clone()), real(v))).collect())
+}
+
+fn vector(v: &Array1<f64>) -> Value {
+    Value::List(v.iter().map(|&x| real(x)).collect())
+}
+
+fn texts(items: &[String]) -> Value {
+    Value::List(items.iter().map(|s| text(s)).collect())
+}
+
+/// Reads fields of one payload, naming the first missing one.
+struct Reader<'a> {
+    topic: &'static str,
+    value: &'a Value,
+}
+
+impl<'a> Reader<'a> {
+    fn field(&self, name: &str) -> Result<&'a Value, ShapeMismatch> {
+        self.value.get(name).ok_or_else(|| self.mismatch(name))
+    }
+    fn mismatch(&self, name: &str) -> ShapeMismatch {
+        ShapeMismatch { topic: self.topic, field: name.to_string() }
+    }
+    fn num(&self, name: &str) -> Result<f64, ShapeMismatch> {
+        self.field(name)?.as_f64().ok_or_else(|| self.mismatch(name))
+    }
+    fn str(&self, name: &str) -> Result<&'a str, ShapeMismatch> {
+        self.field(name)?.as_str().ok_or_else(|| self.mismatch(name))
+    }
+    fn uint(&self, name: &str) -> Result<u64, ShapeMismatch> {
+        match self.field(name)? {
+            Value::Int(i) if *i >= 0 => Ok(*i as u64),
+            _ => Err(self.mismatch(name)),
+        }
+    }
+    fn map(&self, name: &str) -> Result<BTreeMap<String, f64>, ShapeMismatch> {
+        match self.field(name)? {
+            Value::Record(fields) => fields
+                .iter()
+                .map(|(k, v)| v.as_f64().map(|x| (k.to_string(), x)).ok_or_else(|| self.mismatch(name)))
+                .collect(),
+            _ => Err(self.mismatch(name)),
+        }
+    }
+    fn list(&self, name: &str) -> Result<&'a [Value], ShapeMismatch> {
+        match self.field(name)? {
+            Value::List(items) => Ok(items),
+            _ => Err(self.mismatch(name)),
+        }
+    }
+    fn vector(&self, name: &str) -> Result<Array1<f64>, ShapeMismatch> {
+        self.list(name)?.iter().map(|v| v.as_f64().ok_or_else(|| self.mismatch(name))).collect()
+    }
+    fn texts(&self, name: &str) -> Result<Vec<String>, ShapeMismatch> {
+        self.list(name)?.iter().map(|v| v.as_str().map(str::to_string).ok_or_else(|| self.mismatch(name))).collect()
+    }
+}
+
+/// `telemetry.accepted`: an admitted packet.
+pub fn packet_to_value(p: &TelemetryPacket) -> Value {
+    record(vec![
+        ("job", text(&p.job)),
+        ("domain", text(&p.domain)),
+        ("window", Value::Int(p.window as i64)),
+        ("phase", p.phase.as_deref().map_or(Value::Unit, text)),
+        ("metrics", map_record(&p.metrics)),
+        ("params", map_record(&p.params)),
+    ])
+}
+
+/// Reads a `telemetry.accepted` payload.
+pub fn packet_from_value(v: &Value) -> Result<TelemetryPacket, ShapeMismatch> {
+    let r = Reader { topic: TELEMETRY_ACCEPTED, value: v };
+    Ok(TelemetryPacket {
+        job: r.str("job")?.to_string(),
+        domain: r.str("domain")?.to_string(),
+        window: r.uint("window")?,
+        phase: r.field("phase")?.as_str().map(str::to_string),
+        metrics: r.map("metrics")?,
+        params: r.map("params")?,
+    })
+}
+
+/// `telemetry.rejected`: the reason code, its detail, and the job and window
+/// when the packet named them.
+pub fn rejection_to_value(rejection: &Rejection, job: Option<&str>) -> Value {
+    record(vec![
+        ("reason", text(rejection.reason.name())),
+        ("detail", text(&rejection.detail)),
+        ("job", job.map_or(Value::Unit, text)),
+    ])
+}
+
+/// `policy.update`: the knobs that changed, the rules that fired and a
+/// rollback, if any.
+pub fn policy_update_to_value(d: &IntegrativeDecision) -> Value {
+    let rules = d
+        .fired_rules
+        .iter()
+        .map(|f| record(vec![("rule", text(&f.rule)), ("value", real(f.value)), ("threshold", real(f.threshold))]))
+        .collect();
+    record(vec![
+        ("job", text(&d.job)),
+        ("window", Value::Int(d.window as i64)),
+        ("knobs", map_record(&d.policy_updates)),
+        ("rules", Value::List(rules)),
+        ("rollback", d.rollback.map_or(Value::Unit, |r| text(&format!("{r:?}")))),
+    ])
+}
+
+/// `resource.hint`.
+pub fn resource_hint_to_value(d: &IntegrativeDecision) -> Value {
+    let h = &d.resource_hint;
+    record(vec![
+        ("job", text(&d.job)),
+        ("window", Value::Int(d.window as i64)),
+        ("batch_scale", real(h.batch_scale)),
+        ("memory_high", Value::Bool(h.memory_high)),
+        ("latency_high", Value::Bool(h.latency_high)),
+    ])
+}
+
+/// `meta.reward`: the reward breakdown of one window of one job.
+pub fn meta_reward_to_value(d: &IntegrativeDecision, packet: &TelemetryPacket) -> Value {
+    let s = &d.scoring;
+    record(vec![
+        ("job", text(&d.job)),
+        ("domain", text(&packet.domain)),
+        ("window", Value::Int(d.window as i64)),
+        ("reward", real(s.total)),
+        ("ema_reward", real(d.ema_reward)),
+        ("gain", real(s.gain)),
+        ("stability", real(s.stability)),
+        ("vram", real(s.vram)),
+        ("latency", real(s.latency)),
+        ("ci_half_width", d.ci_half_width.map_or(Value::Unit, real)),
+        ("loss", packet.metric("loss").map_or(Value::Unit, real)),
+        ("latency_ms", packet.metric("latency_ms").map_or(Value::Unit, real)),
+    ])
+}
+
+/// `domain.update` (also the shape of a federation policy pack).
+pub fn domain_update_to_value(u: &DomainMetaUpdate) -> Value {
+    record(vec![
+        ("domain", text(&u.domain_id)),
+        ("keys", texts(&u.keys)),
+        ("vector", vector(&u.vector)),
+        ("reward", real(u.reward)),
+        ("confidence", real(u.confidence)),
+        ("window", Value::Int(u.window as i64)),
+        ("observations", Value::Int(u.observations as i64)),
+    ])
+}
+
+/// Reads a `domain.update` or `federation.policy_pack` payload.
+pub fn domain_update_from_value(v: &Value, topic: &'static str) -> Result<DomainMetaUpdate, ShapeMismatch> {
+    let r = Reader { topic, value: v };
+    Ok(DomainMetaUpdate {
+        domain_id: r.str("domain")?.to_string(),
+        keys: r.texts("keys")?,
+        vector: r.vector("vector")?,
+        reward: r.num("reward")?,
+        confidence: r.num("confidence")?,
+        window: r.uint("window")?,
+        observations: r.uint("observations")?,
+    })
+}
+
+/// `cross.aggregate`: the vector and the aggregator's report.
+pub fn cross_aggregate_to_value(a: &CrossAggregate) -> Value {
+    let m = &a.meta;
+    let dropped = m
+        .dropped
+        .iter()
+        .map(|d| record(vec![("domain", text(&d.domain_id)), ("reason", text(&format!("{:?}", d.reason)))]))
+        .collect();
+    record(vec![
+        ("keys", texts(&a.keys)),
+        ("vector", vector(&a.vector)),
+        ("reward", real(a.reward)),
+        ("used", texts(&m.used)),
+        ("weights", Value::List(m.weights.iter().map(|&w| real(w)).collect())),
+        ("dropped", Value::List(dropped)),
+        ("entropy", real(m.entropy)),
+        ("entropy_target", real(m.entropy_target)),
+        ("beta", real(m.beta)),
+    ])
+}
+
+/// What the Reptile actor needs from a `cross.aggregate`.
+pub struct AggregateView {
+    /// Knob names, sorted.
+    pub keys: Vec<String>,
+    /// The aggregated vector.
+    pub vector: Array1<f64>,
+    /// The aggregate's reward.
+    pub reward: f64,
+    /// Normalised entropy of the weights (coherence), in [0, 1].
+    pub coherence: f64,
+}
+
+/// Reads a `cross.aggregate` payload.
+pub fn aggregate_from_value(v: &Value) -> Result<AggregateView, ShapeMismatch> {
+    let r = Reader { topic: CROSS_AGGREGATE, value: v };
+    let used = r.list("used")?.len();
+    let entropy = r.num("entropy")?;
+    // libm, not std: the same bits on every platform.
+    let coherence = if used > 1 { entropy / libm::log(used as f64) } else { 1.0 };
+    Ok(AggregateView { keys: r.texts("keys")?, vector: r.vector("vector")?, reward: r.num("reward")?, coherence })
+}
+
+/// `prior.updated`: the prior after an update (or a rollback).
+pub fn prior_to_value(
+    version: u64,
+    keys: &[String],
+    prior: &Array1<f64>,
+    reward: f64,
+    rolled_back: bool,
+    coherence: f64,
+) -> Value {
+    record(vec![
+        ("version", Value::Int(version as i64)),
+        ("keys", texts(keys)),
+        ("prior", vector(prior)),
+        ("reward", real(reward)),
+        ("rolled_back", Value::Bool(rolled_back)),
+        ("coherence", real(coherence)),
+    ])
+}
+
+/// A `prior.updated` payload, read back.
+pub struct PriorView {
+    /// Version number, from 1.
+    pub version: u64,
+    /// The prior by knob name.
+    pub prior: BTreeMap<String, f64>,
+    /// The reward that drove it.
+    pub reward: f64,
+    /// Whether this was a rollback.
+    pub rolled_back: bool,
+    /// Coherence of the aggregate behind it.
+    pub coherence: f64,
+}
+
+/// Reads a `prior.updated` payload.
+pub fn prior_from_value(v: &Value) -> Result<PriorView, ShapeMismatch> {
+    let r = Reader { topic: PRIOR_UPDATED, value: v };
+    let keys = r.texts("keys")?;
+    let prior = r.vector("prior")?;
+    if keys.len() != prior.len() {
+        return Err(r.mismatch("prior"));
+    }
+    Ok(PriorView {
+        version: r.uint("version")?,
+        prior: keys.into_iter().zip(prior.iter().copied()).collect(),
+        reward: r.num("reward")?,
+        rolled_back: matches!(r.field("rolled_back")?, Value::Bool(true)),
+        coherence: r.num("coherence")?,
+    })
+}
