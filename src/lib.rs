@@ -6,4 +6,6 @@
 
 pub mod cli;
 pub mod scenario;
+pub mod simulate;
+pub mod summary;
 pub mod workload;

@@ -24,6 +24,41 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a scenario's simulated telemetry through the full governance actor
+    /// set, and record it.
+    ///
+    /// Writes OUT/run.cmeta (the chronicle), OUT/run.log (the deterministic
+    /// log), OUT/summary.json and OUT/summary.txt, prints the summary, and
+    /// ends with the command that replays the run. With no arguments it runs
+    /// the built-in `default` scenario under the default config.
+    Simulate {
+        /// A built-in scenario name (see --list) or a scenario TOML file.
+        #[arg(long, default_value = "default")]
+        scenario: String,
+        /// A governance config file (default: the built-in defaults, see
+        /// `metagov config init`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Run seed (overrides the config's run.seed): seeds the telemetry
+        /// and every actor.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Number of windows (overrides the scenario's).
+        #[arg(long)]
+        windows: Option<u64>,
+        /// Output directory [default: metagov-runs/SCENARIO-seedSEED].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+        /// List the built-in scenarios and exit.
+        #[arg(long)]
+        list: bool,
+    },
+    /// Write or check governance configs.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Show a chronicle's header, run context, frames and integrity status.
     Inspect {
         /// The chronicle file (.cmeta).
@@ -95,6 +130,24 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Write the default config, every field commented, to FILE (or print it).
+    Init {
+        /// Where to write it; standard output when absent.
+        file: Option<PathBuf>,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check a config: every problem with its line and column, and a "did
+    /// you mean" for misspelled keys. Exits non-zero on any problem.
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ExportFormat {
     Csv,
@@ -106,6 +159,16 @@ fn main() -> ExitCode {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let result = match args.command {
+        Command::Simulate { scenario, config, seed, windows, out: out_dir, quiet, list } => {
+            if list {
+                cli::list_scenarios(&mut out)
+            } else {
+                let options = cli::SimulateArgs { scenario, config, seed, windows, out: out_dir, quiet };
+                cli::simulate(&options, &mut out)
+            }
+        }
+        Command::Config(ConfigCommand::Init { file, force }) => cli::config_init(file.as_deref(), force, &mut out),
+        Command::Config(ConfigCommand::Check { file }) => cli::config_check(&file, &mut out),
         Command::Inspect { file, frames } => cli::inspect(&file, frames, &mut out),
         Command::Verify { file } => cli::verify(&file, &mut out),
         Command::Query { file, from, to, topic, json } => cli::query(&file, from, to, topic.as_deref(), json, &mut out),

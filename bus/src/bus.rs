@@ -361,14 +361,7 @@ impl<J: Journal> Bus<J> {
 
     fn deliver(&mut self, index: usize, envelope: &Envelope) -> Result<(), BusError> {
         let slot = &mut self.slots[index];
-        let span = tracing::debug_span!(
-            "deliver",
-            tick = envelope.tick,
-            seq = envelope.seq,
-            actor = &*slot.name,
-            topic = &*envelope.topic,
-        );
-        let _entered = span.enter();
+        let _stamp = crate::log::Stamp::enter(envelope.tick, envelope.seq, &slot.name);
         let mut out = Outbox {
             tick: envelope.tick,
             journaled: self.journaled,

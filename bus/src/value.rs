@@ -139,20 +139,17 @@ impl Value {
         }
     }
 
-    /// The JSON rendering: `Fixed` becomes a JSON number with its exact
-    /// decimal digits, `Bytes` a list of byte values, `Unit` null.
+    /// The JSON rendering: `Fixed` becomes the JSON number that reads back as
+    /// the same `Fixed`, `Bytes` a list of byte values, `Unit` null.
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
         match self {
             Value::Unit => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::Fixed(x) => x
-                .to_string()
-                .parse::<serde_json::Number>()
-                .map(J::Number)
-                // Invariant: Display of Fixed is a plain decimal, which JSON accepts.
-                .expect("a Fixed renders as a JSON number"),
+            // The shortest decimal that reads back as the same f64, hence
+            // (tested) as the same Fixed.
+            Value::Fixed(x) => serde_json::Number::from_f64(x.to_f64()).map_or(J::Null, J::Number),
             Value::Text(s) => J::String(s.clone()),
             Value::Bytes(b) => J::Array(b.iter().map(|&x| J::from(x)).collect()),
             Value::List(items) => J::Array(items.iter().map(Value::to_json).collect()),
@@ -294,6 +291,14 @@ mod tests {
         fn grid_roundtrip_is_exact(m in -1_000_000_000_000_000i64..=1_000_000_000_000_000i64) {
             let f = Fixed::from_micros(m);
             prop_assert_eq!(Fixed::from_f64(f.to_f64()), Ok(f));
+        }
+
+        #[test]
+        fn json_rendering_reads_back_as_the_same_fixed(m in -1_000_000_000_000_000i64..=1_000_000_000_000_000i64) {
+            let v = Value::Fixed(Fixed::from_micros(m));
+            let text = v.to_json().to_string();
+            let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(Value::from_json(&back).unwrap(), v);
         }
 
         #[test]

@@ -310,7 +310,9 @@ pub struct CrossMetaConfig {
     /// (Iglewicz & Hoaglin); valid 1..=1000, so that one key alone drops
     /// fewer than half the domains.
     pub outlier_z_max: f64,
-    /// Fewest domains for outlier filtering to run. Default 3; valid 3..=4096.
+    /// Fewest domains for outlier filtering to run. Default 4 (with 3, the
+    /// MAD is the smaller of two deviations and flags ordinary spread); valid
+    /// 3..=4096.
     pub outlier_min_domains: u32,
     /// Softmax temperature over rewards. Default 0.1; positive.
     pub temperature: f64,
@@ -321,7 +323,7 @@ pub struct CrossMetaConfig {
 
 impl Default for CrossMetaConfig {
     fn default() -> Self {
-        CrossMetaConfig { outlier_z_max: 3.5, outlier_min_domains: 3, temperature: 0.1, gamma_diversity: 0.3 }
+        CrossMetaConfig { outlier_z_max: 3.5, outlier_min_domains: 4, temperature: 0.1, gamma_diversity: 0.3 }
     }
 }
 

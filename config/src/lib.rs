@@ -112,3 +112,7 @@ impl Config {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
 }
+
+/// The default config as a commented TOML file: what `metagov config init`
+/// writes. It reads back as [`Config::default`] (tested).
+pub const DEFAULT_TOML: &str = include_str!("../default.toml");

@@ -1,6 +1,9 @@
 //! Small statistics shared by the components: Welford's running moments and
 //! the Student-t interval half-width.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
 /// Running count, mean and sum of squared deviations of a stream.
@@ -52,10 +55,33 @@ impl Welford {
             return None;
         }
         let n = self.count as f64;
-        let t = StudentsT::new(0.0, 1.0, n - 1.0).expect("n − 1 ≥ 1 degrees of freedom");
         let std_dev = (self.m2 / (n - 1.0)).max(0.0).sqrt();
-        Some(t.inverse_cdf((1.0 + level) / 2.0) * std_dev / n.sqrt())
+        Some(t_quantile(self.count - 1, (1.0 + level) / 2.0) * std_dev / n.sqrt())
     }
+}
+
+/// Degrees of freedom up to which quantiles are memoized (the integrative
+/// layer's band never exceeds `ci_window − 1`).
+const MEMO_DF_MAX: u64 = 4096;
+
+thread_local! {
+    /// Memo of `t_quantile`: a pure function, so the memo changes no result,
+    /// only how often statrs' iterative inverse CDF runs (it dominated the
+    /// profile of a run). Keyed by (degrees of freedom, probability bits).
+    static T_QUANTILES: RefCell<BTreeMap<(u64, u64), f64>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// The `p` quantile of Student's t with `df` ≥ 1 degrees of freedom.
+fn t_quantile(df: u64, p: f64) -> f64 {
+    let compute = || {
+        #[allow(clippy::cast_precision_loss, reason = "counts stay far below 2^53")]
+        let t = StudentsT::new(0.0, 1.0, df as f64).expect("df ≥ 1 degrees of freedom");
+        t.inverse_cdf(p)
+    };
+    if df > MEMO_DF_MAX {
+        return compute();
+    }
+    T_QUANTILES.with(|memo| *memo.borrow_mut().entry((df, p.to_bits())).or_insert_with(compute))
 }
 
 /// Median of finite values (mean of the middle two for an even count).

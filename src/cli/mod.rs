@@ -6,13 +6,16 @@ pub mod bench;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use metagov_actors::{MetaSupervisor, ACTOR_NAMES};
 use metagov_bus::{BusLimits, OwnedEntry};
-use metagov_config::Config;
+use metagov_config::{Config, DEFAULT_TOML};
 use metagov_storage::{verify_file, verify_replay, ChronicleReader, IntegrityStatus, ReplayError, Tail};
 
+use crate::scenario::Scenario;
+use crate::simulate::{self as sim, Simulation};
 use crate::workload;
 
 /// How a command ended when it did not fail outright.
@@ -178,16 +181,21 @@ pub fn export(file: &Path, json: bool, output: Option<&Path>, stdout: &mut dyn W
     Ok(Outcome::Success)
 }
 
-/// `metagov replay --verify`: rebuilds the recorded actor set and compares.
+/// `metagov replay --verify`: rebuilds the recorded actor set from the
+/// chronicle's own config and compares every entry.
 pub fn replay_verify(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
     let reader = open(file)?;
     let result = verify_replay(&reader, |ctx, journal| {
-        if ctx.actors != workload::ACTORS {
-            return Err(format!("no known actor set matches the recorded actors {:?}", ctx.actors));
-        }
         let config = Config::from_toml_str(&ctx.config_text, "the chronicle's config").map_err(|e| e.to_string())?;
-        let limits = BusLimits { queue_len_max: config.bus.queue_len_max, outbox_len_max: config.bus.outbox_len_max };
-        workload::build_bus(ctx.seed, limits, journal).map_err(|e| e.to_string())
+        if ctx.actors == ACTOR_NAMES {
+            return MetaSupervisor::build(&config, journal).map_err(|e| e.to_string());
+        }
+        if ctx.actors == workload::ACTORS {
+            let limits =
+                BusLimits { queue_len_max: config.bus.queue_len_max, outbox_len_max: config.bus.outbox_len_max };
+            return workload::build_bus(ctx.seed, limits, journal).map_err(|e| e.to_string());
+        }
+        Err(format!("no known actor set matches the recorded actors {:?}", ctx.actors))
     });
     match result {
         Ok(report) => {
@@ -208,5 +216,114 @@ pub fn replay_verify(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
             Ok(Outcome::Failure)
         }
         Err(e) => Err(e).with_context(|| format!("cannot replay {}", file.display())),
+    }
+}
+
+/// The options of `metagov simulate`.
+pub struct SimulateArgs {
+    /// A built-in scenario name or a scenario file.
+    pub scenario: String,
+    /// A config file, or the defaults.
+    pub config: Option<PathBuf>,
+    /// Overrides the config's seed.
+    pub seed: Option<u64>,
+    /// Overrides the scenario's windows.
+    pub windows: Option<u64>,
+    /// The output directory.
+    pub out: Option<PathBuf>,
+    /// No progress bar.
+    pub quiet: bool,
+}
+
+/// The largest seed a config file can hold (TOML integers are signed).
+const SEED_MAX: u64 = i64::MAX as u64;
+
+/// `metagov simulate`.
+pub fn simulate(args: &SimulateArgs, out: &mut dyn Write) -> Result<Outcome> {
+    let scenario = Scenario::resolve(&args.scenario)?;
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(seed) = args.seed {
+        anyhow::ensure!(seed <= SEED_MAX, "--seed {seed} is above the largest seed a config can hold, {SEED_MAX}");
+        config.run.seed = seed;
+    }
+    if let Some(windows) = args.windows {
+        anyhow::ensure!(
+            (1..=Scenario::WINDOWS_MAX).contains(&windows),
+            "--windows {windows} is outside 1..={}",
+            Scenario::WINDOWS_MAX
+        );
+    }
+    let seed = config.run.seed;
+    let out_dir =
+        args.out.clone().unwrap_or_else(|| PathBuf::from(format!("metagov-runs/{}-seed{seed}", scenario.name())));
+    writeln!(out, "metagov simulate: scenario `{}` ({}), seed {seed}", scenario.name(), scenario.description())?;
+    out.flush()?;
+    let simulation = Simulation { scenario, config, windows: args.windows, out_dir, progress: !args.quiet };
+    let report = sim::run(&simulation)?;
+    writeln!(out, "\n{}", report.summary)?;
+    writeln!(out, "chronicle    {}", report.chronicle.display())?;
+    writeln!(out, "log          {}", report.log.display())?;
+    writeln!(out, "summary      {}", simulation.out_dir.join("summary.json").display())?;
+    writeln!(out, "\nreplay it:   metagov replay {} --verify", report.chronicle.display())?;
+    Ok(Outcome::Success)
+}
+
+/// `metagov simulate --list`.
+pub fn list_scenarios(out: &mut dyn Write) -> Result<Outcome> {
+    for name in Scenario::builtin_names() {
+        // Invariant: every listed name is a built-in.
+        let scenario = Scenario::builtin(name).expect("a listed built-in exists");
+        writeln!(
+            out,
+            "{name:<16} {:>6} windows {:>4} jobs  {}",
+            scenario.windows(),
+            scenario.job_count(),
+            scenario.description()
+        )?;
+    }
+    Ok(Outcome::Success)
+}
+
+/// `metagov config init`.
+pub fn config_init(file: Option<&Path>, force: bool, out: &mut dyn Write) -> Result<Outcome> {
+    let Some(path) = file else {
+        out.write_all(DEFAULT_TOML.as_bytes())?;
+        return Ok(Outcome::Success);
+    };
+    anyhow::ensure!(force || !path.exists(), "{} exists; pass --force to replace it", path.display());
+    std::fs::write(path, DEFAULT_TOML).with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(
+        out,
+        "wrote {} (the defaults, commented); check it with `metagov config check {}`",
+        path.display(),
+        path.display()
+    )?;
+    Ok(Outcome::Success)
+}
+
+/// `metagov config check`.
+pub fn config_check(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
+    match Config::load(file) {
+        Ok(config) => {
+            writeln!(out, "{}: ok (config sha256 {})", file.display(), config.sha256_hex())?;
+            Ok(Outcome::Success)
+        }
+        Err(metagov_config::ConfigError::Invalid { problems }) => {
+            for problem in &problems {
+                writeln!(out, "{problem}")?;
+            }
+            writeln!(
+                out,
+                "{}: {} problem{}",
+                file.display(),
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            )?;
+            Ok(Outcome::Failure)
+        }
+        Err(e) => Err(e.into()),
     }
 }

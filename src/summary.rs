@@ -1,0 +1,297 @@
+//! A run's summary, computed from its journal entries alone: what a person
+//! wants to know after a simulation (reward start and end, each knob's
+//! trajectory, rollbacks, rejections by reason, meta updates, the prior).
+//!
+//! It is a [`Journal`] that reads the entries going by, so it sees exactly
+//! what the chronicle records and is as deterministic as the chronicle.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use metagov_actors::messages as topic;
+use metagov_bus::{Entry, Journal, JournalError, Value};
+use serde::Serialize;
+
+/// One knob's path through the run: the mean over jobs at evenly spaced
+/// points, and its extremes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct KnobTrajectory {
+    /// The configured initial value.
+    pub initial: f64,
+    /// Mean over jobs at each sample point (0 %, 25 %, 50 %, 75 %, 100 % of
+    /// the packets).
+    pub samples: Vec<f64>,
+    /// Lowest value any job had.
+    pub min: f64,
+    /// Highest value any job had.
+    pub max: f64,
+    /// How many times any job's value changed.
+    pub changes: u64,
+}
+
+/// Everything `metagov simulate` reports.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Summary {
+    /// Telemetry packets taken in.
+    pub packets: u64,
+    /// Packets the validator admitted.
+    pub accepted: u64,
+    /// Rejected packets (and packs) by reason code.
+    pub rejected: BTreeMap<String, u64>,
+    /// Deliveries journaled.
+    pub deliveries: u64,
+    /// Mean over jobs of the first smoothed reward.
+    pub reward_start: f64,
+    /// Mean over jobs of the last smoothed reward.
+    pub reward_end: f64,
+    /// Knob trajectories by knob.
+    pub knobs: BTreeMap<String, KnobTrajectory>,
+    /// Knob rollbacks (all jobs), by reason.
+    pub rollbacks: BTreeMap<String, u64>,
+    /// Resource hints sent, and how many of them for memory pressure.
+    pub resource_hints: u64,
+    /// Resource hints sent for memory pressure.
+    pub memory_hints: u64,
+    /// Rules fired, by rule.
+    pub rules_fired: BTreeMap<String, u64>,
+    /// Prior updates (Reptile steps and rollbacks).
+    pub meta_updates: u64,
+    /// Prior rollbacks.
+    pub prior_rollbacks: u64,
+    /// Domains the aggregator dropped, with how often.
+    pub domains_dropped: BTreeMap<String, u64>,
+    /// The last prior, by knob.
+    pub prior: BTreeMap<String, f64>,
+    /// Cycle records journaled.
+    pub cycles: u64,
+}
+
+/// Builds a [`Summary`] from the entries of a run of `packets` packets.
+pub struct SummaryJournal {
+    summary: Summary,
+    initial: BTreeMap<String, f64>,
+    /// Current knob values per job (jobs appear at their first reward).
+    jobs: BTreeMap<String, BTreeMap<String, f64>>,
+    first_reward: BTreeMap<String, f64>,
+    last_reward: BTreeMap<String, f64>,
+    sample_every: u64,
+    next_sample: u64,
+    last_tick: u64,
+    last_payload: Option<Arc<Value>>,
+}
+
+fn num(v: &Value, key: &str) -> Option<f64> {
+    v.get(key).and_then(Value::as_f64)
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+impl SummaryJournal {
+    /// A collector for a run of `packets` packets whose knobs start at
+    /// `initial`.
+    pub fn new(initial: BTreeMap<String, f64>, packets: u64) -> Self {
+        let knobs = initial
+            .iter()
+            .map(|(k, &v)| (k.clone(), KnobTrajectory { initial: v, samples: Vec::new(), min: v, max: v, changes: 0 }))
+            .collect();
+        SummaryJournal {
+            summary: Summary { knobs, ..Summary::default() },
+            initial,
+            jobs: BTreeMap::new(),
+            first_reward: BTreeMap::new(),
+            last_reward: BTreeMap::new(),
+            sample_every: (packets / 4).max(1),
+            next_sample: 0,
+            last_tick: 0,
+            last_payload: None,
+        }
+    }
+
+    fn sample(&mut self) {
+        for (name, trajectory) in &mut self.summary.knobs {
+            let mean = if self.jobs.is_empty() {
+                self.initial[name]
+            } else {
+                self.jobs.values().map(|knobs| knobs[name]).sum::<f64>() / self.jobs.len() as f64
+            };
+            trajectory.samples.push(mean);
+        }
+    }
+
+    /// The finished summary.
+    pub fn finish(mut self) -> Summary {
+        self.sample();
+        let mean =
+            |m: &BTreeMap<String, f64>| if m.is_empty() { 0.0 } else { m.values().sum::<f64>() / m.len() as f64 };
+        self.summary.reward_start = mean(&self.first_reward);
+        self.summary.reward_end = mean(&self.last_reward);
+        self.summary
+    }
+
+    fn delivery(&mut self, topic_name: &str, v: &Value) {
+        let s = &mut self.summary;
+        match topic_name {
+            topic::TELEMETRY_ACCEPTED => s.accepted += 1,
+            topic::TELEMETRY_REJECTED => {
+                *s.rejected.entry(text(v, "reason").unwrap_or("?").to_string()).or_default() += 1
+            }
+            topic::META_REWARD => {
+                let (Some(job), Some(ema)) = (text(v, "job"), num(v, "ema_reward")) else { return };
+                self.first_reward.entry(job.to_string()).or_insert(ema);
+                self.last_reward.insert(job.to_string(), ema);
+                if !self.jobs.contains_key(job) {
+                    self.jobs.insert(job.to_string(), self.initial.clone());
+                }
+            }
+            topic::POLICY_UPDATE => {
+                let Some(job) = text(v, "job") else { return };
+                let knobs = self.jobs.entry(job.to_string()).or_insert_with(|| self.initial.clone());
+                if let Some(Value::Record(changed)) = v.get("knobs") {
+                    for (name, value) in changed {
+                        let (Some(x), Some(t)) = (value.as_f64(), s.knobs.get_mut(&**name)) else { continue };
+                        knobs.insert(name.to_string(), x);
+                        t.changes += 1;
+                        t.min = t.min.min(x);
+                        t.max = t.max.max(x);
+                    }
+                }
+                if let Some(reason) = text(v, "rollback") {
+                    *s.rollbacks.entry(reason.to_string()).or_default() += 1;
+                }
+                if let Some(Value::List(rules)) = v.get("rules") {
+                    for rule in rules {
+                        *s.rules_fired.entry(text(rule, "rule").unwrap_or("?").to_string()).or_default() += 1;
+                    }
+                }
+            }
+            topic::RESOURCE_HINT => {
+                s.resource_hints += 1;
+                if matches!(v.get("memory_high"), Some(Value::Bool(true))) {
+                    s.memory_hints += 1;
+                }
+            }
+            topic::CROSS_AGGREGATE => {
+                if let Some(Value::List(dropped)) = v.get("dropped") {
+                    for d in dropped {
+                        *s.domains_dropped.entry(text(d, "domain").unwrap_or("?").to_string()).or_default() += 1;
+                    }
+                }
+            }
+            topic::PRIOR_UPDATED => {
+                s.meta_updates += 1;
+                if matches!(v.get("rolled_back"), Some(Value::Bool(true))) {
+                    s.prior_rollbacks += 1;
+                }
+                if let (Some(Value::List(keys)), Some(Value::List(prior))) = (v.get("keys"), v.get("prior")) {
+                    s.prior = keys
+                        .iter()
+                        .zip(prior)
+                        .filter_map(|(k, x)| Some((k.as_str()?.to_string(), x.as_f64()?)))
+                        .collect();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Journal for SummaryJournal {
+    fn record(&mut self, entry: Entry<'_>) -> Result<(), JournalError> {
+        match entry {
+            Entry::Delivery(e) => {
+                self.summary.deliveries += 1;
+                if e.tick != self.last_tick {
+                    self.last_tick = e.tick;
+                    self.summary.packets += 1;
+                    if self.summary.packets > self.next_sample {
+                        self.sample();
+                        self.next_sample += self.sample_every;
+                    }
+                }
+                // The deliveries of one publish share its payload: count the
+                // publish once. Holding the last payload keeps its address
+                // from being reused by another.
+                if !self.last_payload.as_ref().is_some_and(|p| Arc::ptr_eq(p, &e.payload)) {
+                    self.last_payload = Some(e.payload.clone());
+                    self.delivery(&e.topic, &e.payload);
+                }
+            }
+            Entry::Cycle { .. } => self.summary.cycles += 1,
+            Entry::Frame { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), JournalError> {
+        Ok(())
+    }
+}
+
+/// Two journals in one: every entry goes to both, in order.
+pub struct Tee<A, B>(pub A, pub B);
+
+impl<A: Journal, B: Journal> Journal for Tee<A, B> {
+    fn record(&mut self, entry: Entry<'_>) -> Result<(), JournalError> {
+        self.0.record(entry)?;
+        self.1.record(entry)
+    }
+    fn flush(&mut self) -> Result<(), JournalError> {
+        self.0.flush()?;
+        self.1.flush()
+    }
+}
+
+impl fmt::Display for Summary {
+    /// The readable table `metagov simulate` prints.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rejected: u64 = self.rejected.values().sum();
+        writeln!(
+            f,
+            "packets      {} in, {} accepted, {} rejected; {} deliveries",
+            self.packets, self.accepted, rejected, self.deliveries
+        )?;
+        for (reason, n) in &self.rejected {
+            writeln!(f, "  rejected   {n:>8}  {reason}")?;
+        }
+        writeln!(
+            f,
+            "reward       {:+.4} at the start → {:+.4} at the end (smoothed, mean over jobs)",
+            self.reward_start, self.reward_end
+        )?;
+        writeln!(
+            f,
+            "\nknob               initial       0%      25%      50%      75%     100%      min      max  changes"
+        )?;
+        for (name, t) in &self.knobs {
+            write!(f, "{name:<16} {:>9.4}", t.initial)?;
+            for s in &t.samples {
+                write!(f, " {s:>8.4}")?;
+            }
+            writeln!(f, " {:>8.4} {:>8.4} {:>8}", t.min, t.max, t.changes)?;
+        }
+        writeln!(f)?;
+        for (rule, n) in &self.rules_fired {
+            writeln!(f, "rule fired   {n:>8}  {rule}")?;
+        }
+        let rollbacks: u64 = self.rollbacks.values().sum();
+        writeln!(
+            f,
+            "rollbacks    {rollbacks} (knobs){}",
+            if rollbacks > 0 { format!(": {:?}", self.rollbacks) } else { String::new() }
+        )?;
+        writeln!(f, "hints        {} resource hints, {} for memory pressure", self.resource_hints, self.memory_hints)?;
+        writeln!(
+            f,
+            "meta         {} prior updates, {} prior rollbacks, {} cycle records",
+            self.meta_updates, self.prior_rollbacks, self.cycles
+        )?;
+        for (domain, n) in &self.domains_dropped {
+            writeln!(f, "  dropped    {n:>8}  domain {domain} (by the aggregator)")?;
+        }
+        let prior: Vec<String> = self.prior.iter().map(|(k, v)| format!("{k} = {v:.4}")).collect();
+        writeln!(f, "prior        {}", if prior.is_empty() { "(none yet)".to_string() } else { prior.join(", ") })
+    }
+}
