@@ -55,6 +55,9 @@ enum Command {
         /// List the built-in scenarios and exit.
         #[arg(long)]
         list: bool,
+        /// Print the process's peak resident memory at the end (Linux).
+        #[arg(long)]
+        peak_rss: bool,
     },
     /// Write or check governance configs.
     #[command(subcommand)]
@@ -159,12 +162,17 @@ fn main() -> ExitCode {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let result = match args.command {
-        Command::Simulate { scenario, config, seed, windows, out: out_dir, quiet, list } => {
+        Command::Simulate { scenario, config, seed, windows, out: out_dir, quiet, list, peak_rss } => {
             if list {
                 cli::list_scenarios(&mut out)
             } else {
                 let options = cli::SimulateArgs { scenario, config, seed, windows, out: out_dir, quiet };
-                cli::simulate(&options, &mut out)
+                cli::simulate(&options, &mut out).and_then(|outcome| {
+                    if peak_rss {
+                        writeln!(out, "peak RSS     {}", cli::peak_rss_kib().map_or("unknown".into(), |k| format!("{k} KiB")))?;
+                    }
+                    Ok(outcome)
+                })
             }
         }
         Command::Config(ConfigCommand::Init { file, force }) => cli::config_init(file.as_deref(), force, &mut out),

@@ -18,7 +18,10 @@ use metagov_bus::{ActorRng, BusLimits, Entry, Envelope, Journal, JournalError, N
 use metagov_storage::{init_session, verify_file, ChronicleReader, ChronicleWriter, WriterOptions};
 
 use super::Outcome;
+use crate::scenario::Scenario;
+use crate::simulate::{self, Simulation};
 use crate::workload::{self, TelemetryStream, TELEMETRY_RAW};
+use metagov_config::Config;
 
 /// Which benchmark to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -34,6 +37,8 @@ pub enum Which {
     Query,
     /// `verify` throughput against `sha256sum` of the same file.
     Verify,
+    /// End-to-end `simulate` throughput, and peak memory against run length.
+    Simulate,
 }
 
 /// Packets generated (untimed) before each timed batch.
@@ -443,6 +448,77 @@ fn bench_verify(path: &Path, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
+/// One steadily training job: the single-job simulate workload.
+const ONE_JOB: &str = r#"
+name = "bench-one-job"
+description = "One steadily training job."
+windows = 1000
+
+[[jobs]]
+name = "job"
+domains = ["nlp"]
+"#;
+
+fn simulate_throughput(scenario: Scenario, windows: u64, dir: &Path) -> Result<(u64, u64, Duration)> {
+    let simulation = Simulation {
+        scenario,
+        config: Config::default(),
+        windows: Some(windows),
+        out_dir: dir.join("bench-simulate"),
+        progress: false,
+    };
+    let start = now();
+    let report = simulate::run(&simulation)?;
+    let spent = start.elapsed();
+    Ok((report.summary.packets, report.summary.deliveries, spent))
+}
+
+fn peak_rss_of_run(scenario: &Path, windows: u64, dir: &Path) -> Result<u64> {
+    let exe = std::env::current_exe().context("cannot find the metagov executable")?;
+    let output = Command::new(exe)
+        .args(["simulate", "--quiet", "--peak-rss", "--windows", &windows.to_string(), "--scenario"])
+        .arg(scenario)
+        .arg("--out")
+        .arg(dir.join(format!("bench-rss-{windows}")))
+        .output()
+        .context("cannot run metagov simulate")?;
+    anyhow::ensure!(output.status.success(), "metagov simulate failed: {}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().find(|l| l.starts_with("peak RSS")).context("no peak RSS line")?;
+    line.split_whitespace().nth(2).and_then(|k| k.parse().ok()).with_context(|| format!("peak RSS unknown: {line}"))
+}
+
+fn bench_simulate(quick: bool, dir: &Path, out: &mut dyn Write) -> Result<()> {
+    let one_job = Scenario::from_toml_str(ONE_JOB, "bench-one-job")?;
+    let many = Scenario::builtin("many-jobs").context("built-in many-jobs")?;
+    let (one_windows, many_windows) = if quick { (50_000, 400) } else { (500_000, 4_000) };
+    writeln!(out, "## simulate end to end (chronicle written to a file, deterministic log on)\n")?;
+    writeln!(out, "| workload | packets | deliveries | packets/s | deliveries/s |")?;
+    writeln!(out, "|---|---:|---:|---:|---:|")?;
+    let mut rates = Vec::new();
+    for (name, scenario, windows) in [("1 job", one_job, one_windows), ("64 jobs × 8 domains", many, many_windows)] {
+        let (packets, deliveries, spent) = simulate_throughput(scenario, windows, dir)?;
+        let rate = per_second(packets, spent);
+        rates.push(rate);
+        writeln!(out, "| {name} | {packets} | {deliveries} | {rate:.0} | {:.0} |", per_second(deliveries, spent))?;
+    }
+    let slowest = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    writeln!(out, "\ntarget: ≥ 100000 packets/s end to end ({slowest:.0} at the slowest: {})\n", met(slowest >= 100_000.0))?;
+
+    let scenario_file = dir.join("bench-one-job.toml");
+    std::fs::write(&scenario_file, ONE_JOB).context("cannot write the bench scenario")?;
+    let (short, long) = if quick { (10_000, 100_000) } else { (100_000, 1_000_000) };
+    let rss_short = peak_rss_of_run(&scenario_file, short, dir)?;
+    let rss_long = peak_rss_of_run(&scenario_file, long, dir)?;
+    let ratio = rss_long as f64 / rss_short as f64;
+    writeln!(out, "| windows (1 job) | peak RSS |")?;
+    writeln!(out, "|---:|---:|")?;
+    writeln!(out, "| {short} | {rss_short} KiB |")?;
+    writeln!(out, "| {long} | {rss_long} KiB |")?;
+    writeln!(out, "\ntarget: peak RSS at {long} windows within 10 % of that at {short} ({ratio:.3}: {})\n", met(ratio <= 1.10))?;
+    Ok(())
+}
+
 /// Runs the chosen benchmarks and prints a Markdown report to `out`.
 pub fn run(which: Which, quick: bool, dir: Option<&Path>, out: &mut dyn Write) -> Result<Outcome> {
     let temp;
@@ -468,6 +544,9 @@ pub fn run(which: Which, quick: bool, dir: Option<&Path>, out: &mut dyn Write) -
     }
     if matches!(which, Which::All | Which::Size) {
         bench_size(packets / 4, out)?;
+    }
+    if matches!(which, Which::All | Which::Simulate) {
+        bench_simulate(quick, &dir, out)?;
     }
     if matches!(which, Which::All | Which::Query | Which::Verify) {
         let path = if matches!(which, Which::Verify) {

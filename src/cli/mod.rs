@@ -327,3 +327,11 @@ pub fn config_check(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
         Err(e) => Err(e.into()),
     }
 }
+
+/// This process's peak resident set size in KiB (`VmHWM` of
+/// /proc/self/status), where the platform has it.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
