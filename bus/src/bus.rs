@@ -163,6 +163,14 @@ pub enum BusError {
     /// A topic name is not of the allowed form.
     #[error("invalid topic name `{0}`: 1-128 characters of [A-Za-z0-9._-]")]
     BadTopic(String),
+    /// More distinct topics than `TOPICS_MAX` were used.
+    #[error("more than {limit} distinct topics (the last was `{topic}`)")]
+    TooManyTopics {
+        /// The limit.
+        limit: usize,
+        /// The topic that went over it.
+        topic: String,
+    },
     /// An earlier error stopped the bus; it takes no more ingress.
     #[error("the bus stopped after an earlier error and takes no more ingress")]
     Stopped,
@@ -202,6 +210,9 @@ pub struct Bus<J: Journal> {
     journaled: u64,
     journal: J,
 }
+
+/// Most distinct topics a bus carries (subscribed or published).
+pub const TOPICS_MAX: usize = 4096;
 
 fn is_name(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
@@ -285,7 +296,8 @@ impl<J: Journal> Bus<J> {
         if self.stopped {
             return Err(BusError::Stopped);
         }
-        if !is_name(topic, 128) {
+        if !self.subscribers.contains_key(topic) && !is_name(topic, 128) {
+            // Refused before the tick opens: a bad packet does not stop the bus.
             return Err(BusError::BadTopic(topic.to_string()));
         }
         self.tick += 1;
@@ -301,10 +313,20 @@ impl<J: Journal> Bus<J> {
     }
 
     fn enqueue(&mut self, topic: &str, from: Name, trace: TraceId, payload: Arc<Value>) -> Result<(), BusError> {
-        let (topic_name, targets): (Name, &[usize]) = match self.subscribers.get_key_value(topic) {
-            Some((name, list)) => (name.clone(), list),
-            None => (Name::from(topic), &[]),
-        };
+        if !self.subscribers.contains_key(topic) {
+            // First use of a topic nobody subscribes to: check it once and
+            // intern it, so its deliveries share one name.
+            if !is_name(topic, 128) {
+                return Err(BusError::BadTopic(topic.to_string()));
+            }
+            if self.subscribers.len() >= TOPICS_MAX {
+                return Err(BusError::TooManyTopics { limit: TOPICS_MAX, topic: topic.to_string() });
+            }
+            self.subscribers.insert(Name::from(topic), Vec::new());
+        }
+        // Invariant: the topic was inserted just above if it was missing.
+        let (topic_name, targets) = self.subscribers.get_key_value(topic).expect("topic is interned");
+        let topic_name = topic_name.clone();
         let fan_out = targets.len().max(1);
         if self.queue.len() + fan_out > self.limits.queue_len_max as usize {
             return Err(BusError::QueueFull {
@@ -402,9 +424,6 @@ impl<J: Journal> Bus<J> {
             self.journaled += 1;
         }
         for (topic, payload) in messages {
-            if !is_name(&topic, 128) {
-                return Err(BusError::BadTopic(topic));
-            }
             self.enqueue(&topic, from.clone(), envelope.trace, Arc::new(payload))?;
         }
         Ok(())

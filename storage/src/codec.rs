@@ -150,7 +150,12 @@ type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
 struct Strings {
     ids: FxMap<Arc<str>, u32>,
     by_id: Vec<Arc<str>>,
+    /// Bus names seen in this frame, by pointer (see [`Strings::put_name`]).
+    names: Vec<(Arc<str>, u32)>,
 }
+
+/// Bus names cached by pointer per frame: more than a run's topics and actors.
+const NAME_CACHE_LEN: usize = 32;
 
 impl Strings {
     /// Writes `uvarint(id + bias)` for a known string, or `uvarint(len + bias)`
@@ -174,9 +179,27 @@ impl Strings {
         (id, NODE_DECODED_BYTES + s.len() as u64)
     }
 
+    /// [`Strings::put`] for a bus name: the bus shares one `Arc` per topic
+    /// and actor, so a pointer match against the names seen in this frame
+    /// skips hashing. The cache holds the `Arc`s, so an address cannot be
+    /// reused by another string while it is cached.
+    #[inline]
+    fn put_name(&mut self, out: &mut Vec<u8>, name: &Arc<str>) -> u64 {
+        if let Some((_, id)) = self.names.iter().find(|(n, _)| Arc::ptr_eq(n, name)) {
+            put_uvarint(out, u64::from(*id));
+            return 0;
+        }
+        let (id, decoded) = self.put(out, name, 0);
+        if self.names.len() < NAME_CACHE_LEN {
+            self.names.push((name.clone(), id));
+        }
+        decoded
+    }
+
     fn clear(&mut self) {
         self.ids.clear();
         self.by_id.clear();
+        self.names.clear();
     }
 }
 
@@ -418,7 +441,7 @@ impl FrameEncoder {
         put_uvarint(out, if tick == prev.0 { seq - prev.1 } else { seq });
         if let Entry::Delivery(e) = entry {
             for name in [&e.topic, &e.from, &e.to] {
-                decoded += self.strings.put(out, name, 0).1;
+                decoded += self.strings.put_name(out, name);
             }
             put_uvarint(out, zigzag(e.trace.0.wrapping_sub(tick) as i64));
         }
