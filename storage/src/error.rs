@@ -38,7 +38,7 @@ impl fmt::Display for Location {
 pub enum ChronicleError {
     /// The operating system refused a read or write. `path` is `<stream>`
     /// for a writer made with [`ChronicleWriter::new`](crate::ChronicleWriter::new).
-    #[error("I/O error on `{}`: {source}", path.display())]
+    #[error("I/O error on `{}`", path.display())]
     Io {
         /// The file.
         path: PathBuf,
