@@ -169,7 +169,11 @@ fn main() -> ExitCode {
                 let options = cli::SimulateArgs { scenario, config, seed, windows, out: out_dir, quiet };
                 cli::simulate(&options, &mut out).and_then(|outcome| {
                     if peak_rss {
-                        writeln!(out, "peak RSS     {}", cli::peak_rss_kib().map_or("unknown".into(), |k| format!("{k} KiB")))?;
+                        writeln!(
+                            out,
+                            "peak RSS     {}",
+                            cli::peak_rss_kib().map_or("unknown".into(), |k| format!("{k} KiB"))
+                        )?;
                     }
                     Ok(outcome)
                 })

@@ -4,7 +4,13 @@
 //! seeded packets in, a validator, a learner that draws from its RNG and
 //! emits cycle records and meta frames, and hooks that publish to a topic
 //! nobody subscribes to.
+//!
+//! The governance modules (`governance_scenarios`, `governance_determinism`,
+//! `simulate_cli`) run the built-in scenarios through `MetaSupervisor`'s
+//! actor set instead. They run every seed of `SEEDS`, or only
+//! `METAGOV_SEED` when it is set; a failure says which seed to rerun.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +20,16 @@ use metagov_storage::{init_session, ChronicleWriter, RunContext, WriterOptions};
 
 /// Seeds every determinism test runs under; a failure names the seed.
 const SEEDS: [u64; 3] = [42, 7, 1_000_003];
+
+/// `SEEDS`, or only `METAGOV_SEED` when it is set: how a failure that names
+/// its seed is rerun alone (the governance modules use it).
+#[allow(clippy::disallowed_methods)] // A test switch, read outside any run.
+fn seeds() -> Vec<u64> {
+    match std::env::var("METAGOV_SEED") {
+        Ok(seed) => vec![seed.parse().expect("METAGOV_SEED is a u64")],
+        Err(_) => SEEDS.to_vec(),
+    }
+}
 
 fn context(seed: u64) -> RunContext {
     let config = metagov_config::Config { run: metagov_config::RunConfig { seed }, ..Default::default() };
@@ -435,5 +451,725 @@ mod cli {
         let not = write_file(dir.path(), "not.cmeta", b"hello, this is not a chronicle at all");
         let err = run(|o| cli::query(&not, 0, 10, None, false, o)).0.unwrap_err();
         assert!(format!("{err:#}").contains("not a chronicle"), "{err:#}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Governance runs (issue 3): scenario telemetry through the full actor set.
+// ---------------------------------------------------------------------------
+
+/// Runs the first `windows` windows of built-in scenario `scenario` through
+/// `MetaSupervisor`'s actor set under `config` (whose seed also seeds the
+/// telemetry), journaling in memory. Packets whose 0-based index satisfies
+/// `skip` are left out of the stream.
+fn governed_run(
+    scenario: &str,
+    config: &metagov_config::Config,
+    windows: u64,
+    skip: impl Fn(u64) -> bool,
+) -> Vec<OwnedEntry> {
+    let scenario = metagov::scenario::Scenario::builtin(scenario).unwrap();
+    let mut bus = metagov_actors::MetaSupervisor::build(config, MemoryJournal::new(1 << 24)).unwrap();
+    for (i, packet) in scenario.stream(config.run.seed, Some(windows)).enumerate() {
+        if !skip(i as u64) {
+            bus.ingress(metagov_actors::messages::TELEMETRY_RAW, packet).unwrap();
+        }
+    }
+    bus.into_journal().entries
+}
+
+/// The default config, seeded.
+fn seeded_config(seed: u64) -> metagov_config::Config {
+    let mut config = metagov_config::Config::default();
+    config.run.seed = seed;
+    config
+}
+
+/// Each publish on `topic` once, as (tick, payload), in order. A publish with
+/// several subscribers is journaled once per recipient, one after another;
+/// those deliveries come from the same actor in the same tick with the same
+/// payload (in a live journal, the same allocation).
+fn published<'a>(entries: &'a [OwnedEntry], topic: &str) -> Vec<(u64, &'a Value)> {
+    let mut out = Vec::new();
+    let mut last: Option<&metagov_bus::Envelope> = None;
+    for entry in entries {
+        let OwnedEntry::Delivery(e) = entry else { continue };
+        if &*e.topic != topic {
+            continue;
+        }
+        let again = last.is_some_and(|l| {
+            Arc::ptr_eq(&l.payload, &e.payload) || (l.tick == e.tick && l.from == e.from && l.payload == e.payload)
+        });
+        if !again {
+            out.push((e.tick, &*e.payload));
+        }
+        last = Some(e);
+    }
+    out
+}
+
+/// Whether a `policy.update` names `rule` among the rules that fired.
+fn fired(update: &Value, rule: &str) -> bool {
+    matches!(field(update, "rules"), Value::List(rules) if rules.iter().any(|r| text_of(r, "rule") == rule))
+}
+
+fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
+    v.get(key).unwrap_or_else(|| panic!("no `{key}` in {v}"))
+}
+
+fn text_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    field(v, key).as_str().unwrap_or_else(|| panic!("`{key}` is not text in {v}"))
+}
+
+fn num_of(v: &Value, key: &str) -> f64 {
+    field(v, key).as_f64().unwrap_or_else(|| panic!("`{key}` is not a number in {v}"))
+}
+
+fn window_of(v: &Value) -> u64 {
+    match field(v, "window") {
+        Value::Int(w) if *w >= 0 => *w as u64,
+        other => panic!("window {other} in {v}"),
+    }
+}
+
+/// One change of one knob of one job, read from a `policy.update`.
+#[derive(Debug)]
+struct KnobMove {
+    window: u64,
+    from: f64,
+    to: f64,
+    rules: Vec<String>,
+    rollback: Option<String>,
+}
+
+/// Every change of `knob` on `job`, in order, starting from `initial`.
+fn knob_moves(entries: &[OwnedEntry], job: &str, knob: &str, initial: f64) -> Vec<KnobMove> {
+    let mut value = initial;
+    let mut moves = Vec::new();
+    for (_, update) in published(entries, metagov_actors::messages::POLICY_UPDATE) {
+        if text_of(update, "job") != job {
+            continue;
+        }
+        let Some(to) = field(update, "knobs").get(knob).and_then(Value::as_f64) else { continue };
+        let rules = match field(update, "rules") {
+            Value::List(rules) => rules.iter().map(|r| text_of(r, "rule").to_string()).collect(),
+            other => panic!("rules {other}"),
+        };
+        let rollback = field(update, "rollback").as_str().map(str::to_string);
+        moves.push(KnobMove { window: window_of(update), from: value, to, rules, rollback });
+        value = to;
+    }
+    moves
+}
+
+/// Issue 3's scenario behaviours: each scenario's disturbance gets the
+/// governance response it is there to show, under the default config, for
+/// every seed of `seeds()`. Runs are cut short with a window override that
+/// still covers the scenario's events (window numbers in scenarios/*.toml).
+mod governance_scenarios {
+    use super::*;
+    use metagov_actors::messages::*;
+
+    /// plateau.toml: `stalled` is flat for windows 300..=900 beside `control`.
+    const PLATEAU: std::ops::RangeInclusive<u64> = 300..=900;
+    /// 400 windows: the run up to the plateau and its first hundred windows.
+    const PLATEAU_WINDOWS: u64 = 400;
+
+    #[test]
+    fn a_plateau_raises_exploration_within_its_bounds() {
+        for seed in seeds() {
+            let config = seeded_config(seed);
+            let knob = &config.knobs["gamma_diversity"];
+            let entries = governed_run("plateau", &config, PLATEAU_WINDOWS, |_| false);
+            let moves = knob_moves(&entries, "stalled", "gamma_diversity", knob.initial);
+            for m in &moves {
+                assert!(
+                    (knob.min..=knob.max).contains(&m.to),
+                    "gamma_diversity {} outside [{}, {}] at {m:?}; rerun with METAGOV_SEED={seed}",
+                    m.to,
+                    knob.min,
+                    knob.max
+                );
+                assert!((m.to - m.from).abs() <= knob.step + 1e-9 || m.rollback.is_some(), "{m:?} exceeds the step");
+            }
+            let raises: Vec<&KnobMove> = moves
+                .iter()
+                .filter(|m| PLATEAU.contains(&m.window) && m.to > m.from && m.rules.iter().any(|r| r == "plateau"))
+                .collect();
+            assert!(
+                !raises.is_empty(),
+                "no plateau-rule raise of gamma_diversity on `stalled` in its plateau: {moves:?}; \
+                 rerun with METAGOV_SEED={seed}"
+            );
+            // The plateau also shows in the rules' inputs: gain sits at zero,
+            // below g_min, so `gain_below_min` fires on `stalled` there and
+            // never on `control`, which trains on.
+            let below: Vec<(String, u64)> = published(&entries, POLICY_UPDATE)
+                .into_iter()
+                .filter(|(_, u)| fired(u, "gain_below_min"))
+                .map(|(_, u)| (text_of(u, "job").to_string(), window_of(u)))
+                .collect();
+            assert!(below.iter().any(|(job, w)| job == "stalled" && PLATEAU.contains(w)), "{below:?}; seed {seed}");
+            assert!(below.iter().all(|(job, _)| job == "stalled"), "{below:?}; rerun with METAGOV_SEED={seed}");
+        }
+    }
+
+    #[test]
+    fn exploration_stops_at_a_tightened_max() {
+        for seed in seeds() {
+            let mut config = seeded_config(seed);
+            config.knobs.get_mut("gamma_diversity").unwrap().max = 0.6;
+            let initial = config.knobs["gamma_diversity"].initial;
+            let entries = governed_run("plateau", &config, PLATEAU_WINDOWS, |_| false);
+            for job in ["stalled", "control"] {
+                let moves = knob_moves(&entries, job, "gamma_diversity", initial);
+                let highest = moves.iter().map(|m| m.to).fold(f64::NEG_INFINITY, f64::max);
+                assert_eq!(
+                    highest, 0.6,
+                    "{job} reaches the max and stops there: {moves:?}; rerun with METAGOV_SEED={seed}"
+                );
+            }
+        }
+    }
+
+    /// memory-spikes.toml: `llm-0` spikes in windows 200..=260, the vision
+    /// domain (`vit-0`, `vit-1`) in 600..=650, at rate 1; then a
+    /// latency-only spike hits half the packets of 800..=830.
+    #[test]
+    fn memory_spikes_give_memory_hints_inside_the_spikes_only() {
+        for seed in seeds() {
+            let config = seeded_config(seed);
+            let entries = governed_run("memory-spikes", &config, 850, |_| false);
+            let hints = published(&entries, RESOURCE_HINT);
+            let mut memory = std::collections::BTreeSet::new();
+            let mut latency_only = 0;
+            for (_, hint) in &hints {
+                let (job, window) = (text_of(hint, "job").to_string(), window_of(hint));
+                let scale = num_of(hint, "batch_scale");
+                assert!((config.safety.batch_scale_min..=1.0).contains(&scale), "{hint}");
+                match field(hint, "memory_high") {
+                    Value::Bool(true) => {
+                        assert!(scale <= config.safety.vram_batch_scale, "memory pressure shrinks the batch: {hint}");
+                        memory.insert((job, window));
+                    }
+                    Value::Bool(false) => {
+                        assert_eq!(field(hint, "latency_high"), &Value::Bool(true), "a hint has a cause: {hint}");
+                        assert!((800..=830).contains(&window), "latency-only hint outside the latency spike: {hint}");
+                        latency_only += 1;
+                    }
+                    other => panic!("memory_high {other}"),
+                }
+            }
+            let mut expected = std::collections::BTreeSet::new();
+            expected.extend((200..=260).map(|w| ("llm-0".to_string(), w)));
+            for job in ["vit-0", "vit-1"] {
+                expected.extend((600..=650).map(|w| (job.to_string(), w)));
+            }
+            if memory != expected {
+                let extra: Vec<_> = memory.difference(&expected).take(5).collect();
+                let missing: Vec<_> = expected.difference(&memory).take(5).collect();
+                panic!(
+                    "memory hints differ from the spikes: extra {extra:?}, missing {missing:?}; \
+                     rerun with METAGOV_SEED={seed}"
+                );
+            }
+            assert!(latency_only > 0, "the latency spike gets hints without memory pressure; seed {seed}");
+            // The reward sees the pressure too: its vram term is negative in
+            // exactly the spike windows.
+            for (_, reward) in published(&entries, META_REWARD) {
+                let key = (text_of(reward, "job").to_string(), window_of(reward));
+                assert_eq!(num_of(reward, "vram") < 0.0, expected.contains(&key), "{reward}; seed {seed}");
+            }
+        }
+    }
+
+    /// nan-burst.toml: every packet of `flaky` in windows 300..=340 is a NaN
+    /// or infinite line; 30 % of everyone's packets in 600..=620 are garbage
+    /// of every kind.
+    const NAN_WINDOWS: u64 = 620;
+
+    /// Ticks whose ingress packet was rejected, with the reason.
+    fn rejected_ticks(entries: &[OwnedEntry]) -> BTreeMap<u64, String> {
+        published(entries, TELEMETRY_REJECTED)
+            .into_iter()
+            .map(|(tick, r)| (tick, text_of(r, "reason").to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_nan_burst_is_rejected_with_reasons_and_nothing_follows_a_rejection() {
+        let consequences = [TELEMETRY_ACCEPTED, META_REWARD, POLICY_UPDATE, RESOURCE_HINT, DOMAIN_UPDATE, META_TRIGGER];
+        for seed in seeds() {
+            let entries = governed_run("nan-burst", &seeded_config(seed), NAN_WINDOWS, |_| false);
+            let rejected = rejected_ticks(&entries);
+            // Ticks are 1-based packet numbers; jobs go flaky, solid-0, solid-1.
+            let flaky_burst: Vec<u64> = (300..=340).map(|w| (w - 1) * 3 + 1).collect();
+            for tick in &flaky_burst {
+                let reason = rejected.get(tick).map(String::as_str);
+                assert!(
+                    matches!(reason, Some("non_finite" | "malformed_json")),
+                    "flaky's NaN packet at tick {tick} got {reason:?}; rerun with METAGOV_SEED={seed}"
+                );
+            }
+            assert!(rejected.values().any(|r| r == "non_finite"), "{rejected:?}");
+            let outside: Vec<_> = rejected
+                .keys()
+                .filter(|&&t| !flaky_burst.contains(&t) && !(599 * 3 + 1..=620 * 3).contains(&t))
+                .collect();
+            assert!(outside.is_empty(), "rejections outside the bursts at ticks {outside:?}; seed {seed}");
+            let garbage = rejected.keys().filter(|&&t| t > 599 * 3).count();
+            assert!(garbage > 0, "the garbage burst is rejected too; seed {seed}");
+            // A rejected packet's tick holds its raw delivery and its
+            // rejection, and nothing else.
+            for entry in &entries {
+                let OwnedEntry::Delivery(e) = entry else { continue };
+                if rejected.contains_key(&e.tick) {
+                    assert!(
+                        !consequences.contains(&&*e.topic),
+                        "`{}` at ({}, {}) follows a rejected packet; rerun with METAGOV_SEED={seed}",
+                        e.topic,
+                        e.tick,
+                        e.seq
+                    );
+                }
+            }
+            let rejections_logged = entries
+                .iter()
+                .filter(|e| matches!(e, OwnedEntry::Delivery(d) if &*d.topic == TELEMETRY_REJECTED))
+                .count();
+            assert_eq!(rejections_logged, rejected.len(), "each rejection is one recorded delivery");
+        }
+    }
+
+    #[test]
+    fn rejected_packets_leave_the_state_of_a_run_without_them() {
+        // Topics whose payloads carry governance state or decisions. Left
+        // out: the raw packets and rejections themselves, and meta.telemetry,
+        // whose journal size counts the rejections' deliveries.
+        let state_topics = [
+            TELEMETRY_ACCEPTED,
+            META_REWARD,
+            POLICY_UPDATE,
+            RESOURCE_HINT,
+            DOMAIN_UPDATE,
+            META_TRIGGER,
+            CROSS_AGGREGATE,
+            PRIOR_UPDATED,
+        ];
+        for seed in seeds() {
+            let config = seeded_config(seed);
+            let with_garbage = governed_run("nan-burst", &config, NAN_WINDOWS, |_| false);
+            let rejected = rejected_ticks(&with_garbage);
+            assert!(rejected.len() > 41, "the run has both bursts: {}", rejected.len());
+            let without = governed_run("nan-burst", &config, NAN_WINDOWS, |i| rejected.contains_key(&(i + 1)));
+            assert!(rejected_ticks(&without).is_empty(), "only the rejected packets were garbage");
+            let decisions = |entries: &[OwnedEntry]| -> Vec<(String, String, String, Value)> {
+                entries
+                    .iter()
+                    .filter_map(|e| match e {
+                        OwnedEntry::Delivery(d) if state_topics.contains(&&*d.topic) => {
+                            Some((d.topic.to_string(), d.from.to_string(), d.to.to_string(), (*d.payload).clone()))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            };
+            let (a, b) = (decisions(&with_garbage), decisions(&without));
+            if let Some(i) = a.iter().zip(&b).position(|(x, y)| x != y) {
+                panic!(
+                    "decision {i} differs with the garbage present: {:?}\nwithout: {:?}; \
+                     rerun with METAGOV_SEED={seed}",
+                    a[i], b[i]
+                );
+            }
+            assert_eq!(a.len(), b.len(), "seed {seed}");
+            assert!(a.iter().any(|d| d.0 == PRIOR_UPDATED), "the comparison covers meta updates");
+        }
+    }
+
+    /// outlier-domain.toml: robotics reports knobs far from nlp's, vision's
+    /// and speech's and a higher gain, for the whole run.
+    #[test]
+    fn an_outlier_domain_is_dropped_and_named_in_the_aggregate_report() {
+        for seed in seeds() {
+            let config = seeded_config(seed);
+            let entries = governed_run("outlier-domain", &config, 150, |_| false);
+            let aggregates = published(&entries, CROSS_AGGREGATE);
+            assert!(aggregates.len() > 50, "{} aggregates", aggregates.len());
+            for (tick, aggregate) in &aggregates {
+                let Value::List(dropped) = field(aggregate, "dropped") else { panic!("{aggregate}") };
+                let names: Vec<&str> = dropped.iter().map(|d| text_of(d, "domain")).collect();
+                assert_eq!(names, ["robotics"], "tick {tick}: {aggregate}; rerun with METAGOV_SEED={seed}");
+                let reason = text_of(&dropped[0], "reason");
+                assert!(reason.starts_with("Outlier"), "{reason}");
+                let Value::List(used) = field(aggregate, "used") else { panic!("{aggregate}") };
+                let used: Vec<&str> = used.iter().map(|u| u.as_str().unwrap()).collect();
+                assert_eq!(used, ["nlp", "speech", "vision"], "tick {tick}; seed {seed}");
+            }
+            // The outlier's tau (0.5, against ~0.9 elsewhere) never reaches
+            // the prior.
+            let (_, last) = published(&entries, PRIOR_UPDATED).pop().unwrap();
+            let prior = metagov_actors::messages::prior_from_value(last).unwrap();
+            assert!((prior.prior["tau"] - 0.9).abs() < 0.05, "prior {:?}; seed {seed}", prior.prior);
+        }
+    }
+
+    /// collapse.toml: `fragile`'s reward collapses in windows 500..=600;
+    /// `control` shares its domain and trains on.
+    #[test]
+    fn a_reward_collapse_rolls_the_knobs_back_and_the_summary_counts_it() {
+        for seed in seeds() {
+            let dir = tempfile::tempdir().unwrap();
+            let simulation = metagov::simulate::Simulation {
+                scenario: metagov::scenario::Scenario::builtin("collapse").unwrap(),
+                config: seeded_config(seed),
+                windows: Some(620),
+                out_dir: dir.path().to_path_buf(),
+                progress: false,
+            };
+            let report = metagov::simulate::run(&simulation).unwrap();
+            let reader = metagov_storage::ChronicleReader::open(&report.chronicle).unwrap();
+            let entries: Vec<OwnedEntry> = reader.records().map(Result::unwrap).collect();
+            let floor = simulation.config.safety.reward_floor;
+            let ema: BTreeMap<u64, f64> =
+                published(&entries, META_REWARD).into_iter().map(|(t, r)| (t, num_of(r, "ema_reward"))).collect();
+            let initial: BTreeMap<String, f64> =
+                simulation.config.knobs.iter().map(|(k, knob)| (k.clone(), knob.initial)).collect();
+            // Every value each job's knobs have held, by (job, knob).
+            let mut held: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+            let mut rollbacks = Vec::new();
+            for (tick, update) in published(&entries, POLICY_UPDATE) {
+                let job = text_of(update, "job");
+                let Value::Record(knobs) = field(update, "knobs") else { panic!("{update}") };
+                let rollback = field(update, "rollback").as_str();
+                for (knob, value) in knobs {
+                    let history =
+                        held.entry((job.to_string(), knob.to_string())).or_insert_with(|| vec![initial[&**knob]]);
+                    let value = value.as_f64().unwrap();
+                    // A rollback restores a snapshot: values the job had before.
+                    assert!(
+                        rollback.is_none() || history.contains(&value),
+                        "rollback to {knob} = {value}, never held before: {history:?}; seed {seed}"
+                    );
+                    history.push(value);
+                }
+                let Some(reason) = rollback else { continue };
+                let window = window_of(update);
+                if reason == "BelowFloor" {
+                    assert!(ema[&tick] < floor, "BelowFloor at ema {} (tick {tick}); seed {seed}", ema[&tick]);
+                    assert_eq!(job, "fragile", "only the collapsing job falls below the floor; seed {seed}");
+                }
+                rollbacks.push((job.to_string(), window, reason.to_string()));
+            }
+            assert!(
+                rollbacks.iter().any(|(job, w, r)| job == "fragile" && (500..=600).contains(w) && r == "BelowFloor"),
+                "no rollback of `fragile` below the floor during its collapse: {rollbacks:?}; \
+                 rerun with METAGOV_SEED={seed}"
+            );
+            assert!(
+                rollbacks.iter().all(|(_, w, r)| r != "BelowFloor" || *w >= 500),
+                "below the floor before the collapse: {rollbacks:?}; seed {seed}"
+            );
+            let counted: u64 = report.summary.rollbacks.values().sum();
+            assert_eq!(counted, rollbacks.len() as u64, "summary {:?}; seed {seed}", report.summary.rollbacks);
+            assert!(report.summary.rollbacks["BelowFloor"] >= 1);
+            let json: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap()).unwrap();
+            assert_eq!(json["rollbacks"]["BelowFloor"], report.summary.rollbacks["BelowFloor"]);
+            let txt = std::fs::read_to_string(dir.path().join("summary.txt")).unwrap();
+            assert!(txt.contains(&format!("rollbacks    {counted} (knobs)")), "{txt}");
+        }
+    }
+}
+
+/// Issue 3's determinism harness: every built-in scenario under every seed,
+/// run twice through `metagov simulate`'s code path, gives the same chronicle
+/// and log bytes, and replays; different seeds give different runs. A
+/// failure names the seed and the first differing `(tick, seq)`.
+mod governance_determinism {
+    use super::*;
+    use metagov::cli::{self, Outcome};
+    use metagov::scenario::Scenario;
+    use metagov::simulate::{run, Simulation};
+
+    /// Windows per run: about 1800 packets, at least 40 and at most 600
+    /// windows, which covers the events of every built-in but many-jobs'.
+    fn windows(scenario: &Scenario) -> u64 {
+        (1800 / scenario.job_count()).clamp(40, 600).min(scenario.windows())
+    }
+
+    struct Run {
+        chronicle: Vec<u8>,
+        log: Vec<u8>,
+        path: std::path::PathBuf,
+        packets: u64,
+    }
+
+    fn simulate(dir: &std::path::Path, scenario: &Scenario, seed: u64) -> Run {
+        let simulation = Simulation {
+            scenario: scenario.clone(),
+            config: seeded_config(seed),
+            windows: Some(windows(scenario)),
+            out_dir: dir.to_path_buf(),
+            progress: false,
+        };
+        let report = run(&simulation)
+            .unwrap_or_else(|e| panic!("{} failed: {e:#}; rerun with METAGOV_SEED={seed}", scenario.name()));
+        Run {
+            chronicle: std::fs::read(&report.chronicle).unwrap(),
+            log: std::fs::read(&report.log).unwrap(),
+            path: report.chronicle,
+            packets: report.summary.packets,
+        }
+    }
+
+    fn entries(path: &std::path::Path) -> Vec<OwnedEntry> {
+        metagov_storage::ChronicleReader::open(path).unwrap().records().map(Result::unwrap).collect()
+    }
+
+    /// Where two chronicles first differ: the first differing entry's
+    /// `(tick, seq)` when their entries differ, and the first differing byte.
+    fn first_difference(a: &Run, b: &Run) -> String {
+        let byte = a.chronicle.iter().zip(&b.chronicle).position(|(x, y)| x != y);
+        let byte = byte.unwrap_or(a.chronicle.len().min(b.chronicle.len()));
+        let (ea, eb) = (entries(&a.path), entries(&b.path));
+        match ea.iter().zip(&eb).position(|(x, y)| x != y) {
+            Some(i) => {
+                let (tick, seq) = ea[i].at();
+                let fields: Vec<String> = ea[i]
+                    .to_value()
+                    .diff(&eb[i].to_value())
+                    .iter()
+                    .map(|d| format!("{}: {:?} vs {:?}", d.path, d.expected, d.actual))
+                    .collect();
+                format!("first differing entry at (tick {tick}, seq {seq}), byte {byte}: {}", fields.join("; "))
+            }
+            None if ea.len() != eb.len() => format!("{} against {} entries (byte {byte})", ea.len(), eb.len()),
+            None => format!("entries equal, bytes differ first at byte {byte}"),
+        }
+    }
+
+    /// The first differing line of two logs; each line starts with its
+    /// `tick.seq`.
+    fn first_log_difference(a: &[u8], b: &[u8]) -> String {
+        let (a, b) = (String::from_utf8_lossy(a), String::from_utf8_lossy(b));
+        let mut lines = a.lines().zip(b.lines()).enumerate();
+        match lines.find(|(_, (x, y))| x != y) {
+            Some((i, (x, y))) => format!("line {}:\n  {x}\n  {y}", i + 1),
+            None => format!("{} against {} lines", a.lines().count(), b.lines().count()),
+        }
+    }
+
+    fn check_scenario(name: &str) {
+        let scenario = Scenario::builtin(name).unwrap();
+        let mut runs: Vec<(u64, Vec<OwnedEntry>)> = Vec::new();
+        for seed in seeds() {
+            let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let a = simulate(dir_a.path(), &scenario, seed);
+            let b = simulate(dir_b.path(), &scenario, seed);
+            assert_eq!(a.packets, windows(&scenario) * scenario.job_count());
+            if a.chronicle != b.chronicle {
+                panic!("{name}: chronicles differ: {}; rerun with METAGOV_SEED={seed}", first_difference(&a, &b));
+            }
+            if a.log != b.log {
+                panic!(
+                    "{name}: logs differ at {}; rerun with METAGOV_SEED={seed}",
+                    first_log_difference(&a.log, &b.log)
+                );
+            }
+            assert!(!a.log.is_empty());
+            let mut out = Vec::new();
+            let outcome = cli::replay_verify(&a.path, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            assert!(
+                matches!(outcome, Ok(Outcome::Success)),
+                "{name}: replay failed: {outcome:?} {text}; rerun with METAGOV_SEED={seed}"
+            );
+            assert!(text.contains(&format!("replay matches: {} ingress packets", a.packets)), "{text}");
+            runs.push((seed, entries(&a.path)));
+        }
+        // Different seeds: different telemetry and decisions, not just a
+        // different header (compared when more than one seed ran).
+        for (i, (seed_a, a)) in runs.iter().enumerate() {
+            for (seed_b, b) in &runs[i + 1..] {
+                let deliveries = |entries: &[OwnedEntry]| -> Vec<Value> {
+                    entries
+                        .iter()
+                        .filter_map(|e| match e {
+                            OwnedEntry::Delivery(d) => Some((*d.payload).clone()),
+                            _ => None,
+                        })
+                        .collect()
+                };
+                assert!(deliveries(a) != deliveries(b), "{name}: seeds {seed_a} and {seed_b} give the same deliveries");
+            }
+        }
+    }
+
+    // One test per built-in (so they run in parallel and fail by name), and
+    // one that keeps this list equal to the built-ins.
+    macro_rules! scenario_tests {
+        ($($test:ident => $name:literal,)*) => {
+            $(
+                #[test]
+                fn $test() {
+                    check_scenario($name);
+                }
+            )*
+
+            #[test]
+            fn every_builtin_scenario_is_checked() {
+                assert_eq!(Scenario::builtin_names(), [$($name),*]);
+            }
+        };
+    }
+
+    scenario_tests! {
+        default_is_reproducible => "default",
+        steady_is_reproducible => "steady",
+        plateau_is_reproducible => "plateau",
+        drift_is_reproducible => "drift",
+        oscillation_is_reproducible => "oscillation",
+        memory_spikes_is_reproducible => "memory-spikes",
+        nan_burst_is_reproducible => "nan-burst",
+        collapse_is_reproducible => "collapse",
+        outlier_domain_is_reproducible => "outlier-domain",
+        many_jobs_is_reproducible => "many-jobs",
+    }
+}
+
+/// `metagov simulate`, `replay --verify` on its output, and `config init` /
+/// `config check`, through the command functions the binary calls.
+mod simulate_cli {
+    use metagov::cli::{self, Outcome, SimulateArgs};
+
+    fn run(f: impl FnOnce(&mut Vec<u8>) -> anyhow::Result<Outcome>) -> (anyhow::Result<Outcome>, String) {
+        let mut out = Vec::new();
+        let result = f(&mut out);
+        (result, String::from_utf8(out).unwrap())
+    }
+
+    fn args(scenario: &str, out: Option<std::path::PathBuf>) -> SimulateArgs {
+        SimulateArgs { scenario: scenario.into(), config: None, seed: Some(7), windows: Some(60), out, quiet: true }
+    }
+
+    #[test]
+    fn simulate_writes_its_files_prints_the_replay_command_and_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let out_dir = dir.path().join("nested/run");
+        let (r, text) = run(|o| cli::simulate(&args("nan-burst", Some(out_dir.clone())), o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        for file in ["run.cmeta", "run.log", "summary.json", "summary.txt"] {
+            assert!(out_dir.join(file).is_file(), "{file} missing; printed:\n{text}");
+        }
+        assert!(!out_dir.join("run.cmeta.partial").exists());
+        let chronicle = out_dir.join("run.cmeta");
+        assert!(text.contains("scenario `nan-burst`") && text.contains("seed 7"), "{text}");
+        assert!(text.contains(&format!("metagov replay {} --verify", chronicle.display())), "{text}");
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["packets"], 180, "60 windows of 3 jobs: {summary}");
+        assert_eq!(summary["accepted"], 180, "no burst reaches window 60: {summary}");
+        let txt = std::fs::read_to_string(out_dir.join("summary.txt")).unwrap();
+        assert!(text.contains(&txt), "the printed summary is summary.txt");
+        let reader = metagov_storage::ChronicleReader::open(&chronicle).unwrap();
+        assert_eq!(reader.context().seed, 7);
+        assert_eq!(reader.context().actors, metagov_actors::ACTOR_NAMES);
+        let (r, text) = run(|o| cli::replay_verify(&chronicle, o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        assert!(text.contains("replay matches: 180 ingress packets"), "{text}");
+    }
+
+    #[test]
+    fn simulate_takes_a_config_file_and_the_seed_flag_overrides_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("gov.toml");
+        std::fs::write(&config, "[run]\nseed = 3\n\n[scheduler]\nupdate_interval_windows = 4\n").unwrap();
+        let out_dir = dir.path().join("out");
+        let simulate_args = SimulateArgs { config: Some(config), ..args("steady", Some(out_dir.clone())) };
+        let (r, text) = run(|o| cli::simulate(&simulate_args, o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        let reader = metagov_storage::ChronicleReader::open(out_dir.join("run.cmeta")).unwrap();
+        let ctx = reader.context();
+        assert_eq!(ctx.seed, 7, "--seed wins over the file's run.seed");
+        assert!(ctx.config_text.contains("update_interval_windows = 4"), "{}", ctx.config_text);
+        let (r, text) = run(|o| cli::replay_verify(&out_dir.join("run.cmeta"), o));
+        assert_eq!(r.unwrap(), Outcome::Success, "the replay rebuilds the recorded config: {text}");
+    }
+
+    #[test]
+    fn config_init_writes_a_file_that_config_check_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gov.toml");
+        let (r, text) = run(|o| cli::config_init(Some(&path), false, o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        assert!(text.contains("metagov config check"), "{text}");
+        let (r, text) = run(|o| cli::config_check(&path, o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        assert!(text.contains(": ok (config sha256 "), "{text}");
+        assert!(
+            text.contains(&metagov_config::Config::default().sha256_hex()),
+            "the written file is the defaults: {text}"
+        );
+        let err = run(|o| cli::config_init(Some(&path), false, o)).0.unwrap_err();
+        assert!(format!("{err:#}").contains("--force"), "{err:#}");
+        let (r, _) = run(|o| cli::config_init(Some(&path), true, o));
+        assert_eq!(r.unwrap(), Outcome::Success);
+    }
+
+    #[test]
+    fn config_check_places_a_misspelled_key_and_an_unknown_knob() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        let text = "\
+[run]
+seed = 7
+
+[reward]
+gain_wieght = 0.5
+
+[[rules]]
+name = \"explore\"
+signal = \"reward_delta\"
+comparison = \"lt\"
+threshold = 0.002
+for_windows = 5
+cooldown_windows = 10
+
+[rules.adjust]
+temprature = 0.05
+";
+        std::fs::write(&path, text).unwrap();
+        let (r, out) = run(|o| cli::config_check(&path, o));
+        assert_eq!(r.unwrap(), Outcome::Failure, "{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        let at = |line: &str| -> (u32, u32) {
+            let rest = line.strip_prefix(&format!("{}:", path.display())).unwrap_or_else(|| panic!("{line}"));
+            let mut parts = rest.splitn(3, ':');
+            (parts.next().unwrap().parse().unwrap(), parts.next().unwrap().parse().unwrap())
+        };
+        assert_eq!(at(lines[0]), (5, 1), "{out}");
+        assert!(
+            lines[0].contains("gain_wieght") && lines[0].contains("gain_weight"),
+            "names the key and its fix: {out}"
+        );
+        // Checks on a value's meaning point at the value (`0.05`), not its key.
+        assert_eq!(at(lines[1]), (16, 14), "{out}");
+        assert!(lines[1].contains("unknown knob `temprature`") && lines[1].contains("gamma_diversity"), "{out}");
+        assert!(lines[2].ends_with("2 problems"), "{out}");
+    }
+
+    #[test]
+    fn an_unknown_scenario_is_refused_with_the_built_ins_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let out_dir = dir.path().join("out");
+        let err = run(|o| cli::simulate(&args("platoe", Some(out_dir.clone())), o)).0.unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains("platoe"), "{message}");
+        for name in metagov::scenario::Scenario::builtin_names() {
+            assert!(message.contains(name), "{name} not listed: {message}");
+        }
+        assert!(!out_dir.exists(), "nothing is written for a refused run");
     }
 }

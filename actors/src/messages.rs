@@ -333,3 +333,100 @@ pub fn prior_from_value(v: &Value) -> Result<PriorView, ShapeMismatch> {
         coherence: r.num("coherence")?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metagov_governance::{FiredRule, ResourceHint, RollbackReason, Scoring};
+
+    fn packet() -> TelemetryPacket {
+        TelemetryPacket {
+            job: "bert-a".into(),
+            domain: "nlp".into(),
+            window: 1042,
+            phase: Some("train".into()),
+            metrics: [("gain_p50", 0.15), ("stability_mean", 0.8), ("vram_high", 0.0)]
+                .map(|(k, v)| (k.to_string(), v))
+                .into(),
+            params: [("tau", 0.9)].map(|(k, v)| (k.to_string(), v)).into(),
+        }
+    }
+
+    fn update() -> DomainMetaUpdate {
+        DomainMetaUpdate {
+            domain_id: "vision".into(),
+            keys: vec!["g_min".into(), "tau".into()],
+            vector: Array1::from(vec![0.01, 0.9]),
+            reward: 0.42,
+            confidence: 0.75,
+            window: 17,
+            observations: 12,
+        }
+    }
+
+    #[test]
+    fn messages_read_back_as_written() {
+        let p = packet();
+        assert_eq!(packet_from_value(&packet_to_value(&p)).unwrap(), p);
+        let no_phase = TelemetryPacket { phase: None, ..packet() };
+        assert_eq!(packet_from_value(&packet_to_value(&no_phase)).unwrap(), no_phase);
+        let u = update();
+        assert_eq!(domain_update_from_value(&domain_update_to_value(&u), DOMAIN_UPDATE).unwrap(), u);
+        let keys = ["g_min".to_string(), "tau".to_string()];
+        let prior = prior_from_value(&prior_to_value(3, &keys, &u.vector, 0.5, true, 0.25)).unwrap();
+        assert_eq!((prior.version, prior.reward, prior.rolled_back, prior.coherence), (3, 0.5, true, 0.25));
+        assert_eq!(prior.prior, [("g_min".to_string(), 0.01), ("tau".to_string(), 0.9)].into());
+    }
+
+    #[test]
+    fn reals_are_quantized_on_the_way_out_and_non_finite_ones_become_zero() {
+        let p = TelemetryPacket { metrics: [("gain_p50".to_string(), 0.123_456_789)].into(), ..packet() };
+        let read = packet_from_value(&packet_to_value(&p)).unwrap();
+        assert_eq!(read.metrics["gain_p50"], 0.123_457);
+        assert_eq!(real(f64::NAN), Value::Fixed(Fixed::ZERO));
+        assert_eq!(real(f64::INFINITY), Value::Fixed(Fixed::ZERO));
+    }
+
+    #[test]
+    fn a_misshaped_payload_names_its_topic_and_field() {
+        let mut value = packet_to_value(&packet());
+        if let Value::Record(fields) = &mut value {
+            fields.retain(|(k, _)| k != "window");
+        }
+        let err = packet_from_value(&value).unwrap_err();
+        assert_eq!(err, ShapeMismatch { topic: TELEMETRY_ACCEPTED, field: "window".into() });
+        assert!(err.to_string().contains("`telemetry.accepted`") && err.to_string().contains("`window`"), "{err}");
+        let keys = ["tau".to_string()];
+        let short = prior_to_value(1, &keys, &Array1::from(vec![0.9, 0.1]), 0.0, false, 1.0);
+        assert_eq!(prior_from_value(&short).err().map(|e| e.field), Some("prior".into()), "keys and values pair up");
+    }
+
+    #[test]
+    fn policy_updates_carry_rules_and_rollbacks() {
+        let decision = IntegrativeDecision {
+            job: "bert-a".into(),
+            window: 9,
+            policy_updates: [("gamma_diversity".to_string(), 0.35)].into(),
+            resource_hint: ResourceHint { batch_scale: 1.0, memory_high: false, latency_high: false },
+            scoring: Scoring { gain: 0.1, stability: 0.2, vram: 0.0, latency: 0.0, total: 0.3 },
+            ema_reward: 0.3,
+            reward_delta: Some(0.001),
+            ci_half_width: None,
+            fired_rules: vec![FiredRule {
+                rule: "plateau".into(),
+                signal: metagov_config::Signal::RewardDelta,
+                value: 0.001,
+                threshold: 0.002,
+            }],
+            blocked_knobs: Vec::new(),
+            rollback: None,
+        };
+        let v = policy_update_to_value(&decision);
+        assert_eq!(v.get("rollback"), Some(&Value::Unit));
+        assert_eq!(v.get("knobs").and_then(|k| k.get("gamma_diversity")).and_then(Value::as_f64), Some(0.35));
+        let Some(Value::List(rules)) = v.get("rules") else { panic!("{v}") };
+        assert_eq!(rules[0].get("rule").and_then(Value::as_str), Some("plateau"));
+        let rolled = IntegrativeDecision { rollback: Some(RollbackReason::BelowFloor), ..decision };
+        assert_eq!(policy_update_to_value(&rolled).get("rollback").and_then(Value::as_str), Some("BelowFloor"));
+    }
+}

@@ -31,3 +31,60 @@ impl MetaSupervisor {
         Ok(bus)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use metagov_bus::{MemoryJournal, OwnedEntry, Value};
+    use metagov_config::Config;
+
+    use super::*;
+    use crate::messages::*;
+
+    fn pack(domain: &str, keys: &[&str], vector: &[f64]) -> Value {
+        let real = |x: f64| Value::real(x).unwrap();
+        Value::Record(vec![
+            ("domain".into(), Value::Text(domain.into())),
+            ("keys".into(), Value::List(keys.iter().map(|k| Value::Text(k.to_string())).collect())),
+            ("vector".into(), Value::List(vector.iter().map(|&x| real(x)).collect())),
+            ("reward".into(), real(0.5)),
+            ("confidence".into(), real(0.9)),
+            ("window".into(), Value::Int(1)),
+            ("observations".into(), Value::Int(10)),
+        ])
+    }
+
+    /// The topics delivered at `tick`, in order.
+    fn topics_at(entries: &[OwnedEntry], tick: u64) -> Vec<String> {
+        entries
+            .iter()
+            .filter_map(|e| match e {
+                OwnedEntry::Delivery(d) if d.tick == tick => Some(d.topic.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn federation_packs_are_validated_before_they_reach_the_aggregator() {
+        let config = Config::default();
+        let mut bus = MetaSupervisor::build(&config, MemoryJournal::new(1000)).unwrap();
+        assert_eq!(bus.actor_names(), ACTOR_NAMES);
+        let keys = ["g_min", "gamma_diversity", "lambda_ci", "tau"];
+        bus.ingress(FEDERATION_POLICY_PACK, pack("vision", &keys, &[0.01, 0.3, 0.5, 0.9])).unwrap();
+        bus.ingress(FEDERATION_POLICY_PACK, pack("nlp", &keys[..3], &[0.01, 0.3, 0.5])).unwrap();
+        bus.ingress(FEDERATION_POLICY_PACK, Value::Text("not a pack".into())).unwrap();
+        let entries = bus.into_journal().entries;
+        assert_eq!(topics_at(&entries, 1), [FEDERATION_POLICY_PACK, DOMAIN_UPDATE]);
+        for tick in [2, 3] {
+            assert_eq!(topics_at(&entries, tick), [FEDERATION_POLICY_PACK, TELEMETRY_REJECTED], "tick {tick}");
+        }
+        let reasons: Vec<&str> = entries
+            .iter()
+            .filter_map(|e| match e {
+                OwnedEntry::Delivery(d) if &*d.topic == TELEMETRY_REJECTED => d.payload.get("reason")?.as_str(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(reasons, ["wrong_dimension", "missing_field"]);
+    }
+}

@@ -503,7 +503,11 @@ fn bench_simulate(quick: bool, dir: &Path, out: &mut dyn Write) -> Result<()> {
         writeln!(out, "| {name} | {packets} | {deliveries} | {rate:.0} | {:.0} |", per_second(deliveries, spent))?;
     }
     let slowest = rates.iter().copied().fold(f64::INFINITY, f64::min);
-    writeln!(out, "\ntarget: ≥ 100000 packets/s end to end ({slowest:.0} at the slowest: {})\n", met(slowest >= 100_000.0))?;
+    writeln!(
+        out,
+        "\ntarget: ≥ 100000 packets/s end to end ({slowest:.0} at the slowest: {})\n",
+        met(slowest >= 100_000.0)
+    )?;
 
     let scenario_file = dir.join("bench-one-job.toml");
     std::fs::write(&scenario_file, ONE_JOB).context("cannot write the bench scenario")?;
@@ -515,7 +519,11 @@ fn bench_simulate(quick: bool, dir: &Path, out: &mut dyn Write) -> Result<()> {
     writeln!(out, "|---:|---:|")?;
     writeln!(out, "| {short} | {rss_short} KiB |")?;
     writeln!(out, "| {long} | {rss_long} KiB |")?;
-    writeln!(out, "\ntarget: peak RSS at {long} windows within 10 % of that at {short} ({ratio:.3}: {})\n", met(ratio <= 1.10))?;
+    writeln!(
+        out,
+        "\ntarget: peak RSS at {long} windows within 10 % of that at {short} ({ratio:.3}: {})\n",
+        met(ratio <= 1.10)
+    )?;
     Ok(())
 }
 
