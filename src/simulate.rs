@@ -14,10 +14,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use metagov_actors::{messages::TELEMETRY_RAW, MetaSupervisor, ACTOR_NAMES};
-use metagov_bus::log::DeterministicLog;
+use metagov_bus::log;
 use metagov_config::Config;
 use metagov_storage::{init_session, ChronicleWriter, WriterOptions};
-use tracing_subscriber::layer::SubscriberExt;
 
 use crate::scenario::Scenario;
 use crate::summary::{Summary, SummaryJournal, Tee};
@@ -89,9 +88,8 @@ pub fn run(sim: &Simulation) -> Result<SimulationReport> {
     let mut bus = MetaSupervisor::build(&sim.config, journal)?;
 
     let log_file = File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    let subscriber = tracing_subscriber::registry().with(DeterministicLog::new(BufWriter::new(log_file)));
     let bar = progress_bar(packets, sim.progress, sim.scenario.name());
-    let outcome = tracing::subscriber::with_default(subscriber, || -> Result<()> {
+    let outcome = log::capture(BufWriter::new(log_file), || -> Result<()> {
         tracing::info!(scenario = sim.scenario.name(), seed, packets, "simulation starts");
         for (i, packet) in stream.enumerate() {
             bus.ingress(TELEMETRY_RAW, packet).with_context(|| format!("the run stopped at packet {}", i + 1))?;

@@ -114,7 +114,7 @@ impl Actor for IntegrativeActor {
             tracing::info!(job = %decision.job, rule = %rule.rule, value = rule.value, threshold = rule.threshold, "rule fired");
         }
         if let Some(reason) = decision.rollback {
-            tracing::info!(job = %decision.job, reason = ?reason, "knobs rolled back");
+            tracing::info!(job = %decision.job, reason = rollback_code(reason), "knobs rolled back");
         }
         if !decision.policy_updates.is_empty() || decision.rollback.is_some() {
             out.publish(POLICY_UPDATE, policy_update_to_value(&decision));
@@ -215,7 +215,8 @@ impl Actor for AggregatorActor {
         match self.aggregator.aggregate(&updates) {
             Ok(aggregate) => {
                 for dropped in &aggregate.meta.dropped {
-                    tracing::info!(domain = %dropped.domain_id, reason = ?dropped.reason, "domain dropped from aggregate");
+                    let (reason, z) = drop_code(&dropped.reason);
+                    tracing::info!(domain = %dropped.domain_id, reason, z = z.unwrap_or(0.0), "domain dropped from aggregate");
                 }
                 out.publish(CROSS_AGGREGATE, cross_aggregate_to_value(&aggregate));
             }

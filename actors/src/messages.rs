@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use metagov_bus::{Fixed, Key, Value};
-use metagov_governance::{CrossAggregate, DomainMetaUpdate, IntegrativeDecision, Rejection, TelemetryPacket};
+use metagov_governance::{
+    CrossAggregate, DomainMetaUpdate, DropReason, IntegrativeDecision, Rejection, RollbackReason, TelemetryPacket,
+};
 use ndarray::Array1;
 
 /// Raw telemetry from outside: a packet record, or the raw line when it did
@@ -179,8 +181,25 @@ pub fn policy_update_to_value(d: &IntegrativeDecision) -> Value {
         ("window", Value::Int(d.window as i64)),
         ("knobs", map_record(&d.policy_updates)),
         ("rules", Value::List(rules)),
-        ("rollback", d.rollback.map_or(Value::Unit, |r| text(&format!("{r:?}")))),
+        ("rollback", d.rollback.map_or(Value::Unit, |r| text(rollback_code(r)))),
     ])
+}
+
+/// The stable code of a drop reason, with the robust z of an outlier.
+pub fn drop_code(reason: &DropReason) -> (&'static str, Option<f64>) {
+    match reason {
+        DropReason::KeysMismatch => ("keys_mismatch", None),
+        DropReason::Superseded => ("superseded", None),
+        DropReason::Outlier { z } => ("outlier", Some(*z)),
+    }
+}
+
+/// The stable code of a rollback reason, as reason codes are written.
+pub fn rollback_code(reason: RollbackReason) -> &'static str {
+    match reason {
+        RollbackReason::BelowFloor => "below_floor",
+        RollbackReason::DropFromBest => "drop_from_best",
+    }
 }
 
 /// `resource.hint`.
@@ -247,7 +266,12 @@ pub fn cross_aggregate_to_value(a: &CrossAggregate) -> Value {
     let dropped = m
         .dropped
         .iter()
-        .map(|d| record(vec![("domain", text(&d.domain_id)), ("reason", text(&format!("{:?}", d.reason)))]))
+        .map(|d| {
+            // A reason code and, for outliers, the robust z on the grid: no
+            // float crosses the bus as text.
+            let (reason, z) = drop_code(&d.reason);
+            record(vec![("domain", text(&d.domain_id)), ("reason", text(reason)), ("z", z.map_or(Value::Unit, real))])
+        })
         .collect();
     record(vec![
         ("keys", texts(&a.keys)),
@@ -427,6 +451,6 @@ mod tests {
         let Some(Value::List(rules)) = v.get("rules") else { panic!("{v}") };
         assert_eq!(rules[0].get("rule").and_then(Value::as_str), Some("plateau"));
         let rolled = IntegrativeDecision { rollback: Some(RollbackReason::BelowFloor), ..decision };
-        assert_eq!(policy_update_to_value(&rolled).get("rollback").and_then(Value::as_str), Some("BelowFloor"));
+        assert_eq!(policy_update_to_value(&rolled).get("rollback").and_then(Value::as_str), Some("below_floor"));
     }
 }

@@ -17,27 +17,56 @@
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
-use tracing_subscriber::layer::Context;
+use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
 
 use crate::envelope::Name;
 
-/// The `tracing` layer that writes the deterministic log to `W`.
-pub struct DeterministicLog<W: Write + Send + 'static> {
-    out: Mutex<W>,
+/// Writes the deterministic log of everything `run` does on this thread to
+/// `out` (flushed and dropped when `run` returns), and returns what `run`
+/// returns.
+///
+/// The log layer is installed once as the process's global `tracing`
+/// subscriber and writes each event to the sink of the thread that raised
+/// it. A global subscriber matters: with per-thread (scoped) subscribers,
+/// `tracing` caches callsite interest process-wide, and events can be lost
+/// while another thread has no subscriber, so two identical runs could log
+/// differently. If the process already has another global subscriber, the
+/// layer falls back to a scoped one for `run`.
+pub fn capture<R>(out: impl Write + 'static, run: impl FnOnce() -> R) -> R {
+    static INSTALL: Once = Once::new();
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
+    INSTALL.call_once(|| {
+        let global = tracing_subscriber::registry().with(DeterministicLog);
+        INSTALLED.store(tracing::subscriber::set_global_default(global).is_ok(), Ordering::SeqCst);
+    });
+    let previous = SINK.with(|sink| sink.replace(Some(Box::new(out))));
+    let result = if INSTALLED.load(Ordering::SeqCst) {
+        run()
+    } else {
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(DeterministicLog), run)
+    };
+    let ours = SINK.with(|sink| sink.replace(previous));
+    if let Some(mut out) = ours {
+        let _ = out.flush();
+    }
+    result
 }
 
-impl<W: Write + Send + 'static> DeterministicLog<W> {
-    /// A layer writing to `out`. Write errors are ignored by design: the log
-    /// is for people, and the chronicle is the record.
-    pub fn new(out: W) -> Self {
-        DeterministicLog { out: Mutex::new(out) }
-    }
+thread_local! {
+    /// Where this thread's log lines go while [`capture`] runs.
+    static SINK: RefCell<Option<Box<dyn Write>>> = const { RefCell::new(None) };
 }
+
+/// The `tracing` layer that formats events and hands them to the current
+/// thread's sink. Write errors are ignored by design: the log is for people,
+/// and the chronicle is the record.
+struct DeterministicLog;
 
 /// The delivery a thread is handling, set by the bus around each handler
 /// call and read by the log layer.
@@ -97,12 +126,11 @@ impl Visit for Fields {
     }
 }
 
-impl<S, W> Layer<S> for DeterministicLog<W>
-where
-    S: Subscriber,
-    W: Write + Send + 'static,
-{
+impl<S: Subscriber> Layer<S> for DeterministicLog {
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        if !SINK.with(|sink| sink.borrow().is_some()) {
+            return;
+        }
         let mut fields = Fields::default();
         event.record(&mut fields);
         let stamp = CURRENT.with(|c| match &*c.borrow() {
@@ -110,8 +138,10 @@ where
             None => "-.- -".to_string(),
         });
         let line = format!("{stamp} {} {}{}\n", event.metadata().level(), fields.message, fields.pairs);
-        if let Ok(mut out) = self.out.lock() {
-            let _ = out.write_all(line.as_bytes());
-        }
+        SINK.with(|sink| {
+            if let Some(out) = sink.borrow_mut().as_mut() {
+                let _ = out.write_all(line.as_bytes());
+            }
+        });
     }
 }
