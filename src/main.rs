@@ -10,6 +10,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use metagov::cli;
 
+/// mimalloc: a run allocates many small payload values; the system allocator
+/// spent about a sixth of a simulation in malloc and free (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// metagov — a deterministic meta-governance supervisor for ML training.
 ///
 /// Every run is recorded in a chronicle (`.cmeta`): a checksummed, append-only

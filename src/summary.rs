@@ -140,10 +140,13 @@ impl SummaryJournal {
             }
             topic::META_REWARD => {
                 let (Some(job), Some(ema)) = (text(v, "job"), num(v, "ema_reward")) else { return };
-                self.first_reward.entry(job.to_string()).or_insert(ema);
-                self.last_reward.insert(job.to_string(), ema);
-                if !self.jobs.contains_key(job) {
-                    self.jobs.insert(job.to_string(), self.initial.clone());
+                match self.last_reward.get_mut(job) {
+                    Some(last) => *last = ema,
+                    None => {
+                        self.first_reward.insert(job.to_string(), ema);
+                        self.last_reward.insert(job.to_string(), ema);
+                        self.jobs.entry(job.to_string()).or_insert_with(|| self.initial.clone());
+                    }
                 }
             }
             topic::POLICY_UPDATE => {
