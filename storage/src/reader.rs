@@ -724,11 +724,13 @@ impl std::fmt::Display for Tail {
             Tail::Unsealed => {
                 write!(f, "unsealed (whole frames, no footer: a run in progress or killed between frames)")
             }
-            Tail::Torn { offset, dropped_bytes } => {
-                write!(f, "torn at byte {offset}: {dropped_bytes} bytes after the last whole frame dropped")
-            }
+            Tail::Torn { offset, dropped_bytes } => write_torn(f, *offset, *dropped_bytes),
         }
     }
+}
+
+fn write_torn(f: &mut std::fmt::Formatter<'_>, offset: u64, dropped_bytes: u64) -> std::fmt::Result {
+    write!(f, "torn at byte {offset}: {dropped_bytes} bytes after the last whole frame dropped")
 }
 
 impl std::fmt::Display for IntegrityStatus {
@@ -738,9 +740,7 @@ impl std::fmt::Display for IntegrityStatus {
             IntegrityStatus::Unsealed => {
                 write!(f, "unsealed: every frame checks, but nothing vouches the run is complete")
             }
-            IntegrityStatus::Torn { offset, dropped_bytes } => {
-                write!(f, "torn at byte {offset}: {dropped_bytes} bytes after the last whole frame dropped")
-            }
+            IntegrityStatus::Torn { offset, dropped_bytes } => write_torn(f, *offset, *dropped_bytes),
             IntegrityStatus::Corrupt { location, offset, reason } => {
                 write!(f, "corrupt: {location} at byte {offset}: {reason}")
             }
