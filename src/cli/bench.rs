@@ -91,6 +91,21 @@ fn run_pipeline<J: Journal>(packets: u64, journal: J, label: &str) -> Result<(u6
     Ok((deliveries, spent, bus.into_journal()))
 }
 
+/// A chronicle writer at `path`, replacing what an earlier bench run left
+/// there (the writer itself never overwrites).
+fn fresh_writer(
+    path: &Path,
+    ctx: &metagov_storage::RunContext,
+) -> Result<ChronicleWriter<std::io::BufWriter<std::fs::File>>> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot replace {}", path.display()))
+        }
+        _ => {}
+    }
+    Ok(ChronicleWriter::create(path, ctx, WriterOptions::default())?)
+}
+
 fn per_second(count: u64, spent: Duration) -> f64 {
     count as f64 / spent.as_secs_f64().max(1e-9)
 }
@@ -238,8 +253,7 @@ fn bench_bus(deliveries: u64, dir: &Path, out: &mut dyn Write) -> Result<()> {
     let memory = ChronicleWriter::new(Vec::new(), &ctx, WriterOptions::default())?;
     let (to_memory, _) = same_envelope_on_bus(deliveries, memory)?;
     let path = dir.join("bench-bus-same.cmeta");
-    let (to_file, writer) =
-        same_envelope_on_bus(deliveries, ChronicleWriter::create(&path, &ctx, WriterOptions::default())?)?;
+    let (to_file, writer) = same_envelope_on_bus(deliveries, fresh_writer(&path, &ctx)?)?;
     writer.seal()?;
     std::fs::remove_file(&path).ok();
     writeln!(out, "## bus deliveries per second: the same envelope, {deliveries} times\n")?;
@@ -273,7 +287,7 @@ fn bench_bus(deliveries: u64, dir: &Path, out: &mut dyn Write) -> Result<()> {
     let memory = ChronicleWriter::new(Vec::new(), &ctx, WriterOptions::default())?;
     let (_, to_memory, _) = run_pipeline(packets, memory, "pipeline, to memory")?;
     let path = dir.join("bench-bus.cmeta");
-    let file = ChronicleWriter::create(&path, &ctx, WriterOptions::default())?;
+    let file = fresh_writer(&path, &ctx)?;
     let (_, to_file, writer) = run_pipeline(packets, file, "pipeline, to file")?;
     writer.seal()?;
     std::fs::remove_file(&path).ok();
@@ -350,7 +364,7 @@ fn bench_size(packets: u64, out: &mut dyn Write) -> Result<()> {
 /// Writes a sealed pipeline chronicle of at least `deliveries` deliveries.
 fn write_chronicle(path: &Path, deliveries: u64, label: &str) -> Result<u64> {
     let ctx = context(&workload::ACTORS);
-    let writer = ChronicleWriter::create(path, &ctx, WriterOptions::default())?;
+    let writer = fresh_writer(path, &ctx)?;
     let mut bus = workload::build_bus(42, BusLimits::default(), writer)?;
     let mut stream = TelemetryStream::new(42, 16, 4);
     let bar = progress(deliveries, label);

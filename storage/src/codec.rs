@@ -520,6 +520,10 @@ struct Decoder<'a> {
     shapes: Vec<u32>,
     state: Vec<i64>,
     decoded_bytes: u64,
+    /// Build the values; when false, parse and check exactly the same bytes
+    /// (same tables, state and budget) but build nothing: `Value::Unit`
+    /// stands for every value.
+    materialize: bool,
 }
 
 impl<'a> Decoder<'a> {
@@ -637,19 +641,32 @@ impl<'a> Decoder<'a> {
                 }
                 let prev = self.state[leaf];
                 let text = if prev == 0 { "" } else { &*self.strings[(prev - 1) as usize] };
-                let text = text.to_string();
-                self.spend(text.len() as u64)?;
-                Value::Text(text)
+                let (len, text) = (text.len() as u64, self.materialize.then(|| text.to_string()));
+                self.spend(len)?;
+                text.map_or(Value::Unit, Value::Text)
             }
             TAG_BYTES => {
                 let len = self.c.uvarint()?;
                 let bytes = self.c.take(len)?;
                 self.spend(len)?;
-                Value::Bytes(bytes.to_vec())
+                if self.materialize {
+                    Value::Bytes(bytes.to_vec())
+                } else {
+                    Value::Unit
+                }
             }
             _ => {
                 self.spend(NODE_DECODED_BYTES * u64::from(node.count))?;
                 let count = node.count as usize;
+                if !self.materialize {
+                    for _ in 0..count {
+                        if node.tag == TAG_RECORD {
+                            self.spend(self.strings[self.nodes[*pos].key as usize].len() as u64)?;
+                        }
+                        self.build(pos)?;
+                    }
+                    return Ok(Value::Unit);
+                }
                 if node.tag == TAG_LIST {
                     let mut items = Vec::with_capacity(count);
                     for _ in 0..count {
@@ -679,6 +696,40 @@ pub fn decode_frame(
     first_seq: u64,
     record_count: u32,
 ) -> Result<Vec<OwnedEntry>, DecodeError> {
+    // Every record takes at least four bytes (kind, tick, seq, shape).
+    let mut out = Vec::with_capacity((record_count as usize).min(payload.len() / 4));
+    walk_frame(payload, first_tick, first_seq, record_count, true, |entry, _| {
+        // Invariant: a materializing walk hands over every entry.
+        out.push(entry.expect("a materializing walk yields entries"));
+    })?;
+    Ok(out)
+}
+
+/// Checks a frame payload exactly as [`decode_frame`] does — same rules,
+/// same limits, same errors — without building the delivery payloads, and
+/// returns the position of its last record. What `verify` uses.
+pub fn check_frame(
+    payload: &[u8],
+    first_tick: u64,
+    first_seq: u64,
+    record_count: u32,
+) -> Result<Option<(u64, u64)>, DecodeError> {
+    let mut last = None;
+    walk_frame(payload, first_tick, first_seq, record_count, false, |_, at| last = Some(at))?;
+    Ok(last)
+}
+
+/// Decodes or checks every record of a payload, handing each (built when
+/// `materialize`) and its position to `each`. Cycle records and meta frames
+/// are always built: their shape is part of what is checked.
+fn walk_frame(
+    payload: &[u8],
+    first_tick: u64,
+    first_seq: u64,
+    record_count: u32,
+    materialize: bool,
+    mut each: impl FnMut(Option<OwnedEntry>, (u64, u64)),
+) -> Result<(), DecodeError> {
     let mut d = Decoder {
         c: Cursor::new(payload),
         strings: Vec::new(),
@@ -686,9 +737,8 @@ pub fn decode_frame(
         shapes: Vec::new(),
         state: Vec::new(),
         decoded_bytes: 0,
+        materialize,
     };
-    // Every record takes at least four bytes (kind, tick, seq, shape).
-    let mut out = Vec::with_capacity((record_count as usize).min(payload.len() / 4));
     let (mut tick, mut seq) = (first_tick, first_seq);
     let mut order = JournalOrder::default();
     for i in 0..record_count {
@@ -707,6 +757,12 @@ pub fn decode_frame(
         }
         order.admit(kind == KIND_DELIVERY, (tick, seq)).map_err(|reason| DecodeError { offset: at, reason })?;
         let shape_error = |e: metagov_bus::ShapeError| DecodeError { offset: at, reason: e.to_string() };
+        let mut built = || {
+            d.materialize = true;
+            let value = d.value();
+            d.materialize = materialize;
+            value
+        };
         let entry = match kind {
             KIND_DELIVERY => {
                 let topic = d.strref()?;
@@ -714,22 +770,22 @@ pub fn decode_frame(
                 let to = d.strref()?;
                 let trace = TraceId(tick.wrapping_add(unzigzag(d.c.uvarint()?) as u64));
                 let payload = Arc::new(d.value()?);
-                OwnedEntry::Delivery(Envelope { tick, seq, topic, from, to, trace, payload })
+                materialize.then_some(OwnedEntry::Delivery(Envelope { tick, seq, topic, from, to, trace, payload }))
             }
             KIND_CYCLE => {
-                OwnedEntry::Cycle { tick, seq, record: CycleRecord::from_value(&d.value()?).map_err(shape_error)? }
+                Some(OwnedEntry::Cycle { tick, seq, record: CycleRecord::from_value(&built()?).map_err(shape_error)? })
             }
             KIND_FRAME => {
-                OwnedEntry::Frame { tick, seq, frame: MetaFrame::from_value(&d.value()?).map_err(shape_error)? }
+                Some(OwnedEntry::Frame { tick, seq, frame: MetaFrame::from_value(&built()?).map_err(shape_error)? })
             }
             k => return Err(DecodeError { offset: at, reason: format!("unknown record kind {k}") }),
         };
-        out.push(entry);
+        each(entry, (tick, seq));
     }
     if d.c.remaining() != 0 {
         return Err(d.c.error(format!("{} bytes after the last record", d.c.remaining())));
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

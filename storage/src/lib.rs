@@ -23,7 +23,7 @@ mod replay;
 mod writer;
 
 pub use chronicle::{replay_cycle, Chronicle, ReplayState};
-pub use codec::{decode_frame, encode_frame, entry_ref, EncodeError, FrameEncoder};
+pub use codec::{check_frame, decode_frame, encode_frame, entry_ref, EncodeError, FrameEncoder};
 pub use context::{init_session, sha256_hex, Arch, ContextFrame, Environment, Os, RunContext};
 pub use error::{ChronicleError, Location};
 pub use format::{crc64, FrameInfo};

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use metagov_bus::OwnedEntry;
 
-use crate::codec::{decode_frame, entry_ref, position};
+use crate::codec::{check_frame, decode_frame, entry_ref, position};
 use crate::context::{sha256_hex, RunContext};
 use crate::error::{ChronicleError, Location};
 use crate::format::{
@@ -209,16 +209,34 @@ fn check_header(
 /// Checks a payload against its header (CRC, decoding, last position) and
 /// returns its records.
 fn check_payload(header: &FrameHeader, payload: &[u8]) -> Result<Vec<OwnedEntry>, String> {
+    check_crc(header, payload)?;
+    let records = decode_frame(payload, header.first_tick, header.first_seq, header.record_count)
+        .map_err(|e| format!("payload {e}"))?;
+    check_last(header, records.last().map(|e| position(&entry_ref(e))))?;
+    Ok(records)
+}
+
+/// [`check_payload`] without building the records: the same checks, for
+/// `verify`, which needs no values.
+fn check_payload_only(header: &FrameHeader, payload: &[u8]) -> Result<(), String> {
+    check_crc(header, payload)?;
+    let last = check_frame(payload, header.first_tick, header.first_seq, header.record_count)
+        .map_err(|e| format!("payload {e}"))?;
+    check_last(header, last)
+}
+
+fn check_crc(header: &FrameHeader, payload: &[u8]) -> Result<(), String> {
     if crc64(payload) != header.payload_crc {
         return Err("payload CRC mismatch".into());
     }
-    let records = decode_frame(payload, header.first_tick, header.first_seq, header.record_count)
-        .map_err(|e| format!("payload {e}"))?;
-    let last = records.last().map(|e| position(&entry_ref(e)));
+    Ok(())
+}
+
+fn check_last(header: &FrameHeader, last: Option<(u64, u64)>) -> Result<(), String> {
     if last != Some((header.last_tick, header.last_seq)) {
         return Err(format!("last record is at {last:?}, the header says ({}, {})", header.last_tick, header.last_seq));
     }
-    Ok(records)
+    Ok(())
 }
 
 /// How a walk over the frames ended.
@@ -302,7 +320,7 @@ fn walk_step(
         }
         if check_payloads {
             let payload = src.read_vec(payload_at, u64::from(header.payload_len), location)?;
-            check_payload(&header, &payload).map_err(|r| src.corrupt(location, offset, r))?;
+            check_payload_only(&header, &payload).map_err(|r| src.corrupt(location, offset, r))?;
         }
         w.frames.push(header.info(offset));
         w.records += u64::from(header.record_count);

@@ -531,7 +531,8 @@ mod roundtrip {
 
     use metagov_bus::{CycleRecord, Envelope, Fixed, MetaFrame, OwnedEntry, TraceId, Value};
     use metagov_storage::{
-        entry_ref, verify_file, ChronicleReader, ChronicleWriter, IntegrityStatus, Tail, WriterOptions,
+        check_frame, decode_frame, encode_frame, entry_ref, verify_file, ChronicleReader, ChronicleWriter,
+        IntegrityStatus, Tail, WriterOptions,
     };
     use proptest::prelude::*;
 
@@ -662,6 +663,27 @@ mod roundtrip {
             let pick = |i: u64| ticks.get(i as usize % ticks.len().max(1)).copied().unwrap_or(i);
             let (start, end) = (pick(query.0), pick(query.1));
             prop_assert_eq!(reader.query_range(start, end).unwrap(), in_range(&entries, start, end));
+        }
+
+        /// `check_frame` (what verify runs) accepts and refuses exactly what
+        /// `decode_frame` does, with the same error, on valid payloads and on
+        /// the same payloads with one byte changed.
+        #[test]
+        fn check_frame_agrees_with_decode_frame(
+            steps in proptest::collection::vec(step(), 1..30),
+            flip in any::<(u16, u8)>(),
+        ) {
+            let entries = entries(steps);
+            let payload = encode_frame(entries.iter().map(entry_ref)).unwrap();
+            let first = entries[0].at();
+            let count = entries.len() as u32;
+            let mut damaged = payload.clone();
+            let at = usize::from(flip.0) % damaged.len();
+            damaged[at] ^= flip.1.max(1);
+            for bytes in [&payload, &damaged] {
+                let decoded = decode_frame(bytes, first.0, first.1, count).map(|r| r.last().map(OwnedEntry::at));
+                prop_assert_eq!(check_frame(bytes, first.0, first.1, count), decoded);
+            }
         }
     }
 }
