@@ -197,7 +197,8 @@ impl AggregatorActor {
             aggregator: CrossDomainMetaAggregator::new(
                 config.aggregator.clone(),
                 config.knobs.keys().cloned().collect(),
-            ),
+            )
+            .with_knob_ranges(&config.knobs),
             latest: BTreeMap::new(),
         }
     }

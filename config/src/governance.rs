@@ -314,6 +314,11 @@ pub struct CrossMetaConfig {
     /// MAD is the smaller of two deviations and flags ordinary spread); valid
     /// 3..=4096.
     pub outlier_min_domains: u32,
+    /// Smallest MAD the outlier test divides by, as a fraction of the knob's
+    /// `max − min`: domains that differ by less than this much are ordinary
+    /// spread, however tightly the others agree. Default 0.05: with z_max 3.5
+    /// a domain must stray more than about a quarter of the range; valid 0..=1.
+    pub outlier_mad_floor: f64,
     /// Softmax temperature over rewards. Default 0.1; positive.
     pub temperature: f64,
     /// Entropy target as a fraction of ln n (DESIGN's `gamma_diversity`; the
@@ -323,7 +328,13 @@ pub struct CrossMetaConfig {
 
 impl Default for CrossMetaConfig {
     fn default() -> Self {
-        CrossMetaConfig { outlier_z_max: 3.5, outlier_min_domains: 4, temperature: 0.1, gamma_diversity: 0.3 }
+        CrossMetaConfig {
+            outlier_z_max: 3.5,
+            outlier_min_domains: 4,
+            outlier_mad_floor: 0.05,
+            temperature: 0.1,
+            gamma_diversity: 0.3,
+        }
     }
 }
 
@@ -595,6 +606,7 @@ impl CrossMetaConfig {
     pub(crate) fn check(&self, check: &mut Check) {
         check.range("aggregator.outlier_z_max", self.outlier_z_max, 1.0..=1000.0);
         check.range("aggregator.outlier_min_domains", self.outlier_min_domains, 3..=4096);
+        check.range("aggregator.outlier_mad_floor", self.outlier_mad_floor, 0.0..=1.0);
         positive(check, "aggregator.temperature", self.temperature);
         check.range("aggregator.gamma_diversity", self.gamma_diversity, 0.0..=1.0);
     }

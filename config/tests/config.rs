@@ -166,6 +166,7 @@ confidence_half_width = 0.1
 [aggregator]
 outlier_z_max = 3.5
 outlier_min_domains = 4
+outlier_mad_floor = 0.05
 temperature = 0.1
 gamma_diversity = 0.3
 
@@ -198,7 +199,7 @@ versions_kept = 5
 
     /// Checked with `sha256sum` on `DEFAULT_TEXT`. If this changes, every
     /// recorded run's config hash changes with it: do it on purpose only.
-    const DEFAULT_SHA256: &str = "b885e36c2984154531cce4cc6613882ab60839abf76b97072ded99ea60076382";
+    const DEFAULT_SHA256: &str = "2680691998b72260ef1d7781e3cb4005392470b2b3889a662786d8a72b70a044";
 
     #[test]
     fn the_default_text_and_hash_are_pinned() {

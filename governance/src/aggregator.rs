@@ -2,7 +2,9 @@
 
 use ndarray::Array1;
 
-use metagov_config::CrossMetaConfig;
+use std::collections::BTreeMap;
+
+use metagov_config::{CrossMetaConfig, KnobConfig};
 
 use crate::stats::median;
 use crate::DomainMetaUpdate;
@@ -82,6 +84,9 @@ pub struct NothingToAggregate {
 pub struct CrossDomainMetaAggregator {
     config: CrossMetaConfig,
     keys: Vec<String>,
+    /// Per key, the smallest MAD the outlier test divides by (0 until
+    /// [`CrossDomainMetaAggregator::with_knob_ranges`] sets it).
+    mad_floors: Vec<f64>,
 }
 
 impl CrossDomainMetaAggregator {
@@ -90,7 +95,20 @@ impl CrossDomainMetaAggregator {
     pub fn new(config: CrossMetaConfig, mut keys: Vec<String>) -> Self {
         keys.sort();
         keys.dedup();
-        CrossDomainMetaAggregator { config, keys }
+        let mad_floors = vec![0.0; keys.len()];
+        CrossDomainMetaAggregator { config, keys, mad_floors }
+    }
+
+    /// Sets each key's MAD floor to `outlier_mad_floor × (max − min)` of the
+    /// knob of that name (keys that name no knob keep a floor of 0).
+    ///
+    /// Reference: docs/governance.md, aggregator step 3.
+    #[must_use]
+    pub fn with_knob_ranges(mut self, knobs: &BTreeMap<String, KnobConfig>) -> Self {
+        let fraction = self.config.outlier_mad_floor;
+        self.mad_floors =
+            self.keys.iter().map(|k| knobs.get(k).map_or(0.0, |knob| fraction * (knob.max - knob.min))).collect();
+        self
     }
 
     /// The keys of the aggregated vector, sorted.
@@ -176,7 +194,7 @@ impl CrossDomainMetaAggregator {
             let column: Vec<f64> = rows.iter().map(|(_, values)| values[k]).collect();
             let center = median(&column);
             let deviations: Vec<f64> = column.iter().map(|x| (x - center).abs()).collect();
-            let mad = median(&deviations);
+            let mad = median(&deviations).max(self.mad_floors[k]);
             if mad > 0.0 {
                 for (score, deviation) in scores.iter_mut().zip(&deviations) {
                     *score = score.max(MAD_Z * deviation / mad);

@@ -534,6 +534,33 @@ mod aggregator {
         assert_eq!((result.meta.beta, result.meta.weights), (0.0, vec![0.25; 4]));
     }
 
+    /// Four domains that agree closely, one a little apart: without a floor
+    /// the tiny MAD makes it an outlier; with the knob-range floor it is
+    /// ordinary spread, while a far domain is still dropped.
+    #[test]
+    fn the_mad_floor_keeps_ordinary_spread_and_still_drops_outliers() {
+        let knobs: BTreeMap<String, KnobConfig> = keys()
+            .into_iter()
+            .map(|k| (k, KnobConfig { initial: 0.5, min: 0.0, max: 1.0, step: 0.1, cooldown_windows: 0 }))
+            .collect();
+        let spread = [
+            update("d1", array![0.5000, 0.5], 0.5, 1.0),
+            update("d2", array![0.5001, 0.5], 0.5, 1.0),
+            update("d3", array![0.4999, 0.5], 0.5, 1.0),
+            update("d4", array![0.5040, 0.5], 0.5, 1.0),
+        ];
+        let bare = CrossDomainMetaAggregator::new(CrossMetaConfig::default(), keys());
+        let floored = bare.clone().with_knob_ranges(&knobs);
+        let names = |a: &CrossDomainMetaAggregator, u: &[DomainMetaUpdate]| {
+            a.aggregate(u).expect("an aggregate").meta.dropped.into_iter().map(|d| d.domain_id).collect::<Vec<_>>()
+        };
+        assert_eq!(names(&bare, &spread), ["d4"], "without a floor, 0.4 % of the range is an outlier");
+        assert!(names(&floored, &spread).is_empty(), "with the default floor it is ordinary spread");
+        let mut far = spread.to_vec();
+        far[3].vector[0] = 0.9;
+        assert_eq!(names(&floored, &far), ["d4"], "a domain 40 % of the range away is still dropped");
+    }
+
     #[test]
     fn keys_are_aligned_and_a_domain_counts_once() {
         let aggregator =
