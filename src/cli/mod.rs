@@ -113,10 +113,14 @@ fn write_row(entry: &OwnedEntry, json: bool, out: &mut dyn Write) -> io::Result<
 pub fn query(file: &Path, from: u64, to: u64, topic: Option<&str>, json: bool, out: &mut dyn Write) -> Result<Outcome> {
     anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
     let reader = open(file)?;
-    let entries = reader.query_range(from, to).with_context(|| format!("cannot query {}", file.display()))?;
-    for entry in entries.iter().filter(|e| keep(e, topic)) {
-        write_row(entry, json, out)?;
-    }
+    reader
+        .visit_range(from, to, |entry| -> Result<()> {
+            if keep(&entry, topic) {
+                write_row(&entry, json, out)?;
+            }
+            Ok(())
+        })
+        .with_context(|| format!("cannot query {}", file.display()))?;
     Ok(Outcome::Success)
 }
 

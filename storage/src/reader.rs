@@ -522,8 +522,24 @@ impl ChronicleReader {
     /// records.
     pub fn query_range(&self, start_tick: u64, end_tick: u64) -> Result<Vec<OwnedEntry>, ChronicleError> {
         let mut out = Vec::new();
+        self.visit_range(start_tick, end_tick, |entry| {
+            out.push(entry);
+            Ok::<(), ChronicleError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`ChronicleReader::query_range`] as a stream: hands each entry whose
+    /// tick is in `[start_tick, end_tick]` to `each`, in order, holding one
+    /// frame in memory at a time; stops at the first error `each` returns.
+    pub fn visit_range<E: From<ChronicleError>>(
+        &self,
+        start_tick: u64,
+        end_tick: u64,
+        mut each: impl FnMut(OwnedEntry) -> Result<(), E>,
+    ) -> Result<(), E> {
         if start_tick > end_tick || self.frame_count == 0 {
-            return Ok(out);
+            return Ok(());
         }
         let (mut lo, mut hi) = (0, self.frame_count);
         while lo < hi {
@@ -549,12 +565,15 @@ impl ChronicleReader {
             if header.first_tick > end_tick {
                 break;
             }
-            let records = self.read_payload(&header, info.offset)?;
-            out.extend(records.into_iter().filter(|e| (start_tick..=end_tick).contains(&position(&entry_ref(e)).0)));
+            for entry in self.read_payload(&header, info.offset)? {
+                if (start_tick..=end_tick).contains(&position(&entry_ref(&entry)).0) {
+                    each(entry)?;
+                }
+            }
             chain = header.chain;
             last = Some((header.last_tick, header.last_seq));
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Frame `k`'s index entry: one positioned read on a sealed file.
