@@ -231,8 +231,10 @@ pub(crate) fn default_rules() -> Vec<RuleConfig> {
     use Comparison::{Gt, Lt};
     use Signal::{GainP50, RewardDelta, StabilityMean};
     vec![
-        // The smoothed reward stopped improving: explore more.
-        rule("plateau", RewardDelta, Lt, Threshold::Value(0.002), 5, ("gamma_diversity", 0.05), 10),
+        // Training stalled — the per-window gain is near zero: explore more.
+        // (The reward itself falls as a healthy job converges, so its change
+        // cannot tell a stall from convergence; the gain can.)
+        rule("plateau", GainP50, Lt, Threshold::Value(0.02), 10, ("gamma_diversity", 0.05), 10),
         // The reward improves fast: exploit.
         rule("improving", RewardDelta, Gt, Threshold::Value(0.01), 3, ("gamma_diversity", -0.05), 10),
         // Training is unstable: smooth harder.
@@ -251,6 +253,11 @@ pub struct SafetyConfig {
     /// Roll back when `ema_reward` is more than this (and more than the
     /// confidence half-width) below its best. Default 0.3; positive.
     pub max_drop: f64,
+    /// How far the best `ema_reward` sinks each window, in reward units, so
+    /// a slow, healthy decline (gain shrinks as training converges) is not a
+    /// drop from the best while a collapse still is. Default 0.002; valid
+    /// 0..=1 (0: the best never sinks).
+    pub best_decay_per_window: f64,
     /// Windows after a rollback during which no safety check runs.
     /// Default 10.
     pub rollback_cooldown_windows: u32,
@@ -265,6 +272,7 @@ impl Default for SafetyConfig {
         SafetyConfig {
             reward_floor: -0.25,
             max_drop: 0.3,
+            best_decay_per_window: 0.002,
             rollback_cooldown_windows: 10,
             vram_batch_scale: 0.75,
             batch_scale_min: 0.5,
@@ -586,6 +594,7 @@ impl SafetyConfig {
     pub(crate) fn check(&self, check: &mut Check) {
         check.range("safety.reward_floor", self.reward_floor, -VALUE_ABS_MAX..=VALUE_ABS_MAX);
         positive(check, "safety.max_drop", self.max_drop);
+        check.range("safety.best_decay_per_window", self.best_decay_per_window, 0.0..=1.0);
         check.range("safety.rollback_cooldown_windows", self.rollback_cooldown_windows, 0..=WINDOWS_MAX);
         check.range("safety.vram_batch_scale", self.vram_batch_scale, 0.01..=1.0);
         check.range("safety.batch_scale_min", self.batch_scale_min, 0.01..=1.0);

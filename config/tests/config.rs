@@ -107,10 +107,10 @@ ci_level = 0.95
 
 [[rules]]
 name = \"plateau\"
-signal = \"reward_delta\"
+signal = \"gain_p50\"
 comparison = \"lt\"
-threshold = 0.002
-for_windows = 5
+threshold = 0.02
+for_windows = 10
 cooldown_windows = 10
 
 [rules.adjust]
@@ -152,6 +152,7 @@ g_min = -0.005
 [safety]
 reward_floor = -0.25
 max_drop = 0.3
+best_decay_per_window = 0.002
 rollback_cooldown_windows = 10
 vram_batch_scale = 0.75
 batch_scale_min = 0.5
@@ -199,7 +200,7 @@ versions_kept = 5
 
     /// Checked with `sha256sum` on `DEFAULT_TEXT`. If this changes, every
     /// recorded run's config hash changes with it: do it on purpose only.
-    const DEFAULT_SHA256: &str = "2680691998b72260ef1d7781e3cb4005392470b2b3889a662786d8a72b70a044";
+    const DEFAULT_SHA256: &str = "7e567310150d1c9e78e48ac1087045a2ad55f4f0c74d602673476fe8d3b5a7b6";
 
     #[test]
     fn the_default_text_and_hash_are_pinned() {

@@ -305,6 +305,8 @@ impl MetaIntegrativeLayer {
             rollback: None,
         };
 
+        // The best sinks slowly, so only a fast fall is a drop from it.
+        state.best_ema_reward -= config.safety.best_decay_per_window;
         // Safety first: a rollback window runs no rule.
         decision.rollback = safety_check(state, config, ci_half_width);
         if decision.rollback.is_some() {

@@ -317,16 +317,28 @@ mod integrative {
     #[test]
     fn a_default_run_governs_a_plateau() {
         let mut layer = MetaIntegrativeLayer::new(IntegrativeMetaConfig::default());
-        let metrics = [("gain_p50", 0.1), ("stability_mean", 0.8)];
-        let fired: Vec<(u64, Vec<String>)> = (1..=17)
+        let metrics = [("gain_p50", 0.0), ("stability_mean", 0.8)];
+        let fired: Vec<(u64, Vec<String>)> = (1..=21)
             .map(|window| (window, layer.update(&packet("job", window, &metrics))))
             .filter(|(_, decision)| !decision.fired_rules.is_empty())
             .map(|(window, decision)| (window, decision.fired_rules.into_iter().map(|f| f.rule).collect()))
             .collect();
-        // A flat reward: reward_delta is 0 from window 2, so `plateau` (5
-        // windows, cooldown 10) fires at 6 and again at 17.
-        assert_eq!(fired, [(6, vec!["plateau".to_owned()]), (17, vec!["plateau".to_owned()])]);
-        assert!(close(layer.state("job").expect("a state").knobs["gamma_diversity"], 0.4));
+        // Gain stuck at 0: `gain_below_min` (5 windows, cooldown 10) fires
+        // at 5 and 16, lowering g_min to 0, after which 0 < 0 no longer
+        // holds; `plateau` (gain < 0.02 for 10 windows, cooldown 10) fires
+        // at 10 and again at 21.
+        let names = |rule: &str| vec![rule.to_owned()];
+        assert_eq!(
+            fired,
+            [
+                (5, names("gain_below_min")),
+                (10, names("plateau")),
+                (16, names("gain_below_min")),
+                (21, names("plateau"))
+            ]
+        );
+        let knobs = &layer.state("job").expect("a state").knobs;
+        assert!(close(knobs["gamma_diversity"], 0.4) && close(knobs["g_min"], 0.0), "{knobs:?}");
     }
 
     #[test]
