@@ -103,7 +103,7 @@ impl DomainMetaLearner {
         state.rewards.push(reward);
         let observations = state.rewards.count();
         let min = u64::from(self.config.min_observations);
-        if observations < min || (observations - min) % u64::from(self.config.emit_interval_windows) != 0 {
+        if observations < min || !(observations - min).is_multiple_of(u64::from(self.config.emit_interval_windows)) {
             return None;
         }
         let half_width = state.rewards.t_half_width(self.config.ci_level).unwrap_or(0.0);

@@ -39,7 +39,7 @@ impl MetaScheduler {
     pub fn should_update(&mut self, metrics: &BTreeMap<String, f64>) -> bool {
         let interval = u64::from(self.config.update_interval_windows);
         let deadline = interval + u64::from(self.config.max_deferral_windows);
-        let latency_ok = metrics.get("latency_ms").map_or(true, |&latency| latency <= self.config.latency_target_ms);
+        let latency_ok = metrics.get("latency_ms").is_none_or(|&latency| latency <= self.config.latency_target_ms);
         let due = self.windows_since_update >= interval && (latency_ok || self.windows_since_update >= deadline);
         if due {
             self.windows_since_update = 0;
