@@ -82,7 +82,16 @@ impl Config {
     /// [`ConfigError::Io`] with the path if the file cannot be read as UTF-8
     /// text; otherwise as [`Config::from_toml_str`].
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
+        use std::io::Read as _;
+        let io_error = |source| ConfigError::Io { path: path.to_owned(), source };
+        let file = std::fs::File::open(path).map_err(io_error)?;
+        let mut text = String::new();
+        // One byte past the limit, so an oversized file is told apart.
+        file.take(CONFIG_BYTES_MAX + 1).read_to_string(&mut text).map_err(io_error)?;
+        if text.len() as u64 > CONFIG_BYTES_MAX {
+            let message = format!("the file is larger than config_bytes_max = {CONFIG_BYTES_MAX} bytes");
+            return Err(io_error(std::io::Error::new(std::io::ErrorKind::InvalidData, message)));
+        }
         Config::from_toml_str(&text, &path.display().to_string())
     }
 
@@ -112,6 +121,9 @@ impl Config {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
 }
+
+/// The largest config file [`Config::load`] reads, in bytes.
+pub const CONFIG_BYTES_MAX: u64 = 1 << 20;
 
 /// The default config as a commented TOML file: what `metagov config init`
 /// writes. It reads back as [`Config::default`] (tested).

@@ -756,3 +756,16 @@ fn the_commented_default_file_is_the_default_config() {
     let parsed = metagov_config::Config::from_toml_str(metagov_config::DEFAULT_TOML, "default.toml").unwrap();
     assert_eq!(parsed, metagov_config::Config::default());
 }
+
+/// A file over the size limit is refused before it is parsed.
+#[test]
+fn an_oversized_file_is_refused_naming_the_limit() {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("metagov-config-huge.toml");
+    let mut text = String::from("[run]\nseed = 1\n");
+    text.push_str(&"# padding\n".repeat((metagov_config::CONFIG_BYTES_MAX / 10 + 1) as usize));
+    std::fs::write(&path, text).unwrap();
+    let err = metagov_config::Config::load(&path).unwrap_err();
+    let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(chain.contains("metagov-config-huge.toml") && chain.contains("config_bytes_max"), "{chain}");
+    std::fs::remove_file(&path).unwrap();
+}
