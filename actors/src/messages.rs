@@ -73,8 +73,18 @@ fn record(fields: Vec<(&'static str, Value)>) -> Value {
     Value::Record(fields.into_iter().map(|(k, v)| (Key::Borrowed(k), v)).collect())
 }
 
+/// Metric and knob names common enough to name without allocating.
+const COMMON_KEYS: [&str; 9] =
+    ["g_min", "gain_p50", "gamma_diversity", "lambda_ci", "latency_ms", "loss", "stability_mean", "tau", "vram_high"];
+
+/// `name` as a record key: a static one for the common names, so the
+/// packets of a run do not allocate them again and again.
+fn key_of(name: &str) -> Key {
+    COMMON_KEYS.iter().find(|&&k| k == name).map_or_else(|| Key::Owned(name.to_string()), |&k| Key::Borrowed(k))
+}
+
 fn map_record(map: &BTreeMap<String, f64>) -> Value {
-    Value::Record(map.iter().map(|(k, &v)| (Key::Owned(k.clone()), real(v))).collect())
+    Value::Record(map.iter().map(|(k, &v)| (key_of(k), real(v))).collect())
 }
 
 fn vector(v: &Array1<f64>) -> Value {
