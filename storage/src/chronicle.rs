@@ -11,7 +11,7 @@ use std::path::Path;
 
 use metagov_bus::{stream_of, ActorRng, CycleRecord, OwnedEntry, RngState};
 
-use crate::codec::{entry_ref, position};
+use crate::codec::entry_ref;
 use crate::context::RunContext;
 use crate::error::ChronicleError;
 use crate::reader::{ChronicleReader, Tail};
@@ -29,10 +29,6 @@ pub struct Chronicle {
     pub tail: Tail,
 }
 
-fn tick_of(entry: &OwnedEntry) -> u64 {
-    position(&entry_ref(entry)).0
-}
-
 impl Chronicle {
     /// An empty chronicle for a run.
     pub fn new(context: RunContext) -> Chronicle {
@@ -43,7 +39,7 @@ impl Chronicle {
     /// `(tick, seq)` must not be before the last entry's (asserted, also in
     /// release).
     pub fn record_cycle(&mut self, tick: u64, seq: u64, record: CycleRecord) {
-        if let Some(last) = self.records.last().map(|e| position(&entry_ref(e))) {
+        if let Some(last) = self.records.last().map(OwnedEntry::at) {
             assert!(
                 (tick, seq) >= last,
                 "chronicle: cycle record ({tick}, {seq}) comes before the last entry {last:?}"
@@ -74,8 +70,8 @@ impl Chronicle {
 
     /// The entries whose tick is in `start..=end`, in order.
     pub fn query_range(&self, start: u64, end: u64) -> &[OwnedEntry] {
-        let from = self.records.partition_point(|e| tick_of(e) < start);
-        let to = self.records.partition_point(|e| tick_of(e) <= end);
+        let from = self.records.partition_point(|e| e.at().0 < start);
+        let to = self.records.partition_point(|e| e.at().0 <= end);
         self.records.get(from..to).unwrap_or(&[])
     }
 }

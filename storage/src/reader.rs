@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use metagov_bus::OwnedEntry;
 
-use crate::codec::{check_frame, decode_frame, entry_ref, position};
+use crate::codec::{check_frame, decode_frame};
 use crate::context::{sha256_hex, RunContext};
 use crate::error::{ChronicleError, Location};
 use crate::format::{
@@ -212,7 +212,7 @@ fn check_payload(header: &FrameHeader, payload: &[u8]) -> Result<Vec<OwnedEntry>
     check_crc(header, payload)?;
     let records = decode_frame(payload, header.first_tick, header.first_seq, header.record_count)
         .map_err(|e| format!("payload {e}"))?;
-    check_last(header, records.last().map(|e| position(&entry_ref(e))))?;
+    check_last(header, records.last().map(OwnedEntry::at))?;
     Ok(records)
 }
 
@@ -566,7 +566,7 @@ impl ChronicleReader {
                 break;
             }
             for entry in self.read_payload(&header, info.offset)? {
-                if (start_tick..=end_tick).contains(&position(&entry_ref(&entry)).0) {
+                if (start_tick..=end_tick).contains(&entry.at().0) {
                     each(entry)?;
                 }
             }
