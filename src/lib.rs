@@ -5,6 +5,7 @@
 //! and the wall clock (for benchmarks); it never holds governance logic.
 
 pub mod cli;
+pub mod priors;
 pub mod scenario;
 pub mod simulate;
 pub mod summary;

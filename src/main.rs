@@ -63,7 +63,16 @@ enum Command {
         /// Print the process's peak resident memory at the end (Linux).
         #[arg(long)]
         peak_rss: bool,
+        /// Carry the learned prior across runs: start from the newest valid
+        /// prior version in DIR (as the knobs' initial values, recorded in
+        /// the run's config) and save the run's final prior as the next
+        /// version there.
+        #[arg(long, value_name = "DIR")]
+        prior_dir: Option<PathBuf>,
     },
+    /// Show stored prior versions.
+    #[command(subcommand)]
+    Prior(PriorCommand),
     /// Write or check governance configs.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -139,6 +148,20 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum PriorCommand {
+    /// Show the newest valid prior version in DIR, and any newer version
+    /// skipped because its checksum or version does not hold. Exits non-zero
+    /// when no version is valid.
+    Show {
+        /// The prior directory (as given to `simulate --prior-dir`).
+        dir: PathBuf,
+        /// The config whose `[storage]` settings apply (default: built-in).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Write the default config, every field commented, to FILE (or print it).
     Init {
@@ -167,11 +190,11 @@ fn main() -> ExitCode {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let result = match args.command {
-        Command::Simulate { scenario, config, seed, windows, out: out_dir, quiet, list, peak_rss } => {
+        Command::Simulate { scenario, config, seed, windows, out: out_dir, quiet, list, peak_rss, prior_dir } => {
             if list {
                 cli::list_scenarios(&mut out)
             } else {
-                let options = cli::SimulateArgs { scenario, config, seed, windows, out: out_dir, quiet };
+                let options = cli::SimulateArgs { scenario, config, seed, windows, out: out_dir, quiet, prior_dir };
                 cli::simulate(&options, &mut out).and_then(|outcome| {
                     if peak_rss {
                         writeln!(
@@ -184,6 +207,7 @@ fn main() -> ExitCode {
                 })
             }
         }
+        Command::Prior(PriorCommand::Show { dir, config }) => cli::prior_show(&dir, config.as_deref(), &mut out),
         Command::Config(ConfigCommand::Init { file, force }) => cli::config_init(file.as_deref(), force, &mut out),
         Command::Config(ConfigCommand::Check { file }) => cli::config_check(&file, &mut out),
         Command::Inspect { file, frames } => cli::inspect(&file, frames, &mut out),

@@ -1098,7 +1098,15 @@ mod simulate_cli {
     }
 
     fn args(scenario: &str, out: Option<std::path::PathBuf>) -> SimulateArgs {
-        SimulateArgs { scenario: scenario.into(), config: None, seed: Some(7), windows: Some(60), out, quiet: true }
+        SimulateArgs {
+            scenario: scenario.into(),
+            config: None,
+            seed: Some(7),
+            windows: Some(60),
+            out,
+            quiet: true,
+            prior_dir: None,
+        }
     }
 
     #[test]
@@ -1206,6 +1214,56 @@ temprature = 0.05
         assert_eq!(at(lines[1]), (16, 14), "{out}");
         assert!(lines[1].contains("unknown knob `temprature`") && lines[1].contains("gamma_diversity"), "{out}");
         assert!(lines[2].ends_with("2 problems"), "{out}");
+    }
+
+    /// `--prior-dir`: the first run saves version 1, the second starts from
+    /// it (as the knobs' initial values, so its own chronicle replays) and
+    /// saves version 2; a damaged version is skipped for the one before it;
+    /// `storage.versions_kept` prunes.
+    #[test]
+    fn a_prior_carries_across_runs_and_a_damaged_version_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let priors = dir.path().join("priors");
+        let with_prior = |name: &str| SimulateArgs {
+            prior_dir: Some(priors.clone()),
+            windows: Some(200),
+            ..args("steady", Some(dir.path().join(name)))
+        };
+        let (r, text) = run(|o| cli::simulate(&with_prior("one"), o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        assert!(text.contains("no valid version") && text.contains("saved as version 1"), "{text}");
+        let config = metagov_config::Config::default();
+        let v1 = metagov::priors::load_newest(&priors, &config).unwrap().prior.expect("version 1");
+        assert_eq!(v1.version, 1);
+
+        let (r, text) = run(|o| cli::simulate(&with_prior("two"), o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        assert!(text.contains("starting from version 1") && text.contains("saved as version 2"), "{text}");
+        let chronicle = dir.path().join("two").join("run.cmeta");
+        let reader = metagov_storage::ChronicleReader::open(&chronicle).unwrap();
+        let recorded = metagov_config::Config::from_toml_str(&reader.context().config_text, "header").unwrap();
+        for (name, value) in &v1.values {
+            assert_eq!(recorded.knobs[name].initial, *value, "{name} starts from the prior");
+        }
+        let (r, text) = run(|o| cli::replay_verify(&chronicle, o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+
+        let v2_path = metagov_storage::PriorStore::open(&priors).unwrap().path_of(2);
+        let mut bytes = std::fs::read(&v2_path).unwrap();
+        bytes[20] ^= 0x01;
+        std::fs::write(&v2_path, bytes).unwrap();
+        let (r, text) = run(|o| cli::prior_show(&priors, None, o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        assert!(text.contains("skipped version 2") && text.contains("version 1"), "{text}");
+
+        let config_path = dir.path().join("keep-one.toml");
+        std::fs::write(&config_path, "[storage]\nversions_kept = 1\n").unwrap();
+        let keep_one = SimulateArgs { config: Some(config_path), ..with_prior("three") };
+        let (r, text) = run(|o| cli::simulate(&keep_one, o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        assert!(text.contains("skipped version 2") && text.contains("starting from version 1"), "{text}");
+        assert!(text.contains("saved as version 3") && text.contains("pruned [1, 2]"), "{text}");
+        assert_eq!(metagov_storage::PriorStore::open(&priors).unwrap().versions().unwrap(), [3]);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use metagov_bus::{BusLimits, OwnedEntry};
 use metagov_config::{Config, DEFAULT_TOML};
 use metagov_storage::{verify_file, verify_replay, ChronicleReader, IntegrityStatus, ReplayError, Tail};
 
+use crate::priors;
 use crate::scenario::Scenario;
 use crate::simulate::{self as sim, Simulation};
 use crate::workload;
@@ -237,6 +238,8 @@ pub struct SimulateArgs {
     pub out: Option<PathBuf>,
     /// No progress bar.
     pub quiet: bool,
+    /// Where the learned prior is carried across runs.
+    pub prior_dir: Option<PathBuf>,
 }
 
 /// The largest seed a config file can hold (TOML integers are signed).
@@ -264,6 +267,9 @@ pub fn simulate(args: &SimulateArgs, out: &mut dyn Write) -> Result<Outcome> {
     let out_dir =
         args.out.clone().unwrap_or_else(|| PathBuf::from(format!("metagov-runs/{}-seed{seed}", scenario.name())));
     writeln!(out, "metagov simulate: scenario `{}` ({}), seed {seed}", scenario.name(), scenario.description())?;
+    if let Some(dir) = &args.prior_dir {
+        start_from_prior(dir, &mut config, out)?;
+    }
     out.flush()?;
     let simulation = Simulation { scenario, config, windows: args.windows, out_dir, progress: !args.quiet };
     let report = sim::run(&simulation)?;
@@ -271,7 +277,62 @@ pub fn simulate(args: &SimulateArgs, out: &mut dyn Write) -> Result<Outcome> {
     writeln!(out, "chronicle    {}", report.chronicle.display())?;
     writeln!(out, "log          {}", report.log.display())?;
     writeln!(out, "summary      {}", simulation.out_dir.join("summary.json").display())?;
+    if let Some(dir) = &args.prior_dir {
+        if report.summary.prior.is_empty() {
+            writeln!(out, "prior        none learned in this run; nothing saved to {}", dir.display())?;
+        } else {
+            let saved = priors::save_next(dir, &simulation.config, &report.summary.prior)
+                .with_context(|| format!("cannot save the prior to {}", dir.display()))?;
+            let pruned = if saved.pruned.is_empty() { String::new() } else { format!(" (pruned {:?})", saved.pruned) };
+            writeln!(out, "prior        saved as version {} in {}{pruned}", saved.version, saved.path.display())?;
+        }
+    }
     writeln!(out, "\nreplay it:   metagov replay {} --verify", report.chronicle.display())?;
+    Ok(Outcome::Success)
+}
+
+/// Sets the knobs' initial values from the newest valid prior in `dir`.
+fn start_from_prior(dir: &Path, config: &mut Config, out: &mut dyn Write) -> Result<()> {
+    let loaded =
+        priors::load_newest(dir, config).with_context(|| format!("cannot read priors in {}", dir.display()))?;
+    for (version, error) in &loaded.skipped {
+        writeln!(out, "prior        skipped version {version} in {}: {error}", dir.display())?;
+    }
+    match &loaded.prior {
+        Some(prior) => {
+            let unknown = priors::apply(config, prior);
+            writeln!(out, "prior        starting from version {} in {}", prior.version, dir.display())?;
+            if !unknown.is_empty() {
+                writeln!(out, "prior        left out (not knobs of this config): {}", unknown.join(", "))?;
+            }
+        }
+        None => {
+            writeln!(out, "prior        no valid version in {} yet; starting from the config's knobs", dir.display())?
+        }
+    }
+    Ok(())
+}
+
+/// `metagov prior show`.
+pub fn prior_show(dir: &Path, config: Option<&Path>, out: &mut dyn Write) -> Result<Outcome> {
+    anyhow::ensure!(dir.is_dir(), "{} is not a directory", dir.display());
+    let config = match config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let loaded =
+        priors::load_newest(dir, &config).with_context(|| format!("cannot read priors in {}", dir.display()))?;
+    for (version, error) in &loaded.skipped {
+        writeln!(out, "skipped version {version}: {error}")?;
+    }
+    let Some(prior) = loaded.prior else {
+        writeln!(out, "{}: no valid prior version", dir.display())?;
+        return Ok(Outcome::Failure);
+    };
+    writeln!(out, "{}: version {}", dir.display(), prior.version)?;
+    for (name, value) in &prior.values {
+        writeln!(out, "  {name:<16} {value}")?;
+    }
     Ok(Outcome::Success)
 }
 

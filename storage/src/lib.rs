@@ -1,5 +1,5 @@
 //! metagov's storage: the chronicle (`.cmeta`) writer and reader, the run
-//! context (session), and replay verification.
+//! context (session), replay verification, and the prior store.
 //!
 //! This crate owns every byte metagov writes about a run. The chronicle
 //! writer implements the bus's `Journal` trait; the reader never trusts a
@@ -18,6 +18,7 @@ pub mod codec;
 mod context;
 mod error;
 pub mod format;
+mod priors;
 mod reader;
 mod replay;
 mod writer;
@@ -27,6 +28,7 @@ pub use codec::{check_frame, decode_frame, encode_frame, entry_ref, EncodeError,
 pub use context::{init_session, sha256_hex, Arch, ContextFrame, Environment, Os, RunContext};
 pub use error::{ChronicleError, Location};
 pub use format::{crc64, FrameInfo};
+pub use priors::{PriorStore, PriorStoreError, PRIOR_FILE_BYTES_MAX};
 pub use reader::{verify_file, ChronicleReader, IntegrityReport, IntegrityStatus, Records, Tail};
 pub use replay::{verify_replay, verify_replay_file, ComparingJournal, Divergence, ReplayError, ReplayReport};
 pub use writer::{ChronicleWriter, WriterOptions};
