@@ -940,6 +940,65 @@ mod governance_determinism {
     use metagov::scenario::Scenario;
     use metagov::simulate::{run, Simulation};
 
+    /// Federation policy packs (the second ingress topic) mixed into
+    /// telemetry: the same inputs give the same chronicle bytes, and replay
+    /// re-injects both topics and matches.
+    #[test]
+    fn federation_packs_mixed_with_telemetry_are_deterministic_and_replay() {
+        use metagov_actors::messages::{FEDERATION_POLICY_PACK, TELEMETRY_RAW};
+        let pack = |i: u64| {
+            let keys = ["g_min", "gamma_diversity", "lambda_ci", "tau"];
+            let good = i % 3 != 0;
+            let vector: Vec<Value> = (if good { &[0.012, 0.35, 0.5, 0.91][..] } else { &[0.01, 0.3][..] })
+                .iter()
+                .map(|&x| Value::real(x).unwrap())
+                .collect();
+            Value::Record(vec![
+                ("domain".into(), Value::Text(format!("peer-{}", i % 4))),
+                ("keys".into(), Value::List(keys.iter().map(|k| Value::Text(k.to_string())).collect())),
+                ("vector".into(), Value::List(vector)),
+                ("reward".into(), Value::real(0.4).unwrap()),
+                ("confidence".into(), Value::real(0.8).unwrap()),
+                ("window".into(), Value::Int(i as i64)),
+                ("observations".into(), Value::Int(20)),
+            ])
+        };
+        let record = |seed: u64| {
+            let config = seeded_config(seed);
+            let actors = metagov_actors::ACTOR_NAMES.iter().map(|a| a.to_string()).collect();
+            let ctx = init_session(seed, &config.canonical_toml(), actors);
+            let writer = ChronicleWriter::new(Vec::new(), &ctx, WriterOptions::default()).unwrap();
+            let mut bus = metagov_actors::MetaSupervisor::build(&config, writer).unwrap();
+            let scenario = Scenario::builtin("default").unwrap();
+            for (i, packet) in scenario.stream(seed, Some(150)).enumerate() {
+                bus.ingress(TELEMETRY_RAW, packet).unwrap();
+                if i % 25 == 0 {
+                    bus.ingress(FEDERATION_POLICY_PACK, pack(i as u64)).unwrap();
+                }
+            }
+            bus.into_journal().seal().unwrap()
+        };
+        for seed in seeds() {
+            let bytes = record(seed);
+            assert_eq!(bytes, record(seed), "rerun with METAGOV_SEED={seed}");
+            let dir = tempfile::tempdir().unwrap();
+            let path = write_file(dir.path(), "packs.cmeta", &bytes);
+            let (r, text) = {
+                let mut out = Vec::new();
+                let r = cli::replay_verify(&path, &mut out);
+                (r, String::from_utf8(out).unwrap())
+            };
+            assert_eq!(r.unwrap(), Outcome::Success, "{text}; rerun with METAGOV_SEED={seed}");
+            let reader = metagov_storage::ChronicleReader::open(&path).unwrap();
+            let rejected_packs = reader
+                .records()
+                .filter(|e| matches!(e, Ok(OwnedEntry::Delivery(d)) if &*d.topic == "telemetry.rejected" && &*d.from == "validator"
+                    && d.payload.get("reason").and_then(Value::as_str) == Some("wrong_dimension")))
+                .count();
+            assert!(rejected_packs > 0, "the short packs are rejected as wrong_dimension; seed {seed}");
+        }
+    }
+
     /// Windows per run: about 1800 packets, at least 40 and at most 600
     /// windows, which covers the events of every built-in but many-jobs'.
     fn windows(scenario: &Scenario) -> u64 {
