@@ -948,7 +948,7 @@ mod governance_determinism {
         use metagov_actors::messages::{FEDERATION_POLICY_PACK, TELEMETRY_RAW};
         let pack = |i: u64| {
             let keys = ["g_min", "gamma_diversity", "lambda_ci", "tau"];
-            let good = i % 3 != 0;
+            let good = !i.is_multiple_of(3);
             let vector: Vec<Value> = (if good { &[0.012, 0.35, 0.5, 0.91][..] } else { &[0.01, 0.3][..] })
                 .iter()
                 .map(|&x| Value::real(x).unwrap())
