@@ -12,8 +12,8 @@ use metagov_bus::{
     Actor, ActorRng, Bus, BusError, BusLimits, CycleRecord, Envelope, Fixed, Journal, MetaFrame, Outbox, Value,
 };
 
-/// Topic telemetry packets arrive on.
-pub const TELEMETRY_RAW: &str = "telemetry.raw";
+/// Topic telemetry packets arrive on: the governance actors' raw topic.
+pub use metagov_actors::messages::TELEMETRY_RAW;
 
 /// Windows between two cycle records of one job.
 const CYCLE_WINDOWS: u64 = 16;

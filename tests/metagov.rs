@@ -36,24 +36,24 @@ fn context(seed: u64) -> RunContext {
     init_session(seed, &config.canonical_toml(), workload::ACTORS.iter().map(|a| a.to_string()).collect())
 }
 
+/// Runs `packets` packets of the pipeline through `journal` and returns it.
+fn run_workload<J: metagov_bus::Journal>(seed: u64, packets: u64, journal: J) -> J {
+    let mut bus = workload::build_bus(seed, BusLimits::default(), journal).unwrap();
+    let mut stream = TelemetryStream::new(seed, 5, 2);
+    for _ in 0..packets {
+        bus.ingress(TELEMETRY_RAW, stream.next_packet()).unwrap();
+    }
+    bus.into_journal()
+}
+
 /// Runs `packets` packets of the pipeline and returns the chronicle bytes.
 fn chronicle_bytes(seed: u64, packets: u64, options: WriterOptions) -> Vec<u8> {
     let writer = ChronicleWriter::new(Vec::new(), &context(seed), options).unwrap();
-    let mut bus = workload::build_bus(seed, BusLimits::default(), writer).unwrap();
-    let mut stream = TelemetryStream::new(seed, 5, 2);
-    for _ in 0..packets {
-        bus.ingress(TELEMETRY_RAW, stream.next_packet()).unwrap();
-    }
-    bus.into_journal().seal().unwrap()
+    run_workload(seed, packets, writer).seal().unwrap()
 }
 
 fn memory_run(seed: u64, packets: u64) -> Vec<OwnedEntry> {
-    let mut bus = workload::build_bus(seed, BusLimits::default(), MemoryJournal::new(1 << 20)).unwrap();
-    let mut stream = TelemetryStream::new(seed, 5, 2);
-    for _ in 0..packets {
-        bus.ingress(TELEMETRY_RAW, stream.next_packet()).unwrap();
-    }
-    bus.into_journal().entries
+    run_workload(seed, packets, MemoryJournal::new(1 << 20)).entries
 }
 
 fn write_file(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
