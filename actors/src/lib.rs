@@ -16,4 +16,4 @@ pub use components::{
     AggregatorActor, DomainLearnerActor, IntegrativeActor, ReptileActor, SchedulerActor, TelemetryHooksActor,
     ValidatorActor,
 };
-pub use supervisor::{MetaSupervisor, ACTOR_NAMES};
+pub use supervisor::{bus_limits, MetaSupervisor, ACTOR_NAMES};

@@ -11,6 +11,11 @@ use crate::components::*;
 pub const ACTOR_NAMES: [&str; 7] =
     ["validator", "integrative", "domain_learner", "scheduler", "aggregator", "reptile", "telemetry_hooks"];
 
+/// The bus limits a config asks for.
+pub fn bus_limits(config: &Config) -> BusLimits {
+    BusLimits { queue_len_max: config.bus.queue_len_max, outbox_len_max: config.bus.outbox_len_max }
+}
+
 /// Seed 003's `MetaSupervisor`: the assembly of the governance actors.
 pub struct MetaSupervisor;
 
@@ -18,8 +23,7 @@ impl MetaSupervisor {
     /// A bus carrying every governance actor configured by `config`, seeded
     /// with `config.run.seed`, journaling into `journal`.
     pub fn build<J: Journal>(config: &Config, journal: J) -> Result<Bus<J>, BusError> {
-        let limits = BusLimits { queue_len_max: config.bus.queue_len_max, outbox_len_max: config.bus.outbox_len_max };
-        let mut bus = Bus::new(config.run.seed, limits, journal);
+        let mut bus = Bus::new(config.run.seed, bus_limits(config), journal);
         let [validator, integrative, domain_learner, scheduler, aggregator, reptile, hooks] = ACTOR_NAMES;
         bus.add_actor(validator, Box::new(ValidatorActor::new(config)))?;
         bus.add_actor(integrative, Box::new(IntegrativeActor::new(config)))?;

@@ -9,8 +9,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use metagov_actors::{MetaSupervisor, ACTOR_NAMES};
-use metagov_bus::{BusLimits, OwnedEntry};
+use metagov_actors::{bus_limits, MetaSupervisor, ACTOR_NAMES};
+use metagov_bus::OwnedEntry;
 use metagov_config::{Config, DEFAULT_TOML};
 use metagov_storage::{verify_file, verify_replay, ChronicleReader, IntegrityStatus, ReplayError, Tail};
 
@@ -196,9 +196,7 @@ pub fn replay_verify(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
             return MetaSupervisor::build(&config, journal).map_err(|e| e.to_string());
         }
         if ctx.actors == workload::ACTORS {
-            let limits =
-                BusLimits { queue_len_max: config.bus.queue_len_max, outbox_len_max: config.bus.outbox_len_max };
-            return workload::build_bus(ctx.seed, limits, journal).map_err(|e| e.to_string());
+            return workload::build_bus(ctx.seed, bus_limits(&config), journal).map_err(|e| e.to_string());
         }
         Err(format!("no known actor set matches the recorded actors {:?}", ctx.actors))
     });
