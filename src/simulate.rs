@@ -54,16 +54,18 @@ pub fn writer_options(config: &Config) -> WriterOptions {
     }
 }
 
-fn progress_bar(len: u64, show: bool, scenario: &str) -> ProgressBar {
+/// A progress bar on standard error (drawn only when `show` and standard
+/// error is a terminal), labelled `message`, counting to `len`.
+pub fn progress_bar(len: u64, show: bool, message: &str) -> ProgressBar {
     let target = if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
     let bar = ProgressBar::with_draw_target(Some(len), target);
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} packets ({per_sec}, {eta} left)")
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)")
             // Invariant: the template above is a literal that indicatif accepts.
             .expect("progress template is valid")
             .progress_chars("=> "),
     );
-    bar.set_message(scenario.to_string());
+    bar.set_message(message.to_string());
     bar
 }
 
@@ -88,7 +90,7 @@ pub fn run(sim: &Simulation) -> Result<SimulationReport> {
     let mut bus = MetaSupervisor::build(&sim.config, journal)?;
 
     let log_file = File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    let bar = progress_bar(packets, sim.progress, sim.scenario.name());
+    let bar = progress_bar(packets, sim.progress, &format!("{} (packets)", sim.scenario.name()));
     let outcome = log::capture(BufWriter::new(log_file), || -> Result<()> {
         tracing::info!(scenario = sim.scenario.name(), seed, packets, "simulation starts");
         for (i, packet) in stream.enumerate() {

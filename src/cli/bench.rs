@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
-use indicatif::{ProgressBar, ProgressStyle};
 use metagov_bus::{ActorRng, BusLimits, Entry, Envelope, Journal, JournalError, NoJournal, OwnedEntry, TraceId, Value};
 use metagov_storage::{init_session, verify_file, ChronicleReader, ChronicleWriter, WriterOptions};
 
@@ -49,18 +48,6 @@ fn now() -> Instant {
     Instant::now()
 }
 
-fn progress(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} ({eta} left)")
-            // Invariant: the template above is a literal that indicatif accepts.
-            .expect("progress template is valid")
-            .progress_chars("=> "),
-    );
-    bar.set_message(what.to_string());
-    bar
-}
-
 fn context(actors: &[&str]) -> metagov_storage::RunContext {
     init_session(42, "# metagov bench\n", actors.iter().map(|a| a.to_string()).collect())
 }
@@ -71,7 +58,7 @@ fn context(actors: &[&str]) -> metagov_storage::RunContext {
 fn run_pipeline<J: Journal>(packets: u64, journal: J, label: &str) -> Result<(u64, Duration, J)> {
     let mut bus = workload::build_bus(42, BusLimits::default(), journal)?;
     let mut stream = TelemetryStream::new(42, 16, 4);
-    let bar = progress(packets, label);
+    let bar = simulate::progress_bar(packets, true, label);
     let (mut deliveries, mut spent) = (0, Duration::ZERO);
     let mut done = 0;
     while done < packets {
@@ -367,7 +354,7 @@ fn write_chronicle(path: &Path, deliveries: u64, label: &str) -> Result<u64> {
     let writer = fresh_writer(path, &ctx)?;
     let mut bus = workload::build_bus(42, BusLimits::default(), writer)?;
     let mut stream = TelemetryStream::new(42, 16, 4);
-    let bar = progress(deliveries, label);
+    let bar = simulate::progress_bar(deliveries, true, label);
     let mut made = 0;
     while made < deliveries {
         made += bus.ingress(TELEMETRY_RAW, stream.next_packet())?.deliveries;
