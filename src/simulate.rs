@@ -19,7 +19,7 @@ use metagov_config::Config;
 use metagov_storage::{init_session, ChronicleWriter, WriterOptions};
 
 use crate::scenario::Scenario;
-use crate::summary::{Summary, SummaryJournal, Tee};
+use crate::summary::{Summary, SummaryCollector};
 
 /// What to simulate.
 pub struct Simulation {
@@ -86,15 +86,17 @@ pub fn run(sim: &Simulation) -> Result<SimulationReport> {
     let stream = sim.scenario.stream(seed, sim.windows);
     let packets = stream.total_packets();
     let initial = sim.config.knobs.iter().map(|(k, knob)| (k.clone(), knob.initial)).collect();
-    let journal = Tee(writer, SummaryJournal::new(initial, packets));
-    let mut bus = MetaSupervisor::build(&sim.config, journal)?;
+    let mut summary = SummaryCollector::new(initial, packets);
+    let mut bus = MetaSupervisor::build(&sim.config, writer)?;
 
     let log_file = File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
     let bar = progress_bar(packets, sim.progress, &format!("{} (packets)", sim.scenario.name()));
     let outcome = log::capture(BufWriter::new(log_file), || -> Result<()> {
         tracing::info!(scenario = sim.scenario.name(), seed, packets, "simulation starts");
         for (i, packet) in stream.enumerate() {
-            bus.ingress(TELEMETRY_RAW, packet).with_context(|| format!("the run stopped at packet {}", i + 1))?;
+            let report =
+                bus.ingress(TELEMETRY_RAW, packet).with_context(|| format!("the run stopped at packet {}", i + 1))?;
+            summary.observe(&report, bus.egress()).with_context(|| format!("packet {}", i + 1))?;
             if i % 1024 == 0 {
                 bar.set_position(i as u64);
             }
@@ -103,7 +105,7 @@ pub fn run(sim: &Simulation) -> Result<SimulationReport> {
         Ok(())
     });
     bar.finish_and_clear();
-    let Tee(writer, summary) = bus.into_journal();
+    let writer = bus.into_journal();
     if let Err(e) = outcome {
         // Keep what was recorded: a torn-free prefix, readable and replayable.
         writer.seal().ok();

@@ -1,16 +1,17 @@
-//! A run's summary, computed from its journal entries alone: what a person
+//! A run's summary, computed from the governance actors' output alone: what a person
 //! wants to know after a simulation (reward start and end, each knob's
 //! trajectory, rollbacks, rejections by reason, meta updates, the prior).
 //!
-//! It is a [`Journal`] that reads the entries going by, so it sees exactly
-//! what the chronicle records and is as deterministic as the chronicle.
+//! It reads what the bus hands out after every tick (the ingress report and
+//! the egress messages), never the journal, and is as deterministic as they
+//! are.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
-use metagov_actors::messages as topic;
-use metagov_bus::{Entry, Journal, JournalError, Value};
+use metagov_actors::messages::ShapeMismatch;
+use metagov_actors::Output;
+use metagov_bus::{Egress, IngressReport};
 use serde::Serialize;
 
 /// One knob's path through the run: the mean over jobs at evenly spaced
@@ -67,8 +68,9 @@ pub struct Summary {
     pub cycles: u64,
 }
 
-/// Builds a [`Summary`] from the entries of a run of `packets` packets.
-pub struct SummaryJournal {
+/// Builds a [`Summary`] from what each tick of a run of `packets` packets
+/// hands out: the ingress report and the egress.
+pub struct SummaryCollector {
     summary: Summary,
     initial: BTreeMap<String, f64>,
     /// Current knob values per job (jobs appear at their first reward).
@@ -77,19 +79,9 @@ pub struct SummaryJournal {
     last_reward: BTreeMap<String, f64>,
     sample_every: u64,
     next_sample: u64,
-    last_tick: u64,
-    last_payload: Option<Arc<Value>>,
 }
 
-fn num(v: &Value, key: &str) -> Option<f64> {
-    v.get(key).and_then(Value::as_f64)
-}
-
-fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
-}
-
-impl SummaryJournal {
+impl SummaryCollector {
     /// A collector for a run of `packets` packets whose knobs start at
     /// `initial`.
     pub fn new(initial: BTreeMap<String, f64>, packets: u64) -> Self {
@@ -97,7 +89,7 @@ impl SummaryJournal {
             .iter()
             .map(|(k, &v)| (k.clone(), KnobTrajectory { initial: v, samples: Vec::new(), min: v, max: v, changes: 0 }))
             .collect();
-        SummaryJournal {
+        SummaryCollector {
             summary: Summary { knobs, ..Summary::default() },
             initial,
             jobs: BTreeMap::new(),
@@ -105,8 +97,6 @@ impl SummaryJournal {
             last_reward: BTreeMap::new(),
             sample_every: (packets / 4).max(1),
             next_sample: 0,
-            last_tick: 0,
-            last_payload: None,
         }
     }
 
@@ -128,122 +118,71 @@ impl SummaryJournal {
             |m: &BTreeMap<String, f64>| if m.is_empty() { 0.0 } else { m.values().sum::<f64>() / m.len() as f64 };
         self.summary.reward_start = mean(&self.first_reward);
         self.summary.reward_end = mean(&self.last_reward);
+        let rejected: u64 = self.summary.rejected.values().sum();
+        // Every packet is either admitted or rejected by the validator.
+        self.summary.accepted = self.summary.packets - rejected.min(self.summary.packets);
         self.summary
     }
 
-    fn delivery(&mut self, topic_name: &str, v: &Value) {
+    /// Takes one tick: its report and its egress, in emission order.
+    pub fn observe(&mut self, report: &IngressReport, egress: &[Egress]) -> Result<(), ShapeMismatch> {
+        self.summary.deliveries += report.deliveries;
+        self.summary.cycles += report.cycles;
+        self.summary.packets += 1;
+        if self.summary.packets > self.next_sample {
+            self.sample();
+            self.next_sample += self.sample_every;
+        }
+        for message in egress {
+            self.output(Output::from_egress(message)?);
+        }
+        Ok(())
+    }
+
+    fn output(&mut self, output: Output) {
         let s = &mut self.summary;
-        match topic_name {
-            topic::TELEMETRY_ACCEPTED => s.accepted += 1,
-            topic::TELEMETRY_REJECTED => {
-                *s.rejected.entry(text(v, "reason").unwrap_or("?").to_string()).or_default() += 1
-            }
-            topic::META_REWARD => {
-                let (Some(job), Some(ema)) = (text(v, "job"), num(v, "ema_reward")) else { return };
-                match self.last_reward.get_mut(job) {
-                    Some(last) => *last = ema,
-                    None => {
-                        self.first_reward.insert(job.to_string(), ema);
-                        self.last_reward.insert(job.to_string(), ema);
-                        self.jobs.entry(job.to_string()).or_insert_with(|| self.initial.clone());
-                    }
+        match output {
+            Output::Rejected(r) => *s.rejected.entry(r.reason).or_default() += 1,
+            Output::Reward(r) => match self.last_reward.get_mut(&r.job) {
+                Some(last) => *last = r.ema_reward,
+                None => {
+                    self.first_reward.insert(r.job.clone(), r.ema_reward);
+                    self.last_reward.insert(r.job.clone(), r.ema_reward);
+                    self.jobs.entry(r.job).or_insert_with(|| self.initial.clone());
+                }
+            },
+            Output::PolicyUpdate(update) => {
+                let knobs = self.jobs.entry(update.job).or_insert_with(|| self.initial.clone());
+                for (name, x) in update.knobs {
+                    let Some(t) = s.knobs.get_mut(&name) else { continue };
+                    t.changes += 1;
+                    t.min = t.min.min(x);
+                    t.max = t.max.max(x);
+                    knobs.insert(name, x);
+                }
+                if let Some(reason) = update.rollback {
+                    *s.rollbacks.entry(reason).or_default() += 1;
+                }
+                for rule in update.rules {
+                    *s.rules_fired.entry(rule.rule).or_default() += 1;
                 }
             }
-            topic::POLICY_UPDATE => {
-                let Some(job) = text(v, "job") else { return };
-                let knobs = self.jobs.entry(job.to_string()).or_insert_with(|| self.initial.clone());
-                if let Some(Value::Record(changed)) = v.get("knobs") {
-                    for (name, value) in changed {
-                        let (Some(x), Some(t)) = (value.as_f64(), s.knobs.get_mut(&**name)) else { continue };
-                        knobs.insert(name.to_string(), x);
-                        t.changes += 1;
-                        t.min = t.min.min(x);
-                        t.max = t.max.max(x);
-                    }
-                }
-                if let Some(reason) = text(v, "rollback") {
-                    *s.rollbacks.entry(reason.to_string()).or_default() += 1;
-                }
-                if let Some(Value::List(rules)) = v.get("rules") {
-                    for rule in rules {
-                        *s.rules_fired.entry(text(rule, "rule").unwrap_or("?").to_string()).or_default() += 1;
-                    }
-                }
-            }
-            topic::RESOURCE_HINT => {
+            Output::ResourceHint(hint) => {
                 s.resource_hints += 1;
-                if matches!(v.get("memory_high"), Some(Value::Bool(true))) {
-                    s.memory_hints += 1;
+                s.memory_hints += u64::from(hint.memory_high);
+            }
+            Output::Aggregate { dropped } => {
+                for (domain, _reason) in dropped {
+                    *s.domains_dropped.entry(domain).or_default() += 1;
                 }
             }
-            topic::CROSS_AGGREGATE => {
-                if let Some(Value::List(dropped)) = v.get("dropped") {
-                    for d in dropped {
-                        *s.domains_dropped.entry(text(d, "domain").unwrap_or("?").to_string()).or_default() += 1;
-                    }
-                }
-            }
-            topic::PRIOR_UPDATED => {
+            Output::PriorUpdated(prior) => {
                 s.meta_updates += 1;
-                if matches!(v.get("rolled_back"), Some(Value::Bool(true))) {
-                    s.prior_rollbacks += 1;
-                }
-                if let (Some(Value::List(keys)), Some(Value::List(prior))) = (v.get("keys"), v.get("prior")) {
-                    s.prior = keys
-                        .iter()
-                        .zip(prior)
-                        .filter_map(|(k, x)| Some((k.as_str()?.to_string(), x.as_f64()?)))
-                        .collect();
-                }
+                s.prior_rollbacks += u64::from(prior.rolled_back);
+                s.prior = prior.prior;
             }
-            _ => {}
+            Output::MetaTelemetry(_) => {}
         }
-    }
-}
-
-impl Journal for SummaryJournal {
-    fn record(&mut self, entry: Entry<'_>) -> Result<(), JournalError> {
-        match entry {
-            Entry::Delivery(e) => {
-                self.summary.deliveries += 1;
-                if e.tick != self.last_tick {
-                    self.last_tick = e.tick;
-                    self.summary.packets += 1;
-                    if self.summary.packets > self.next_sample {
-                        self.sample();
-                        self.next_sample += self.sample_every;
-                    }
-                }
-                // The deliveries of one publish share its payload: count the
-                // publish once. Holding the last payload keeps its address
-                // from being reused by another.
-                if !self.last_payload.as_ref().is_some_and(|p| Arc::ptr_eq(p, &e.payload)) {
-                    self.last_payload = Some(e.payload.clone());
-                    self.delivery(&e.topic, &e.payload);
-                }
-            }
-            Entry::Cycle { .. } => self.summary.cycles += 1,
-            Entry::Frame { .. } => {}
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), JournalError> {
-        Ok(())
-    }
-}
-
-/// Two journals in one: every entry goes to both, in order.
-pub struct Tee<A, B>(pub A, pub B);
-
-impl<A: Journal, B: Journal> Journal for Tee<A, B> {
-    fn record(&mut self, entry: Entry<'_>) -> Result<(), JournalError> {
-        self.0.record(entry)?;
-        self.1.record(entry)
-    }
-    fn flush(&mut self) -> Result<(), JournalError> {
-        self.0.flush()?;
-        self.1.flush()
     }
 }
 

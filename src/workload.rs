@@ -27,6 +27,7 @@ pub fn build_bus<J: Journal>(seed: u64, limits: BusLimits, journal: J) -> Result
     bus.add_actor("validator", Box::new(Validator))?;
     bus.add_actor("learner", Box::new(Learner::default()))?;
     bus.add_actor("hooks", Box::new(Hooks))?;
+    bus.allow_ingress(TELEMETRY_RAW)?;
     Ok(bus)
 }
 

@@ -165,6 +165,7 @@ mod failures {
         let limits = BusLimits { queue_len_max: 100, outbox_len_max: 10 };
         let mut bus = Bus::new(1, limits, MemoryJournal::new(10_000));
         bus.add_actor("amp", Box::new(Amplifier { fan: 3 })).unwrap();
+        bus.allow_ingress("boom").unwrap();
         let err = bus.ingress("boom", Value::Unit).unwrap_err();
         assert!(matches!(err, BusError::QueueFull { limit: 100, .. }), "{err}");
         assert!(err.to_string().contains("100"), "{err}");
@@ -177,6 +178,7 @@ mod failures {
         let limits = BusLimits { queue_len_max: 1000, outbox_len_max: 2 };
         let mut bus = Bus::new(1, limits, MemoryJournal::new(10_000));
         bus.add_actor("amp", Box::new(Amplifier { fan: 3 })).unwrap();
+        bus.allow_ingress("boom").unwrap();
         let err = bus.ingress("boom", Value::Unit).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, BusError::OutboxFull { emitted: 3, limit: 2, .. }), "{text}");
@@ -191,6 +193,7 @@ mod failures {
         let writer = ChronicleWriter::create(&path, &ctx, WriterOptions::default()).unwrap();
         let mut bus = Bus::new(1, BusLimits::default(), writer);
         bus.add_actor("p", Box::new(Panicker)).unwrap();
+        bus.allow_ingress("in").unwrap();
         bus.ingress("in", Value::Int(1)).unwrap();
         bus.ingress("in", Value::Int(2)).unwrap();
         let err = bus.ingress("in", Value::Int(3)).unwrap_err();
@@ -207,7 +210,64 @@ mod failures {
         let mut bus = Bus::new(1, BusLimits::default(), MemoryJournal::new(10));
         assert!(matches!(bus.add_actor("ingress", Box::new(Panicker)), Err(BusError::BadActorName(_))));
         assert!(matches!(bus.add_actor("a b", Box::new(Panicker)), Err(BusError::BadActorName(_))));
-        assert!(matches!(bus.ingress("bad topic!", Value::Unit), Err(BusError::BadTopic(_))));
+        assert!(matches!(bus.allow_ingress("bad topic!"), Err(BusError::BadTopic(_))));
+    }
+
+    #[test]
+    fn egress_is_every_publish_on_an_egress_topic_in_emission_order() {
+        use metagov_actors::messages::EGRESS_TOPICS;
+        let config = metagov_config::Config::default();
+        let mut bus = metagov_actors::MetaSupervisor::build(&config, MemoryJournal::new(1 << 20)).unwrap();
+        let scenario = metagov::scenario::Scenario::builtin("default").unwrap();
+        let mut egress = Vec::new();
+        let garbage = std::iter::once(Value::Text("{\"job\": ".into()));
+        for packet in scenario.stream(42, Some(60)).chain(garbage) {
+            let report = bus.ingress(metagov_actors::messages::TELEMETRY_RAW, packet).unwrap();
+            assert!(bus.egress().iter().all(|e| e.tick == report.tick), "egress belongs to its own tick");
+            egress.extend(bus.egress().iter().map(|e| (e.tick, e.seq, e.topic.to_string(), e.payload.clone())));
+        }
+        // The same publishes, read from the journal: the first delivery of
+        // each publish (its deliveries share one payload) on an egress topic.
+        let mut journaled = Vec::new();
+        let mut last: Option<Arc<Value>> = None;
+        for entry in &bus.journal().entries {
+            let OwnedEntry::Delivery(d) = entry else { continue };
+            let same = last.as_ref().is_some_and(|p| Arc::ptr_eq(p, &d.payload));
+            last = Some(d.payload.clone());
+            if !same && &*d.from != "ingress" && EGRESS_TOPICS.contains(&&*d.topic) {
+                journaled.push((d.tick, d.seq, d.topic.to_string(), d.payload.clone()));
+            }
+        }
+        assert_eq!(egress, journaled);
+        let topics: std::collections::BTreeSet<&str> = egress.iter().map(|e| e.2.as_str()).collect();
+        for topic in ["telemetry.rejected", "meta.reward", "prior.updated", "meta.telemetry"] {
+            assert!(topics.contains(topic), "{topic} reaches egress in the default scenario: {topics:?}");
+        }
+        for e in &egress {
+            let message = metagov_bus::Egress {
+                tick: e.0,
+                seq: e.1,
+                topic: e.2.as_str().into(),
+                from: "x".into(),
+                payload: e.3.clone(),
+            };
+            metagov_actors::Output::from_egress(&message).unwrap();
+        }
+    }
+
+    #[test]
+    fn only_declared_ingress_topics_are_taken_from_outside() {
+        let config = metagov_config::Config::default();
+        let mut bus = metagov_actors::MetaSupervisor::build(&config, MemoryJournal::new(100)).unwrap();
+        // An outsider may not impersonate the validator: the packet is refused
+        // before its tick opens, nothing is journaled, and the bus carries on.
+        let err = bus.ingress(metagov_actors::messages::TELEMETRY_ACCEPTED, Value::Unit).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, BusError::NotIngress { .. }), "{text}");
+        assert!(text.contains("`telemetry.accepted`") && text.contains("telemetry.raw"), "{text}");
+        assert!(bus.journal().entries.is_empty() && bus.tick() == 0);
+        let report = bus.ingress(metagov_actors::messages::TELEMETRY_RAW, Value::Text("{".into())).unwrap();
+        assert_eq!(report.tick, 1);
     }
 }
 

@@ -10,10 +10,12 @@
 
 mod components;
 pub mod messages;
+mod output;
 mod supervisor;
 
 pub use components::{
     AggregatorActor, DomainLearnerActor, IntegrativeActor, ReptileActor, SchedulerActor, TelemetryHooksActor,
     ValidatorActor,
 };
+pub use output::{FiredRuleView, Output, PolicyUpdateView, RejectionView, ResourceHintView, RewardView};
 pub use supervisor::{bus_limits, MetaSupervisor, ACTOR_NAMES};

@@ -37,6 +37,16 @@ pub const PRIOR_UPDATED: &str = "prior.updated";
 /// Telemetry-hook snapshots.
 pub const META_TELEMETRY: &str = "meta.telemetry";
 
+/// The topics the outside world may inject: telemetry and federation packs.
+/// Every other topic is published only by actors.
+pub const INGRESS_TOPICS: [&str; 2] = [TELEMETRY_RAW, FEDERATION_POLICY_PACK];
+
+/// The topics whose publishes are meant for the outside world (the bus hands
+/// them to its caller as egress, see [`Output`]): rejections, decisions,
+/// hints, rewards, the aggregation report, prior updates and meta telemetry.
+pub const EGRESS_TOPICS: [&str; 7] =
+    [TELEMETRY_REJECTED, POLICY_UPDATE, RESOURCE_HINT, META_REWARD, CROSS_AGGREGATE, PRIOR_UPDATED, META_TELEMETRY];
+
 /// A payload did not have the shape its topic promises: a bug upstream, since
 /// only the actors publish these topics.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,15 +63,19 @@ impl std::fmt::Display for ShapeMismatch {
     }
 }
 
-/// Quantizes a finite number; governance outputs are finite by construction,
-/// so a non-finite one is clamped to 0 and logged rather than crashing the run.
+impl std::error::Error for ShapeMismatch {}
+
+/// Quantizes a governance output to the bus grid.
+///
+/// Governance outputs are finite and within the bus's range by construction
+/// (`config check` refuses bounds outside it, the validator refuses telemetry
+/// outside it), so a value that does not fit is a bug: the handler panics,
+/// and the bus stops the run naming the actor, the delivery and the value.
+/// Nothing is ever substituted for it.
 pub fn real(x: f64) -> Value {
     match Fixed::from_f64(x) {
         Ok(f) => Value::Fixed(f),
-        Err(e) => {
-            tracing::warn!(error = %e, "non-finite governance output replaced by 0");
-            Value::Fixed(Fixed::ZERO)
-        }
+        Err(e) => panic!("governance output does not fit the bus: {e}"),
     }
 }
 
@@ -96,31 +110,37 @@ fn texts(items: &[String]) -> Value {
 }
 
 /// Reads fields of one payload, naming the first missing one.
-struct Reader<'a> {
-    topic: &'static str,
-    value: &'a Value,
+pub(crate) struct Reader<'a> {
+    pub(crate) topic: &'static str,
+    pub(crate) value: &'a Value,
 }
 
 impl<'a> Reader<'a> {
-    fn field(&self, name: &str) -> Result<&'a Value, ShapeMismatch> {
+    pub(crate) fn field(&self, name: &str) -> Result<&'a Value, ShapeMismatch> {
         self.value.get(name).ok_or_else(|| self.mismatch(name))
     }
-    fn mismatch(&self, name: &str) -> ShapeMismatch {
+    pub(crate) fn mismatch(&self, name: &str) -> ShapeMismatch {
         ShapeMismatch { topic: self.topic, field: name.to_string() }
     }
-    fn num(&self, name: &str) -> Result<f64, ShapeMismatch> {
+    pub(crate) fn num(&self, name: &str) -> Result<f64, ShapeMismatch> {
         self.field(name)?.as_f64().ok_or_else(|| self.mismatch(name))
     }
-    fn str(&self, name: &str) -> Result<&'a str, ShapeMismatch> {
+    pub(crate) fn str(&self, name: &str) -> Result<&'a str, ShapeMismatch> {
         self.field(name)?.as_str().ok_or_else(|| self.mismatch(name))
     }
-    fn uint(&self, name: &str) -> Result<u64, ShapeMismatch> {
+    pub(crate) fn bool(&self, name: &str) -> Result<bool, ShapeMismatch> {
+        match self.field(name)? {
+            Value::Bool(b) => Ok(*b),
+            _ => Err(self.mismatch(name)),
+        }
+    }
+    pub(crate) fn uint(&self, name: &str) -> Result<u64, ShapeMismatch> {
         match self.field(name)? {
             Value::Int(i) if *i >= 0 => Ok(*i as u64),
             _ => Err(self.mismatch(name)),
         }
     }
-    fn map(&self, name: &str) -> Result<BTreeMap<String, f64>, ShapeMismatch> {
+    pub(crate) fn map(&self, name: &str) -> Result<BTreeMap<String, f64>, ShapeMismatch> {
         match self.field(name)? {
             Value::Record(fields) => fields
                 .iter()
@@ -129,16 +149,16 @@ impl<'a> Reader<'a> {
             _ => Err(self.mismatch(name)),
         }
     }
-    fn list(&self, name: &str) -> Result<&'a [Value], ShapeMismatch> {
+    pub(crate) fn list(&self, name: &str) -> Result<&'a [Value], ShapeMismatch> {
         match self.field(name)? {
             Value::List(items) => Ok(items),
             _ => Err(self.mismatch(name)),
         }
     }
-    fn vector(&self, name: &str) -> Result<Array1<f64>, ShapeMismatch> {
+    pub(crate) fn vector(&self, name: &str) -> Result<Array1<f64>, ShapeMismatch> {
         self.list(name)?.iter().map(|v| v.as_f64().ok_or_else(|| self.mismatch(name))).collect()
     }
-    fn texts(&self, name: &str) -> Result<Vec<String>, ShapeMismatch> {
+    pub(crate) fn texts(&self, name: &str) -> Result<Vec<String>, ShapeMismatch> {
         self.list(name)?.iter().map(|v| v.as_str().map(str::to_string).ok_or_else(|| self.mismatch(name))).collect()
     }
 }
@@ -338,6 +358,7 @@ pub fn prior_to_value(
 }
 
 /// A `prior.updated` payload, read back.
+#[derive(Clone, Debug, PartialEq)]
 pub struct PriorView {
     /// Version number, from 1.
     pub version: u64,
@@ -413,12 +434,15 @@ mod tests {
     }
 
     #[test]
-    fn reals_are_quantized_on_the_way_out_and_non_finite_ones_become_zero() {
+    fn reals_are_quantized_on_the_way_out_and_never_substituted() {
         let p = TelemetryPacket { metrics: [("gain_p50".to_string(), 0.123_456_789)].into(), ..packet() };
         let read = packet_from_value(&packet_to_value(&p)).unwrap();
         assert_eq!(read.metrics["gain_p50"], 0.123_457);
-        assert_eq!(real(f64::NAN), Value::Fixed(Fixed::ZERO));
-        assert_eq!(real(f64::INFINITY), Value::Fixed(Fixed::ZERO));
+        for bad in [f64::NAN, f64::INFINITY, 5e9] {
+            let panic = std::panic::catch_unwind(|| real(bad)).unwrap_err();
+            let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+            assert!(message.contains("does not fit the bus") && message.contains(&bad.to_string()), "{message}");
+        }
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! `MetaSupervisor`: builds the bus and every governance actor from a config,
-//! wired as DESIGN.md's message flow draws it.
+//! wired as ARCHITECTURE.md's message flow draws it: telemetry and federation
+//! packs are the only ingress, and the topics of [`EGRESS_TOPICS`] are handed
+//! to the caller after every tick.
 
 use metagov_bus::{Bus, BusError, BusLimits, Journal};
 use metagov_config::Config;
 
 use crate::components::*;
+use crate::messages::{EGRESS_TOPICS, INGRESS_TOPICS};
 
 /// The actor names, in the order they are added to the bus (the order the
 /// chronicle header records and replay checks).
@@ -32,6 +35,12 @@ impl MetaSupervisor {
         bus.add_actor(aggregator, Box::new(AggregatorActor::new(config)))?;
         bus.add_actor(reptile, Box::new(ReptileActor::new(config)))?;
         bus.add_actor(hooks, Box::new(TelemetryHooksActor::new()))?;
+        for topic in INGRESS_TOPICS {
+            bus.allow_ingress(topic)?;
+        }
+        for topic in EGRESS_TOPICS {
+            bus.tap_egress(topic)?;
+        }
         Ok(bus)
     }
 }

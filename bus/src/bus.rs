@@ -6,6 +6,13 @@
 //! then every message those handlers publish, breadth first, until the queue
 //! is empty; it returns when the tick is quiescent. Each delivery is
 //! journaled before its handler runs. Nothing else moves the clock.
+//!
+//! Topics are declared before the first ingress: [`Bus::allow_ingress`]
+//! names the topics the outside may inject (any other is refused, so no
+//! outsider can impersonate an actor), and [`Bus::tap_egress`] names the
+//! topics whose publishes are meant for the outside. After each `ingress`,
+//! [`Bus::egress`] holds that tick's publishes on tapped topics, in emission
+//! order: the caller reads decisions there, never back out of the journal.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -163,6 +170,15 @@ pub enum BusError {
     /// A topic name is not of the allowed form.
     #[error("invalid topic name `{0}`: 1-128 characters of [A-Za-z0-9._-]")]
     BadTopic(String),
+    /// Ingress on a topic that was not declared with [`Bus::allow_ingress`].
+    /// Refused before the tick opens; the bus carries on.
+    #[error("topic `{topic}` does not take ingress from outside (ingress topics: {allowed})")]
+    NotIngress {
+        /// The refused topic.
+        topic: String,
+        /// The topics that take ingress, comma-separated.
+        allowed: String,
+    },
     /// More distinct topics than `TOPICS_MAX` were used.
     #[error("more than {limit} distinct topics (the last was `{topic}`)")]
     TooManyTopics {
@@ -183,6 +199,35 @@ pub struct IngressReport {
     pub tick: u64,
     /// Deliveries made during the tick.
     pub deliveries: u64,
+    /// Cycle records emitted during the tick.
+    pub cycles: u64,
+    /// Meta frames emitted during the tick.
+    pub frames: u64,
+}
+
+/// A publish on a topic tapped with [`Bus::tap_egress`]: a message meant
+/// for the world outside the bus.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Egress {
+    /// Tick of the publish.
+    pub tick: u64,
+    /// Seq of the publish's first delivery (its position in the journal).
+    pub seq: u64,
+    /// The topic.
+    pub topic: Name,
+    /// The publishing actor.
+    pub from: Name,
+    /// The payload, shared with its deliveries.
+    pub payload: Arc<Value>,
+}
+
+/// Where a topic goes: its subscribers, and whether it is an ingress or an
+/// egress topic.
+#[derive(Default)]
+struct Route {
+    slots: Vec<usize>,
+    ingress: bool,
+    egress: bool,
 }
 
 struct Slot {
@@ -194,8 +239,10 @@ struct Slot {
 /// The deterministic bus.
 pub struct Bus<J: Journal> {
     slots: Vec<Slot>,
-    /// Topic name → subscribed slots, in registration order.
-    subscribers: BTreeMap<Name, Vec<usize>>,
+    /// Topic name → subscribed slots (in registration order) and flags.
+    routes: BTreeMap<Name, Route>,
+    /// This tick's publishes on egress topics, in emission order.
+    egress: Vec<Egress>,
     ingress_name: Name,
     nobody_name: Name,
     queue: VecDeque<(Envelope, Option<usize>)>,
@@ -208,6 +255,8 @@ pub struct Bus<J: Journal> {
     last_delivered: (u64, u64),
     /// Entries handed to the journal so far.
     journaled: u64,
+    /// Cycle records and meta frames emitted during the current tick.
+    tick_records: (u64, u64),
     journal: J,
 }
 
@@ -223,7 +272,8 @@ impl<J: Journal> Bus<J> {
     pub fn new(seed: u64, limits: BusLimits, journal: J) -> Self {
         Bus {
             slots: Vec::new(),
-            subscribers: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            egress: Vec::new(),
             ingress_name: Name::from(INGRESS),
             nobody_name: Name::from(NOBODY),
             queue: VecDeque::new(),
@@ -234,6 +284,7 @@ impl<J: Journal> Bus<J> {
             stopped: false,
             last_delivered: (0, 0),
             journaled: 0,
+            tick_records: (0, 0),
             journal,
         }
     }
@@ -249,13 +300,48 @@ impl<J: Journal> Bus<J> {
             if !is_name(&topic, 128) {
                 return Err(BusError::BadTopic(topic));
             }
-            let list = self.subscribers.entry(Name::from(topic.as_str())).or_default();
-            if !list.contains(&index) {
-                list.push(index);
+            let route = self.route_mut(&topic)?;
+            if !route.slots.contains(&index) {
+                route.slots.push(index);
             }
         }
         self.slots.push(Slot { name: Name::from(name), rng: ActorRng::for_actor(self.seed, name), actor });
         Ok(())
+    }
+
+    /// Lets the outside inject packets on `topic` through [`Bus::ingress`].
+    pub fn allow_ingress(&mut self, topic: &str) -> Result<(), BusError> {
+        self.route_mut(topic)?.ingress = true;
+        Ok(())
+    }
+
+    /// Hands every publish on `topic` to the caller too (see [`Bus::egress`]),
+    /// besides delivering it to the topic's subscribers.
+    pub fn tap_egress(&mut self, topic: &str) -> Result<(), BusError> {
+        self.route_mut(topic)?.egress = true;
+        Ok(())
+    }
+
+    /// The publishes on egress topics during the last [`Bus::ingress`], in
+    /// emission order. Emptied when the next ingress starts.
+    pub fn egress(&self) -> &[Egress] {
+        &self.egress
+    }
+
+    /// The route of `topic`, interned on first use (checked once, bounded by
+    /// [`TOPICS_MAX`]).
+    fn route_mut(&mut self, topic: &str) -> Result<&mut Route, BusError> {
+        if !self.routes.contains_key(topic) {
+            if !is_name(topic, 128) {
+                return Err(BusError::BadTopic(topic.to_string()));
+            }
+            if self.routes.len() >= TOPICS_MAX {
+                return Err(BusError::TooManyTopics { limit: TOPICS_MAX, topic: topic.to_string() });
+            }
+            self.routes.insert(Name::from(topic), Route::default());
+        }
+        // Invariant: the topic was inserted just above if it was missing.
+        Ok(self.routes.get_mut(topic).expect("topic is interned"))
     }
 
     /// The actor names in registration order.
@@ -296,12 +382,16 @@ impl<J: Journal> Bus<J> {
         if self.stopped {
             return Err(BusError::Stopped);
         }
-        if !self.subscribers.contains_key(topic) && !is_name(topic, 128) {
+        if !self.routes.get(topic).is_some_and(|route| route.ingress) {
             // Refused before the tick opens: a bad packet does not stop the bus.
-            return Err(BusError::BadTopic(topic.to_string()));
+            let allowed: Vec<&str> =
+                self.routes.iter().filter(|(_, route)| route.ingress).map(|(name, _)| &**name).collect();
+            return Err(BusError::NotIngress { topic: topic.to_string(), allowed: allowed.join(", ") });
         }
         self.tick += 1;
         self.seq = 0;
+        self.egress.clear();
+        self.tick_records = (0, 0);
         let trace = TraceId(self.tick);
         let from = self.ingress_name.clone();
         let result = self.enqueue(topic, from, trace, payload.into()).and_then(|()| self.drain());
@@ -309,30 +399,33 @@ impl<J: Journal> Bus<J> {
             self.stopped = true;
             self.queue.clear();
         }
-        result.map(|deliveries| IngressReport { tick: self.tick, deliveries })
+        let (cycles, frames) = self.tick_records;
+        result.map(|deliveries| IngressReport { tick: self.tick, deliveries, cycles, frames })
     }
 
     fn enqueue(&mut self, topic: &str, from: Name, trace: TraceId, payload: Arc<Value>) -> Result<(), BusError> {
-        if !self.subscribers.contains_key(topic) {
-            // First use of a topic nobody subscribes to: check it once and
-            // intern it, so its deliveries share one name.
-            if !is_name(topic, 128) {
-                return Err(BusError::BadTopic(topic.to_string()));
-            }
-            if self.subscribers.len() >= TOPICS_MAX {
-                return Err(BusError::TooManyTopics { limit: TOPICS_MAX, topic: topic.to_string() });
-            }
-            self.subscribers.insert(Name::from(topic), Vec::new());
-        }
-        // Invariant: the topic was inserted just above if it was missing.
-        let (topic_name, targets) = self.subscribers.get_key_value(topic).expect("topic is interned");
+        // First use of a topic nobody subscribes to: check it once and
+        // intern it, so its deliveries share one name.
+        self.route_mut(topic)?;
+        // Invariant: route_mut interned the topic just above.
+        let (topic_name, route) = self.routes.get_key_value(topic).expect("topic is interned");
         let topic_name = topic_name.clone();
+        let targets = &route.slots;
         let fan_out = targets.len().max(1);
         if self.queue.len() + fan_out > self.limits.queue_len_max as usize {
             return Err(BusError::QueueFull {
                 limit: self.limits.queue_len_max,
                 topic: topic.to_string(),
                 tick: self.tick,
+            });
+        }
+        if route.egress && !Arc::ptr_eq(&from, &self.ingress_name) {
+            self.egress.push(Egress {
+                tick: self.tick,
+                seq: self.seq,
+                topic: topic_name.clone(),
+                from: from.clone(),
+                payload: payload.clone(),
             });
         }
         let mut push = |to: Name, slot: Option<usize>, seq: &mut u64| {
@@ -423,6 +516,8 @@ impl<J: Journal> Bus<J> {
             self.journal.record(Entry::Frame { tick, seq, frame }).map_err(journal_error)?;
             self.journaled += 1;
         }
+        self.tick_records.0 += cycles.len() as u64;
+        self.tick_records.1 += frames.len() as u64;
         for (topic, payload) in messages {
             self.enqueue(&topic, from.clone(), envelope.trace, Arc::new(payload))?;
         }

@@ -21,7 +21,7 @@ mod records;
 mod rng;
 mod value;
 
-pub use bus::{Actor, Bus, BusError, BusLimits, DeliveryPoint, IngressReport, Outbox};
+pub use bus::{Actor, Bus, BusError, BusLimits, DeliveryPoint, Egress, IngressReport, Outbox};
 pub use envelope::{Envelope, Name, TraceId, INGRESS, NOBODY};
 pub use journal::{Entry, Journal, JournalError, MemoryJournal, NoJournal, OwnedEntry};
 pub use records::{CycleRecord, MetaFrame, ShapeError};

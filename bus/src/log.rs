@@ -39,8 +39,6 @@ use crate::envelope::Name;
 /// differently. If the process already has another global subscriber, the
 /// layer falls back to a scoped one for `run`.
 pub fn capture<R>(out: impl Write + 'static, run: impl FnOnce() -> R) -> R {
-    static INSTALL: Once = Once::new();
-    static INSTALLED: AtomicBool = AtomicBool::new(false);
     INSTALL.call_once(|| {
         let global = tracing_subscriber::registry().with(DeterministicLog);
         INSTALLED.store(tracing::subscriber::set_global_default(global).is_ok(), Ordering::SeqCst);
@@ -58,6 +56,29 @@ pub fn capture<R>(out: impl Write + 'static, run: impl FnOnce() -> R) -> R {
     result
 }
 
+static INSTALL: Once = Once::new();
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Installs the deterministic log layer together with `human` (for
+/// instance a terminal formatter with wall-clock times) as the process's
+/// global `tracing` subscriber, so one process can log for people and keep a
+/// deterministic log at once: events go to `human` always, and also to the
+/// sink of a thread inside [`capture`]. Call it before any `capture`; it
+/// returns `false` (and installs nothing) when a global subscriber exists
+/// already.
+pub fn install_with<L>(human: L) -> bool
+where
+    L: Layer<tracing_subscriber::layer::Layered<DeterministicLog, tracing_subscriber::Registry>> + Send + Sync,
+{
+    let mut installed = false;
+    INSTALL.call_once(|| {
+        let global = tracing_subscriber::registry().with(DeterministicLog).with(human);
+        installed = tracing::subscriber::set_global_default(global).is_ok();
+        INSTALLED.store(installed, Ordering::SeqCst);
+    });
+    installed
+}
+
 thread_local! {
     /// Where this thread's log lines go while [`capture`] runs.
     static SINK: RefCell<Option<Box<dyn Write>>> = const { RefCell::new(None) };
@@ -66,7 +87,7 @@ thread_local! {
 /// The `tracing` layer that formats events and hands them to the current
 /// thread's sink. Write errors are ignored by design: the log is for people,
 /// and the chronicle is the record.
-struct DeterministicLog;
+pub struct DeterministicLog;
 
 /// The delivery a thread is handling, set by the bus around each handler
 /// call and read by the log layer.

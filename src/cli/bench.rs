@@ -201,6 +201,7 @@ impl metagov_bus::Actor for SinkActor {
 fn same_envelope_on_bus<J: Journal>(deliveries: u64, journal: J) -> Result<(Duration, J)> {
     let mut bus = metagov_bus::Bus::new(42, BusLimits::default(), journal);
     bus.add_actor("sink", Box::new(SinkActor))?;
+    bus.allow_ingress(TELEMETRY_RAW)?;
     let payload = sample_envelope().payload;
     let start = now();
     for _ in 0..deliveries {

@@ -436,6 +436,7 @@ mod writer {
     fn run<J: metagov_bus::Journal>(journal: J) -> J {
         let mut bus = Bus::new(7, BusLimits::default(), journal);
         bus.add_actor("echo", Box::new(Echo)).unwrap();
+        bus.allow_ingress("in").unwrap();
         for i in 0..50 {
             bus.ingress("in", record(vec![("i", Value::Int(i)), ("x", fixed(i * 1001))])).unwrap();
         }
