@@ -3,6 +3,7 @@
 //! context for `{:#}` printing.
 
 pub mod bench;
+pub mod run;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};

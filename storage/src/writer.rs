@@ -195,6 +195,17 @@ impl<W: Write> ChronicleWriter<W> {
         self.records_written
     }
 
+    /// Whole frames written so far.
+    pub fn frames_written(&self) -> u64 {
+        self.frames.len() as u64
+    }
+
+    /// The output, to make what [`flush`](Self::flush) handed it durable
+    /// (for a file: `get_ref().get_ref().sync_data()`).
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
     fn usable(&self) -> Result<(), ChronicleError> {
         if self.failed {
             return Err(ChronicleError::WriterFailed { path: self.path.clone() });
