@@ -47,11 +47,13 @@ pub enum ReasonCode {
     WrongDimension,
     /// `keys_mismatch`: an update's keys are not the governed knobs.
     KeysMismatch,
+    /// `duplicate_key`: one JSON object names a key twice.
+    DuplicateKey,
 }
 
 impl ReasonCode {
     /// Every code, in declaration order.
-    pub const ALL: [ReasonCode; 13] = [
+    pub const ALL: [ReasonCode; 14] = [
         ReasonCode::MalformedJson,
         ReasonCode::PacketTooLarge,
         ReasonCode::UnknownField,
@@ -65,6 +67,7 @@ impl ReasonCode {
         ReasonCode::LimitReached,
         ReasonCode::WrongDimension,
         ReasonCode::KeysMismatch,
+        ReasonCode::DuplicateKey,
     ];
 
     /// The stable snake_case name.
@@ -84,6 +87,7 @@ impl ReasonCode {
             ReasonCode::LimitReached => "limit_reached",
             ReasonCode::WrongDimension => "wrong_dimension",
             ReasonCode::KeysMismatch => "keys_mismatch",
+            ReasonCode::DuplicateKey => "duplicate_key",
         }
     }
 }
@@ -151,7 +155,15 @@ impl MetaPacketValidator {
             return reject(ReasonCode::PacketTooLarge, format!("{} bytes, at most {bytes_max}", line.len()));
         }
         match serde_json::from_str::<Value>(line) {
-            Ok(value) => self.validate_telemetry(&value),
+            Ok(value) => {
+                if let Some(key) = duplicate_key(line) {
+                    return reject(
+                        ReasonCode::DuplicateKey,
+                        format!("key {} appears twice in one object", shown(&key)),
+                    );
+                }
+                self.validate_telemetry(&value)
+            }
             Err(error) => {
                 let at = byte_offset(line, error.line(), error.column());
                 let rest = line.get(at..).unwrap_or_default();
@@ -369,4 +381,74 @@ fn shown(text: &str) -> String {
 fn byte_offset(text: &str, line: usize, column: usize) -> usize {
     let line_start: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
     (line_start + column.saturating_sub(1)).min(text.len())
+}
+
+/// The first key that one JSON object of `text` names twice, if any. A
+/// parse into `serde_json::Value` keeps the last of repeated keys silently,
+/// so a packet could say two things at once; it is walked once more here
+/// with serde's own deserializer (whose recursion limit still holds).
+fn duplicate_key(text: &str) -> Option<String> {
+    use std::cell::RefCell;
+
+    use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    /// Walks any value; notes the first repeated key in `found`.
+    #[derive(Clone, Copy)]
+    struct Walk<'a> {
+        found: &'a RefCell<Option<String>>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(self)?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut keys = BTreeSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value_seed(self)?;
+                if !keys.insert(key.clone()) {
+                    *self.found.borrow_mut() = Some(key);
+                    return Err(de::Error::custom("duplicate key"));
+                }
+            }
+            Ok(())
+        }
+    }
+
+    let found = RefCell::new(None);
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    // The text parsed as a `Value` already; the only error here is the
+    // duplicate noted in `found`.
+    let _ = Walk { found: &found }.deserialize(&mut deserializer);
+    found.into_inner()
 }

@@ -248,6 +248,21 @@ mod validator {
     }
 
     #[test]
+    fn a_key_named_twice_in_one_object_is_rejected() {
+        let mut validator = MetaPacketValidator::new(MetaValidatorConfig::default());
+        let nested = r#"{"job": "a", "domain": "d", "window": 1, "metrics": {"gain_p50": 0.1, "gain_p50": 0.9, "stability_mean": 0.5}}"#;
+        let top = r#"{"job": "a", "job": "b", "domain": "d", "window": 1, "metrics": {"gain_p50": 0.1, "stability_mean": 0.5}}"#;
+        for line in [nested, top] {
+            let rejection = validator.validate_telemetry_line(line).expect_err(line);
+            assert_eq!(rejection.reason, ReasonCode::DuplicateKey, "{line}");
+        }
+        assert!(validator.validate_telemetry_line(nested).unwrap_err().detail.contains("gain_p50"));
+        assert_eq!(validator.last_window("a"), None, "a rejected packet moves no window");
+        let fine = r#"{"job": "a", "domain": "d", "window": 1, "metrics": {"gain_p50": 0.1, "stability_mean": 0.5}, "params": {"gain_p50": 1}}"#;
+        assert!(validator.validate_telemetry_line(fine).is_ok(), "the same key in two objects is fine");
+    }
+
+    #[test]
     fn reason_codes_have_stable_distinct_names() {
         let names: Vec<&str> = ReasonCode::ALL.iter().map(|code| code.name()).collect();
         let mut unique = names.clone();
