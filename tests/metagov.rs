@@ -1398,3 +1398,6 @@ temprature = 0.05
         assert!(!out_dir.exists(), "nothing is written for a refused run");
     }
 }
+
+/// `metagov run` as a real process on loopback with a real client.
+mod live;
