@@ -576,3 +576,22 @@ fn json_lines_on_standard_input_and_tcp_answer_line_by_line() {
     server.stop();
     replay_verifies(&dir_tcp);
 }
+
+#[test]
+fn the_python_client_and_its_training_example_work_against_a_real_supervisor() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let run = Command::new("python3")
+        .args(["-m", "unittest", "discover", "-s"])
+        .arg(root.join("clients/python/tests"))
+        .env("METAGOV_BIN", BIN)
+        .output();
+    let Ok(output) = run else {
+        #[allow(clippy::disallowed_methods)] // A test switch: is this CI?
+        let in_ci = std::env::var_os("CI").is_some();
+        assert!(!in_ci, "python3 is missing in CI: .ci/run must install it (scripts/install-test-deps)");
+        eprintln!("\n*** SKIPPED the Python client's tests: python3 is not installed ***\n");
+        return;
+    };
+    let text = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && text.contains("OK"), "python3 -m unittest:\n{text}");
+}
