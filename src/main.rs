@@ -63,6 +63,12 @@ enum Command {
         /// Print the process's peak resident memory at the end (Linux).
         #[arg(long)]
         peak_rss: bool,
+        /// Run a recorded JSON-lines telemetry file (one packet per line, as
+        /// `metagov run` takes them and `export --telemetry` writes them)
+        /// through the supervisor instead of a scenario; the run directory
+        /// can then be carried on with `metagov run --out DIR`.
+        #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = ["scenario", "windows", "prior_dir"])]
+        telemetry: Option<PathBuf>,
         /// Carry the learned prior across runs: start from the newest valid
         /// prior version in DIR (as the knobs' initial values, recorded in
         /// the run's config) and save the run's final prior as the next
@@ -128,7 +134,7 @@ enum Command {
     Config(ConfigCommand),
     /// Show a chronicle's header, run context, frames and integrity status.
     Inspect {
-        /// The chronicle file (.cmeta).
+        /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
         file: PathBuf,
         /// List every frame, not only the first and last few.
         #[arg(long)]
@@ -137,14 +143,14 @@ enum Command {
     /// Check a chronicle's integrity: every CRC, the hash chain, the index and
     /// the footer. Exits non-zero on a torn, unsealed or corrupted file.
     Verify {
-        /// The chronicle file (.cmeta).
+        /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
         file: PathBuf,
     },
     /// Print the entries whose tick lies in [--from, --to] (inclusive).
     ///
     /// On a sealed chronicle only the frames that overlap the range are read.
     Query {
-        /// The chronicle file (.cmeta).
+        /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
         file: PathBuf,
         /// First tick (inclusive).
         #[arg(long, default_value_t = 0)]
@@ -162,20 +168,24 @@ enum Command {
     },
     /// Export every entry of a chronicle as CSV or JSON lines.
     Export {
-        /// The chronicle file (.cmeta).
+        /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
         file: PathBuf,
         /// Output format: `csv` (one row per entry, the payload as JSON in the
         /// last column) or `json` (one JSON object per line).
-        #[arg(long, value_enum)]
-        format: ExportFormat,
+        #[arg(long, value_enum, required_unless_present = "telemetry")]
+        format: Option<ExportFormat>,
         /// Write here instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Write only the recorded telemetry, one packet per line as it
+        /// arrived (for `simulate --telemetry`), instead of every entry.
+        #[arg(long, conflicts_with = "format")]
+        telemetry: bool,
     },
     /// Replay a chronicle on a freshly built actor set and compare every
     /// delivery with the recorded one.
     Replay {
-        /// The chronicle file (.cmeta).
+        /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
         file: PathBuf,
         /// Re-execute from the recorded ingress and compare (the only mode so
         /// far; required).
@@ -251,7 +261,23 @@ fn main() -> ExitCode {
         _ => Box::new(io::BufWriter::new(stdout.lock())),
     };
     let result = match args.command {
-        Command::Simulate { scenario, config, seed, windows, out: out_dir, quiet, list, peak_rss, prior_dir } => {
+        Command::Simulate { scenario: _, config, seed, out: out_dir, telemetry: Some(telemetry), .. } => (|| {
+            let mut config = match config {
+                Some(path) => metagov_config::Config::load(&path)?,
+                None => metagov_config::Config::default(),
+            };
+            if let Some(seed) = seed {
+                config.run.seed = seed;
+            }
+            let out_dir = out_dir.unwrap_or_else(|| {
+                let stem = telemetry.file_stem().map_or("telemetry".into(), |s| s.to_string_lossy().to_string());
+                PathBuf::from(format!("metagov-runs/{stem}-seed{}", config.run.seed))
+            });
+            cli::run::simulate_telemetry(&telemetry, config, &out_dir, &mut out)
+        })(),
+        Command::Simulate {
+            scenario, config, seed, windows, out: out_dir, quiet, list, peak_rss, prior_dir, ..
+        } => {
             if list {
                 cli::list_scenarios(&mut out)
             } else {
@@ -301,14 +327,19 @@ fn main() -> ExitCode {
         Command::Prior(PriorCommand::Show { dir, config }) => cli::prior_show(&dir, config.as_deref(), &mut out),
         Command::Config(ConfigCommand::Init { file, force }) => cli::config_init(file.as_deref(), force, &mut out),
         Command::Config(ConfigCommand::Check { file }) => cli::config_check(&file, &mut out),
-        Command::Inspect { file, frames } => cli::inspect(&file, frames, &mut out),
-        Command::Verify { file } => cli::verify(&file, &mut out),
-        Command::Query { file, from, to, topic, json } => cli::query(&file, from, to, topic.as_deref(), json, &mut out),
-        Command::Export { file, format, output } => {
-            let json = matches!(format, ExportFormat::Json);
-            cli::export(&file, json, output.as_deref(), &mut out)
+        Command::Inspect { file, frames } => cli::inspect(&cli::run::chronicle_in(file), frames, &mut out),
+        Command::Verify { file } => cli::verify(&cli::run::chronicle_in(file), &mut out),
+        Command::Query { file, from, to, topic, json } => {
+            cli::query(&cli::run::chronicle_in(file), from, to, topic.as_deref(), json, &mut out)
         }
-        Command::Replay { file, verify: _ } => cli::replay_verify(&file, &mut out),
+        Command::Export { file, telemetry: true, output, .. } => {
+            cli::run::export_telemetry(&cli::run::chronicle_in(file), output.as_deref(), &mut out)
+        }
+        Command::Export { file, format, output, .. } => {
+            let json = matches!(format, Some(ExportFormat::Json));
+            cli::export(&cli::run::chronicle_in(file), json, output.as_deref(), &mut out)
+        }
+        Command::Replay { file, verify: _ } => cli::replay_verify(&cli::run::chronicle_in(file), &mut out),
         Command::Bench { which, quick, dir } => cli::bench::run(which, quick, dir.as_deref(), &mut out),
     };
     let flushed = out.flush().map_err(anyhow::Error::from);

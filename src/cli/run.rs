@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use metagov_actors::ACTOR_NAMES;
@@ -106,5 +106,143 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<Outcome> {
     );
     eprintln!("replay it:   metagov replay {} --verify", report.chronicle.display());
     out.flush()?;
+    Ok(Outcome::Success)
+}
+
+/// A chronicle argument: a file, or a run directory holding `run.cmeta`.
+pub fn chronicle_in(path: PathBuf) -> PathBuf {
+    if path.is_dir() {
+        path.join(metagov_live::core::CHRONICLE_FILE)
+    } else {
+        path
+    }
+}
+
+/// `metagov simulate --telemetry FILE`: a recorded JSON-lines packet stream
+/// through the supervisor exactly as `metagov run` takes it (the same
+/// validator, duplicate rule and records), into a run directory that
+/// `metagov run --out DIR` can carry on.
+pub fn simulate_telemetry(file: &Path, config: Config, out_dir: &Path, out: &mut dyn Write) -> Result<Outcome> {
+    use std::io::BufRead;
+
+    let input = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    anyhow::ensure!(
+        input.metadata().with_context(|| format!("cannot read {}", file.display()))?.is_file(),
+        "{} is not a regular file",
+        file.display()
+    );
+    std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let chronicle = out_dir.join(metagov_live::core::CHRONICLE_FILE);
+    anyhow::ensure!(
+        !chronicle.exists(),
+        "{} holds a run already: choose another --out (or carry it on with `metagov run --out {}`)",
+        out_dir.display(),
+        out_dir.display()
+    );
+    let actors = ACTOR_NAMES.iter().map(|a| a.to_string()).collect();
+    let context = init_session(config.run.seed, &config.canonical_toml(), actors);
+    let options = metagov_storage::WriterOptions {
+        frame_records_max: config.chronicle.frame_records_max,
+        frame_bytes_max: config.chronicle.frame_bytes_max,
+    };
+    let writer = metagov_storage::ChronicleWriter::create(&chronicle, &context, options)
+        .with_context(|| format!("cannot create {}", chronicle.display()))?;
+    let mut supervisor = metagov_live::Supervisor::new(&config, writer)?;
+    let log_path = out_dir.join(metagov_live::core::LOG_FILE);
+    let log_file = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    let mut tally = std::collections::BTreeMap::<String, u64>::new();
+    let mut changes = std::collections::BTreeMap::<String, u64>::new();
+    let mut lines = 0u64;
+    metagov_bus::log::capture(std::io::BufWriter::new(log_file), || -> Result<()> {
+        let mut reader = std::io::BufReader::new(input);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line).with_context(|| format!("cannot read {}", file.display()))?;
+            if n == 0 {
+                return Ok(());
+            }
+            lines += 1;
+            while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                line.pop();
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let packet = metagov_live::Packet::from_bytes(line.clone());
+            let answer = supervisor.submit(&packet).with_context(|| format!("{}:{lines}", file.display()))?;
+            let key = match &answer.outcome {
+                metagov_live::Outcome::Rejected { reason, .. } => format!("rejected {reason}"),
+                other => format!("{other:?}").to_lowercase(),
+            };
+            *tally.entry(key).or_default() += 1;
+            for knob in answer.changed.keys() {
+                *changes.entry(knob.clone()).or_default() += 1;
+            }
+        }
+    })?;
+    let file_out = supervisor.into_journal().seal().context("cannot seal the chronicle")?;
+    file_out
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .context("cannot sync the chronicle")?;
+    writeln!(out, "metagov simulate: recorded telemetry {} ({lines} lines)", file.display())?;
+    for (outcome, n) in &tally {
+        writeln!(out, "  {n:>8}  {outcome}")?;
+    }
+    for (knob, n) in &changes {
+        writeln!(out, "  {n:>8}  changes of {knob}")?;
+    }
+    writeln!(out, "chronicle    {}", chronicle.display())?;
+    writeln!(out, "log          {}", log_path.display())?;
+    writeln!(out, "\nreplay it:   metagov replay {} --verify", chronicle.display())?;
+    Ok(Outcome::Success)
+}
+
+/// `metagov export RUN --telemetry`: the run's recorded telemetry as JSON
+/// lines, one packet per line as it arrived, so it can be re-run with
+/// `simulate --telemetry` (under another config, say).
+pub fn export_telemetry(file: &Path, output: Option<&Path>, stdout: &mut dyn Write) -> Result<Outcome> {
+    let reader = metagov_storage::ChronicleReader::open(file)
+        .with_context(|| format!("cannot read chronicle {}", file.display()))?;
+    let write_all = |sink: &mut dyn Write| -> Result<u64> {
+        let mut packets = 0;
+        for entry in reader.records() {
+            let entry = entry.with_context(|| format!("cannot read chronicle {}", file.display()))?;
+            let metagov_bus::OwnedEntry::Delivery(d) = entry else { continue };
+            if &*d.from != metagov_bus::INGRESS || &*d.topic != metagov_actors::messages::TELEMETRY_RAW {
+                continue;
+            }
+            match &*d.payload {
+                metagov_bus::Value::Text(line) if !line.contains('\n') => sink.write_all(line.as_bytes())?,
+                metagov_bus::Value::Bytes(bytes) if !bytes.contains(&b'\n') => sink.write_all(bytes)?,
+                other => sink.write_all(other.to_json().to_string().as_bytes())?,
+            }
+            sink.write_all(b"\n")?;
+            packets += 1;
+        }
+        Ok(packets)
+    };
+    match output {
+        None => {
+            write_all(stdout)?;
+        }
+        Some(path) => {
+            let same = std::fs::canonicalize(path).ok() == std::fs::canonicalize(file).ok();
+            anyhow::ensure!(!same, "{} is the chronicle being read: choose another output", path.display());
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let mut temp =
+                tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+            let packets = {
+                let mut buffered = std::io::BufWriter::new(temp.as_file_mut());
+                let n = write_all(&mut buffered)?;
+                buffered.flush()?;
+                n
+            };
+            temp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
+            writeln!(stdout, "{packets} telemetry packets written to {}", path.display())?;
+        }
+    }
     Ok(Outcome::Success)
 }

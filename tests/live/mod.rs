@@ -595,3 +595,40 @@ fn the_python_client_and_its_training_example_work_against_a_real_supervisor() {
     let text = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success() && text.contains("OK"), "python3 -m unittest:\n{text}");
 }
+
+#[test]
+fn recorded_telemetry_re_runs_offline_exactly_as_the_live_path_ran_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let server = Server::start(&live, &[]);
+    for line in scenario_lines(60) {
+        server.post(line.as_bytes());
+    }
+    server.post(b"{\"job\": \"bert-a\", garbage");
+    server.stop();
+    let jsonl = dir.path().join("telemetry.jsonl");
+    let export = Command::new(BIN).arg("export").arg(&live).arg("--telemetry").arg("-o").arg(&jsonl).output().unwrap();
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    assert_eq!(std::fs::read_to_string(&jsonl).unwrap().lines().count(), 121, "120 packets and the garbage line");
+    let offline = dir.path().join("offline");
+    let simulate =
+        Command::new(BIN).args(["simulate", "--telemetry"]).arg(&jsonl).arg("--out").arg(&offline).output().unwrap();
+    assert!(simulate.status.success(), "{}", String::from_utf8_lossy(&simulate.stderr));
+    let entries = |dir: &Path| {
+        let output = Command::new(BIN).arg("export").arg(dir).args(["--format", "json"]).output().unwrap();
+        assert!(output.status.success());
+        output.stdout
+    };
+    assert!(entries(&live) == entries(&offline), "the offline run records the very deliveries of the live one");
+    replay_verifies(&offline);
+    let refused = Command::new(BIN)
+        .arg("export")
+        .arg(&live)
+        .arg("--telemetry")
+        .arg("-o")
+        .arg(live.join("run.cmeta"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "an export never overwrites its input");
+    replay_verifies(&live);
+}
