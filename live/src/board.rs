@@ -13,9 +13,9 @@ use crate::supervisor::Event;
 
 /// Events kept for clients that resume the stream with `Last-Event-ID`.
 /// A client further behind is told how many it missed.
-pub const EVENTS_KEPT_MAX: usize = 65_536;
+pub const EVENTS_KEPT_MAX: usize = 16_384;
 /// Events buffered per stream subscriber before it counts as lagging.
-pub const STREAM_BUFFER_LEN_MAX: usize = 16_384;
+pub const STREAM_BUFFER_LEN_MAX: usize = 4_096;
 
 /// One job's committed decision.
 #[derive(Clone, Debug, PartialEq)]

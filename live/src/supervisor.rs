@@ -150,8 +150,9 @@ pub struct Event {
     pub seq: u64,
     /// Its topic (the SSE event name).
     pub topic: String,
-    /// The payload as JSON.
-    pub data: Json,
+    /// The payload as JSON text (kept as text: the stream sends it as it
+    /// is, and the board keeps many).
+    pub data: String,
 }
 
 impl Event {
@@ -313,7 +314,7 @@ impl<J: Journal> Supervisor<J> {
                 tick: egress.tick,
                 seq: egress.seq,
                 topic: egress.topic.to_string(),
-                data: egress.payload.to_json(),
+                data: egress.payload.to_json().to_string(),
             });
             let output =
                 Output::from_egress(egress).map_err(|source| SupervisorError::Shape { tick: report.tick, source })?;

@@ -38,6 +38,10 @@ pub enum Which {
     Verify,
     /// End-to-end `simulate` throughput, and peak memory against run length.
     Simulate,
+    /// `metagov run` under open-loop HTTP load: latency percentiles, maximum
+    /// sustained rate against an actix-web baseline and an fsync ceiling,
+    /// peak memory against packets taken. Not part of `all` (about a minute).
+    Live,
 }
 
 /// Packets generated (untimed) before each timed batch.
@@ -566,6 +570,10 @@ pub fn run(which: Which, quick: bool, dir: Option<&Path>, out: &mut dyn Write) -
     }
     if matches!(which, Which::All | Which::Simulate) {
         bench_simulate(quick, &dir, out)?;
+    }
+    if matches!(which, Which::Live) {
+        super::bench_live::bench_live(quick, &dir, out)?;
+        return Ok(Outcome::Success);
     }
     if matches!(which, Which::All | Which::Query | Which::Verify) {
         let path = if matches!(which, Which::Verify) {

@@ -3,6 +3,7 @@
 //! context for `{:#}` printing.
 
 pub mod bench;
+mod bench_live;
 pub mod run;
 
 use std::fs::File;
