@@ -57,7 +57,11 @@ impl Connection {
         self.writer.write_all(body)?;
         let mut line = String::new();
         self.reader.read_line(&mut line)?;
-        let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| anyhow!("bad status line {line:?}"))?;
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow!("bad status line {line:?}"))?;
         let mut length = 0usize;
         loop {
             line.clear();
@@ -201,7 +205,9 @@ fn start_baseline() -> Result<SocketAddr> {
                     actix_web::web::post().to(|body: actix_web::web::Bytes| async move {
                         let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&body);
                         let status = if parsed.is_ok() { "accepted" } else { "rejected" };
-                        actix_web::HttpResponse::Ok().content_type("application/json").body(format!("{{\"status\":\"{status}\"}}"))
+                        actix_web::HttpResponse::Ok()
+                            .content_type("application/json")
+                            .body(format!("{{\"status\":\"{status}\"}}"))
                     }),
                 )
             })
@@ -250,7 +256,13 @@ fn max_sustained(addr: SocketAddr, rates: &[u64], seconds: f64, windows: &mut u6
         *windows += (rate as f64 * seconds) as u64;
         let p99 = run.percentile(0.99);
         let sustained = p99 <= SUSTAINED_P99 && run.errors == 0;
-        writeln!(out, "    offered {rate:>6}/s: p99 {} ms, {} errors{}", ms(p99), run.errors, if sustained { "" } else { " (not sustained)" })?;
+        writeln!(
+            out,
+            "    offered {rate:>6}/s: p99 {} ms, {} errors{}",
+            ms(p99),
+            run.errors,
+            if sustained { "" } else { " (not sustained)" }
+        )?;
         if sustained {
             best = rate;
             failed = 0;
@@ -267,7 +279,10 @@ fn max_sustained(addr: SocketAddr, rates: &[u64], seconds: f64, windows: &mut u6
 /// `metagov bench live`.
 pub fn bench_live(quick: bool, dir: &Path, out: &mut dyn Write) -> Result<()> {
     let seconds = if quick { 1.0 } else { 3.0 };
-    writeln!(out, "## live: metagov run under open-loop HTTP load ({CONNECTIONS} keep-alive connections, {seconds} s per rate)\n")?;
+    writeln!(
+        out,
+        "## live: metagov run under open-loop HTTP load ({CONNECTIONS} keep-alive connections, {seconds} s per rate)\n"
+    )?;
     writeln!(out, "latency from each request's intended send time (coordinated omission corrected)")?;
     let mut sustained = Vec::new();
     for durability in ["buffered", "fsync"] {
@@ -306,12 +321,12 @@ pub fn bench_live(quick: bool, dir: &Path, out: &mut dyn Write) -> Result<()> {
     let ceiling = fsync_ceiling(dir, seconds)?;
     let (buffered, fsync) = (sustained[0].1, sustained[1].1);
     writeln!(out, "\nmax sustained: buffered {buffered}/s, fsync {fsync}/s, actix-web baseline {base}/s")?;
+    writeln!(out, "buffered / baseline: {:.2} (target ≥ 0.5)", buffered as f64 / base.max(1) as f64)?;
     writeln!(
         out,
-        "buffered / baseline: {:.2} (target ≥ 0.5)",
-        buffered as f64 / base.max(1) as f64
+        "fsync ceiling probe: {ceiling:.0} fdatasyncs/s; fsync mode / ceiling: {:.2} (target ≥ 2)",
+        fsync as f64 / ceiling
     )?;
-    writeln!(out, "fsync ceiling probe: {ceiling:.0} fdatasyncs/s; fsync mode / ceiling: {:.2} (target ≥ 2)", fsync as f64 / ceiling)?;
 
     let (small, large) = if quick { (10_000u64, 100_000u64) } else { (100_000, 1_000_000) };
     let run_dir = dir.join("bench-live-rss");
@@ -324,7 +339,8 @@ pub fn bench_live(quick: bool, dir: &Path, out: &mut dyn Write) -> Result<()> {
     let mut peaks = Vec::new();
     for target in [small, large] {
         while sent < target {
-            let batch: Vec<String> = (0..1024u64).map(|i| packet(((sent + i) % 64) as usize, (sent + i) / 64 + 1)).collect();
+            let batch: Vec<String> =
+                (0..1024u64).map(|i| packet(((sent + i) % 64) as usize, (sent + i) / 64 + 1)).collect();
             let status = connection.post("/v1/telemetry", format!("[{}]", batch.join(",")).as_bytes())?;
             anyhow::ensure!(status == 200, "a batch was answered {status}");
             sent += 1024;

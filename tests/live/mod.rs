@@ -632,3 +632,40 @@ fn recorded_telemetry_re_runs_offline_exactly_as_the_live_path_ran_it() {
     assert!(!refused.status.success(), "an export never overwrites its input");
     replay_verifies(&live);
 }
+
+/// The live path in process: the same packets, committed at the same
+/// points, give identical chronicle bytes, and the chronicle replays.
+#[test]
+fn the_supervisor_gives_identical_chronicle_bytes_for_the_same_packets() {
+    use metagov_live::{Packet, Supervisor};
+    use metagov_storage::{init_session, ChronicleWriter, WriterOptions};
+    let config = metagov_config::Config::default();
+    let actors = metagov_actors::ACTOR_NAMES.iter().map(|a| a.to_string()).collect();
+    let context = init_session(config.run.seed, &config.canonical_toml(), actors);
+    let mut lines = scenario_lines(80);
+    lines.push(lines[10].clone()); // a duplicate
+    lines.push("{\"job\": ".into()); // garbage
+    let run = || {
+        let writer = ChronicleWriter::new(Vec::new(), &context, WriterOptions::default()).unwrap();
+        let mut supervisor = Supervisor::new(&config, writer).unwrap();
+        let mut answers = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            answers.push(supervisor.submit(&Packet::Text(line.clone())).unwrap());
+            if i % 7 == 0 {
+                supervisor.journal_mut().flush().unwrap();
+            }
+        }
+        (supervisor.into_journal().seal().unwrap(), answers)
+    };
+    let (a, answers_a) = run();
+    let (b, answers_b) = run();
+    assert_eq!(answers_a, answers_b);
+    if a != b {
+        let at = a.iter().zip(&b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+        panic!("chronicles differ at byte {at}");
+    }
+    assert_eq!(answers_a[lines.len() - 2].outcome, metagov_live::Outcome::Duplicate);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("run.cmeta"), &a).unwrap();
+    replay_verifies(dir.path());
+}
