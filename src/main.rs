@@ -89,43 +89,7 @@ enum Command {
     /// holds an earlier run (sealed or killed), it verifies and replays the
     /// recorded telemetry and carries on exactly where that run stood.
     /// The API is documented in docs/live.md.
-    Run {
-        /// Config for a new run (default: built-in). A resumed run keeps
-        /// its recorded config; a different --config is refused.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Run seed (overrides the config's run.seed).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// The run directory [default: metagov-runs/live-RUNID].
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// HTTP address (port 0: any free port, printed at start).
-        #[arg(long, default_value = "127.0.0.1:7878")]
-        listen: std::net::SocketAddr,
-        /// Also take JSON lines over TCP on this address.
-        #[arg(long, value_name = "ADDR")]
-        tcp: Option<std::net::SocketAddr>,
-        /// Also take JSON lines on standard input (answers on standard
-        /// output); the end of input stops the supervisor.
-        #[arg(long)]
-        stdin: bool,
-        /// fsync: acknowledge once synced to disk (group commit); buffered:
-        /// once written to the OS (faster; a power loss may lose the last
-        /// acknowledged packets, and responses say "buffered").
-        #[arg(long, value_enum, default_value_t = DurabilityArg::Fsync)]
-        durability: DurabilityArg,
-        /// A file holding a bearer token clients must present
-        /// (`Authorization: Bearer TOKEN`). Required to listen beyond loopback.
-        #[arg(long, value_name = "FILE")]
-        token_file: Option<PathBuf>,
-        /// Requests waiting for the core at most; one more is answered 429.
-        #[arg(long, default_value_t = 4096)]
-        queue_len_max: usize,
-        /// JSON-lines TCP connections served at once at most.
-        #[arg(long, default_value_t = 64)]
-        connections_max: usize,
-    },
+    Run(cli::run::RunArgs),
     /// Show stored prior versions.
     #[command(subcommand)]
     Prior(PriorCommand),
@@ -240,12 +204,6 @@ enum ConfigCommand {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum DurabilityArg {
-    Fsync,
-    Buffered,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
 enum ExportFormat {
     Csv,
     Json,
@@ -294,36 +252,7 @@ fn main() -> ExitCode {
                 })
             }
         }
-        Command::Run {
-            config,
-            seed,
-            out: out_dir,
-            listen,
-            tcp,
-            stdin,
-            durability,
-            token_file,
-            queue_len_max,
-            connections_max,
-        } => {
-            let durability = match durability {
-                DurabilityArg::Fsync => metagov_live::Durability::Fsync,
-                DurabilityArg::Buffered => metagov_live::Durability::Buffered,
-            };
-            let args = cli::run::RunArgs {
-                config,
-                seed,
-                out: out_dir,
-                listen,
-                tcp,
-                stdin,
-                durability,
-                token_file,
-                queue_len_max,
-                connections_max,
-            };
-            cli::run::run(args, &mut out)
-        }
+        Command::Run(args) => cli::run::run(args, &mut out),
         Command::Prior(PriorCommand::Show { dir, config }) => cli::prior_show(&dir, config.as_deref(), &mut out),
         Command::Config(ConfigCommand::Init { file, force }) => cli::config_init(file.as_deref(), force, &mut out),
         Command::Config(ConfigCommand::Check { file }) => cli::config_check(&file, &mut out),

@@ -6,7 +6,6 @@ pub mod bench;
 mod bench_live;
 pub mod run;
 
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -135,17 +134,56 @@ fn csv_field(text: &str) -> String {
     }
 }
 
+/// Whether `a` and `b` are the same file (the same device and inode, links
+/// followed). A path that does not exist is nobody's twin.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Runs `write` on standard output, or on a temporary file beside `output`
+/// that replaces `output` only once everything was written — so a failed
+/// command never leaves a half-written file, and never touches its input
+/// (`output` naming the same file as `input` is refused up front).
+pub fn write_output<T>(
+    input: &Path,
+    output: Option<&Path>,
+    stdout: &mut dyn Write,
+    write: impl FnOnce(&mut dyn Write) -> Result<T>,
+) -> Result<T> {
+    let Some(path) = output else { return write(stdout) };
+    anyhow::ensure!(
+        !same_file(input, path),
+        "refusing to write {}: it is the input {} (a command never writes to what it reads)",
+        path.display(),
+        input.display()
+    );
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut temp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    let result = {
+        let mut out = BufWriter::new(temp.as_file_mut());
+        let result = write(&mut out)?;
+        out.flush().with_context(|| format!("cannot write {}", path.display()))?;
+        result
+    };
+    temp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(result)
+}
+
 /// `metagov export`.
 pub fn export(file: &Path, json: bool, output: Option<&Path>, stdout: &mut dyn Write) -> Result<Outcome> {
     let reader = open(file)?;
-    let mut file_out;
-    let out: &mut dyn Write = match output {
-        Some(path) => {
-            file_out = BufWriter::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?);
-            &mut file_out
-        }
-        None => stdout,
-    };
+    write_output(file, output, stdout, |out| export_entries(&reader, file, json, out))?;
+    if matches!(reader.tail(), Tail::Torn { .. }) {
+        eprintln!("metagov: warning: {}: {}", file.display(), reader.tail());
+    }
+    Ok(Outcome::Success)
+}
+
+fn export_entries(reader: &ChronicleReader, file: &Path, json: bool, out: &mut dyn Write) -> Result<()> {
     if !json {
         writeln!(out, "kind,tick,seq,topic,from,to,trace,payload")?;
     }
@@ -182,10 +220,7 @@ pub fn export(file: &Path, json: bool, output: Option<&Path>, stdout: &mut dyn W
         )?;
     }
     out.flush()?;
-    if matches!(reader.tail(), Tail::Torn { .. }) {
-        eprintln!("metagov: warning: {}: {}", file.display(), reader.tail());
-    }
-    Ok(Outcome::Success)
+    Ok(())
 }
 
 /// `metagov replay --verify`: rebuilds the recorded actor set from the

@@ -17,31 +17,60 @@ use tracing_subscriber::Layer;
 use super::Outcome;
 
 /// The options of `metagov run`.
+#[derive(clap::Args)]
 pub struct RunArgs {
-    /// A config file for a new run.
+    /// Config for a new run (default: built-in). A resumed run keeps
+    /// its recorded config; a different --config is refused.
+    #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Overrides the config's seed.
+    /// Run seed (overrides the config's run.seed).
+    #[arg(long)]
     pub seed: Option<u64>,
-    /// The run directory.
+    /// The run directory [default: metagov-runs/live-RUNID].
+    #[arg(long)]
     pub out: Option<PathBuf>,
-    /// The HTTP address.
+    /// HTTP address (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:7878")]
     pub listen: SocketAddr,
-    /// The TCP JSON-lines address.
+    /// Also take JSON lines over TCP on this address.
+    #[arg(long, value_name = "ADDR")]
     pub tcp: Option<SocketAddr>,
-    /// JSON lines on standard input.
+    /// Also take JSON lines on standard input (answers on standard
+    /// output); the end of input stops the supervisor.
+    #[arg(long)]
     pub stdin: bool,
-    /// Acknowledgement durability.
-    pub durability: Durability,
-    /// A file holding the bearer token.
+    /// fsync: acknowledge once synced to disk (group commit); buffered:
+    /// once written to the OS (faster; a power loss may lose the last
+    /// acknowledged packets, and responses say "buffered").
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Fsync)]
+    pub durability: DurabilityArg,
+    /// A file holding a bearer token clients must present
+    /// (`Authorization: Bearer TOKEN`). Required to listen beyond loopback.
+    #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// Requests waiting for the core at most.
+    /// Requests waiting for the core at most; one more is answered 429.
+    #[arg(long, default_value_t = 4096)]
     pub queue_len_max: usize,
-    /// Line connections at once at most.
+    /// JSON-lines TCP connections served at once at most.
+    #[arg(long, default_value_t = 64)]
     pub connections_max: usize,
+}
+
+/// `--durability`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum DurabilityArg {
+    /// Acknowledge once synced to disk.
+    Fsync,
+    /// Acknowledge once written to the OS.
+    Buffered,
 }
 
 /// `metagov run`.
 pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<Outcome> {
+    let durability = match args.durability {
+        DurabilityArg::Fsync => Durability::Fsync,
+        DurabilityArg::Buffered => Durability::Buffered,
+    };
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -78,7 +107,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<Outcome> {
             dir: dir.clone(),
             config,
             config_given: args.config.is_some(),
-            durability: args.durability,
+            durability,
         },
         listen: args.listen,
         tcp: args.tcp,
@@ -93,7 +122,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<Outcome> {
             "metagov run: listening on http://{}{tcp}; run directory {} ({} mode); Ctrl-C to stop",
             listening.http,
             dir.display(),
-            args.durability.as_str()
+            durability.as_str()
         );
     })?;
     // Standard output may carry JSON lines (--stdin): the last words go to
@@ -224,25 +253,9 @@ pub fn export_telemetry(file: &Path, output: Option<&Path>, stdout: &mut dyn Wri
         }
         Ok(packets)
     };
-    match output {
-        None => {
-            write_all(stdout)?;
-        }
-        Some(path) => {
-            let same = std::fs::canonicalize(path).ok() == std::fs::canonicalize(file).ok();
-            anyhow::ensure!(!same, "{} is the chronicle being read: choose another output", path.display());
-            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let mut temp =
-                tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
-            let packets = {
-                let mut buffered = std::io::BufWriter::new(temp.as_file_mut());
-                let n = write_all(&mut buffered)?;
-                buffered.flush()?;
-                n
-            };
-            temp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
-            writeln!(stdout, "{packets} telemetry packets written to {}", path.display())?;
-        }
+    let packets = super::write_output(file, output, stdout, write_all)?;
+    if let Some(path) = output {
+        eprintln!("{packets} telemetry packets written to {}", path.display());
     }
     Ok(Outcome::Success)
 }
