@@ -162,7 +162,8 @@ pub fn write_output<T>(
         input.display()
     );
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut temp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    let mut temp =
+        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
     let result = {
         let mut out = BufWriter::new(temp.as_file_mut());
         let result = write(&mut out)?;

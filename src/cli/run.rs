@@ -103,12 +103,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<Outcome> {
     );
     metagov_bus::log::install_with(human);
     let options = LiveOptions {
-        core: CoreOptions {
-            dir: dir.clone(),
-            config,
-            config_given: args.config.is_some(),
-            durability,
-        },
+        core: CoreOptions { dir: dir.clone(), config, config_given: args.config.is_some(), durability },
         listen: args.listen,
         tcp: args.tcp,
         stdin: args.stdin,

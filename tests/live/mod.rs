@@ -669,3 +669,32 @@ fn the_supervisor_gives_identical_chronicle_bytes_for_the_same_packets() {
     std::fs::write(dir.path().join("run.cmeta"), &a).unwrap();
     replay_verifies(dir.path());
 }
+
+#[test]
+fn the_terminal_log_has_wall_clock_times_and_run_log_stays_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = scenario_lines(30).join("\n") + "\n{\"job\": \"x\", garbage\n";
+    let run = |name: &str| {
+        let out = dir.path().join(name);
+        let mut child = Command::new(BIN)
+            .args(["run", "--listen", "127.0.0.1:0", "--stdin", "--durability", "buffered", "--out"])
+            .arg(&out)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success());
+        (std::fs::read(out.join("run.log")).unwrap(), String::from_utf8_lossy(&output.stderr).to_string())
+    };
+    let (log_a, terminal) = run("a");
+    let (log_b, _) = run("b");
+    assert_eq!(log_a, log_b, "run.log is the same bytes for the same packets");
+    let log = String::from_utf8_lossy(&log_a);
+    assert!(log.contains("validator INFO telemetry rejected"), "actors' events reach run.log:\n{log}");
+    assert!(!log.contains("2026-") && !log.contains("Z "), "run.log carries no wall-clock time:\n{log}");
+    let stamped = terminal.lines().filter(|l| l.len() > 20 && l.as_bytes()[4] == b'-' && l.contains('T')).count();
+    assert!(stamped > 0, "the terminal log has wall-clock times:\n{terminal}");
+}
