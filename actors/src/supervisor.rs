@@ -1,5 +1,5 @@
 //! `MetaSupervisor`: builds the bus and every governance actor from a config,
-//! wired as DESIGN.md's message flow draws it.
+//! wired as the topics in `messages` connect them (ARCHITECTURE.md, `actors/`).
 
 use metagov_bus::{Bus, BusError, BusLimits, Journal};
 use metagov_config::Config;
@@ -16,7 +16,7 @@ pub fn bus_limits(config: &Config) -> BusLimits {
     BusLimits { queue_len_max: config.bus.queue_len_max, outbox_len_max: config.bus.outbox_len_max }
 }
 
-/// Seed 003's `MetaSupervisor`: the assembly of the governance actors.
+/// `MetaSupervisor`: the assembly of the governance actors.
 pub struct MetaSupervisor;
 
 impl MetaSupervisor {
