@@ -5,7 +5,7 @@
 //!
 //! It is the workload of `metagov bench` and of the kernel's determinism and
 //! replay tests until the governance actors exist. Its payloads have the
-//! shape and size of real telemetry (DESIGN.md, "Telemetry packet"), so the
+//! shape and size of real telemetry (docs/scenarios.md, "The packets"), so the
 //! chronicle-size and throughput figures it gives are representative.
 
 use metagov_bus::{

@@ -271,7 +271,7 @@ mod failures {
     }
 }
 
-/// Seed 000: session, context, deterministic log.
+/// The session: run context, run id, deterministic log.
 mod session {
     use super::*;
 

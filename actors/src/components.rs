@@ -1,6 +1,6 @@
 //! One actor per governance component. Each binds a `metagov-governance`
 //! type to the bus: it reads its topics, calls the math, and publishes the
-//! result as a message (DESIGN.md, "The bus and the actors").
+//! result as a message (ARCHITECTURE.md, `actors/`).
 //!
 //! Actors trust the shapes of the topics other actors publish (a mismatch is
 //! a bug and stops the run with the actor and delivery named); only the
@@ -23,7 +23,7 @@ fn expect<T>(result: Result<T, ShapeMismatch>) -> T {
     result.unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Admits telemetry and federation packs (seed 003's validator).
+/// Admits telemetry and federation packs (`MetaPacketValidator`).
 pub struct ValidatorActor {
     validator: MetaPacketValidator,
     keys: Vec<String>,
@@ -84,7 +84,7 @@ impl Actor for ValidatorActor {
     }
 }
 
-/// Seed 003's `MetaSupervisor` bridge for the integrative layer: scores each
+/// The integrative layer on the bus: scores each
 /// admitted window and answers with knob changes and hints.
 pub struct IntegrativeActor {
     layer: MetaIntegrativeLayer,
@@ -127,7 +127,7 @@ impl Actor for IntegrativeActor {
     }
 }
 
-/// Per-domain parameter estimates (seed 003's `DomainMetaLearner`).
+/// Per-domain parameter estimates (`DomainMetaLearner`; docs/governance.md).
 pub struct DomainLearnerActor {
     learner: DomainMetaLearner,
 }
@@ -152,7 +152,7 @@ impl Actor for DomainLearnerActor {
     }
 }
 
-/// Decides when the meta layer updates (seed 003's `MetaScheduler`).
+/// Decides when the meta layer updates (`MetaScheduler`; docs/governance.md).
 pub struct SchedulerActor {
     scheduler: MetaScheduler,
 }
@@ -183,7 +183,7 @@ impl Actor for SchedulerActor {
 }
 
 /// Buffers the latest update per domain and aggregates them on a trigger
-/// (seed 003's `CrossDomainMetaAggregator`, the learning agent's steps 2–3).
+/// (`CrossDomainMetaAggregator`; docs/governance.md).
 pub struct AggregatorActor {
     aggregator: CrossDomainMetaAggregator,
     /// Latest update per domain, by domain name.
@@ -229,8 +229,8 @@ impl Actor for AggregatorActor {
     }
 }
 
-/// The online Reptile meta-optimizer (seed 003's `OnlineReptileOptimizer`,
-/// the learning agent's steps 4–5): moves the prior toward each aggregate,
+/// The online Reptile meta-optimizer (`OnlineReptileOptimizer`;
+/// docs/governance.md): moves the prior toward each aggregate,
 /// or rolls it back when the aggregate's reward collapses.
 pub struct ReptileActor {
     optimizer: OnlineReptileOptimizer,
@@ -292,8 +292,8 @@ struct Window {
     latency_count: u64,
 }
 
-/// Telemetry hooks (seed 003's `build_meta_metrics_snapshot` and
-/// `publish_meta_metrics`): on every prior update, a snapshot on
+/// Telemetry hooks (`build_meta_metrics_snapshot`,
+/// docs/governance.md): on every prior update, a snapshot on
 /// `meta.telemetry`, one cycle record and one meta frame in the journal.
 pub struct TelemetryHooksActor {
     window: Window,

@@ -19,7 +19,7 @@ pub fn bus_limits(config: &Config) -> BusLimits {
     BusLimits { queue_len_max: config.bus.queue_len_max, outbox_len_max: config.bus.outbox_len_max }
 }
 
-/// Seed 003's `MetaSupervisor`: the assembly of the governance actors.
+/// `MetaSupervisor`: the assembly of the governance actors.
 pub struct MetaSupervisor;
 
 impl MetaSupervisor {

@@ -12,7 +12,7 @@
 //!
 //! and events outside any delivery as `-.- - LEVEL message`. Lines come in
 //! delivery order because the bus delivers one at a time, so the same run
-//! gives the same bytes (seed 000: "Ordered Logging", "Fixed Timestamp Source").
+//! gives the same bytes: no wall clock, only the logical `tick.seq`.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;

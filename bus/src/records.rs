@@ -1,22 +1,22 @@
 //! Records that actors emit besides messages: governance cycle records
-//! (seed 001's `CycleRecord`) and meta frames (seed 000's `MetaFrame`).
+//! (`CycleRecord`) and meta frames (`MetaFrame`).
 //!
 //! Both convert to and from a [`Value`] so the journal stores them with the
 //! same delta encoding as payloads.
 
 use crate::value::{Fixed, Value};
 
-/// One governance cycle, as seed 001's `CycleRecord`. Real numbers are on the
-/// 1e-6 grid (the seed's `f32` fields become [`Fixed`]).
+/// One governance cycle, as `CycleRecord`. Real numbers are on the
+/// 1e-6 grid (as [`Fixed`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct CycleRecord {
-    /// Logical tick the cycle ended at (the seed's `timestamp`).
+    /// Logical tick the cycle ended at.
     pub tick: u64,
     /// Phase label: `train`, `validate`, ...
     pub phase: String,
     /// Diagnostics snapshot: a record of named numbers.
     pub diagnostics: Value,
-    /// A 3-value signature of the state (the seed's `tensor_signature`).
+    /// A 3-value signature of the state.
     pub signature: [Fixed; 3],
     /// Loss at the end of the cycle.
     pub loss: Fixed,
@@ -28,13 +28,13 @@ pub struct CycleRecord {
     pub seed_state: u64,
 }
 
-/// One meta frame (seed 000's `MetaFrame`) without its run context, which the
+/// One meta frame (`MetaFrame`) without its run context, which the
 /// chronicle header holds once for the whole run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetaFrame {
     /// Cycle number.
     pub cycle_id: u64,
-    /// Logical tick (the seed's `timestamp`).
+    /// Logical tick.
     pub tick: u64,
     /// The subsystem that produced it (an actor name).
     pub module: String,

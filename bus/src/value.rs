@@ -6,8 +6,8 @@
 //! quantization happens when a payload is built, and the journal stores the
 //! exact integer.
 //!
-//! Reference: seed 001, "Fixed-point Quantization: round floating-point values
-//! to deterministic 1e-6 granularity before compression".
+//! Reference: docs/chronicle-format.md, "Global rules" (fixed point): reals are
+//! rounded to the deterministic 1e-6 grid before they are journaled.
 
 use std::borrow::Cow;
 use std::fmt;

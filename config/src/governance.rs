@@ -329,7 +329,7 @@ pub struct CrossMetaConfig {
     pub outlier_mad_floor: f64,
     /// Softmax temperature over rewards. Default 0.1; positive.
     pub temperature: f64,
-    /// Entropy target as a fraction of ln n (DESIGN's `gamma_diversity`; the
+    /// Entropy target as a fraction of ln n (the aggregator's own `gamma_diversity`; the
     /// knob of the same name is the jobs' own). Default 0.3; valid 0..=1.
     pub gamma_diversity: f64,
 }
@@ -456,7 +456,7 @@ impl Default for IntegrativeMetaConfig {
     }
 }
 
-/// What the meta-learning components read (seed 003's `MetaLearningConfig`).
+/// What the meta-learning components read (`MetaLearningConfig`; docs/governance.md).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MetaLearningConfig {
     /// `[domain]`
@@ -539,7 +539,7 @@ pub(crate) fn check_knobs(knobs: &BTreeMap<String, KnobConfig>, check: &mut Chec
         check.range(&field("cooldown_windows"), knob.cooldown_windows, 0..=WINDOWS_MAX);
     }
     if let Some(tau) = knobs.get("tau") {
-        // Reference: DESIGN "Default math", ema = tau·ema + (1 − tau)·reward.
+        // Reference: docs/governance.md, "One update, in order": ema = tau·ema + (1 − tau)·reward.
         check.range("knobs.tau.min", tau.min, 0.0..=1.0);
         check.range("knobs.tau.max", tau.max, tau.min..=1.0);
     }

@@ -1,4 +1,4 @@
-//! The cross-domain aggregator (seed 003's `CrossDomainMetaAggregator`).
+//! The cross-domain aggregator (`CrossDomainMetaAggregator`; docs/governance.md).
 
 use ndarray::Array1;
 
@@ -121,7 +121,7 @@ impl CrossDomainMetaAggregator {
     /// in [0, 1]). For a domain named twice the last update counts. In order:
     /// align keys, drop outliers, weight, balance entropy, combine.
     ///
-    /// Reference: DESIGN "Default math", cross-domain aggregator.
+    /// Reference: docs/governance.md, "Cross-domain aggregator".
     ///
     /// # Errors
     ///
@@ -187,7 +187,7 @@ impl CrossDomainMetaAggregator {
     /// A key whose MAD is 0 (most domains agree exactly, e.g. a knob no job
     /// reports) says nothing about spread and is not judged.
     ///
-    /// Reference: Iglewicz & Hoaglin (1993); DESIGN "Default math".
+    /// Reference: Iglewicz & Hoaglin (1993); docs/governance.md, "Cross-domain aggregator".
     fn outlier_scores(&self, rows: &[(&DomainMetaUpdate, Array1<f64>)]) -> Vec<f64> {
         let mut scores = vec![0.0_f64; rows.len()];
         for k in 0..self.keys.len() {
@@ -209,7 +209,7 @@ impl CrossDomainMetaAggregator {
     /// w(β) = (1 − β)·w + β/n, with the smallest β (bisection) whose entropy
     /// reaches `gamma_diversity · ln n`. Returns (weights, entropy, target, β).
     ///
-    /// Reference: DESIGN "Default math"; exp and ln from `libm`.
+    /// Reference: docs/governance.md, "Cross-domain aggregator"; exp and ln from `libm`.
     fn weights(&self, rows: &[(&DomainMetaUpdate, Array1<f64>)]) -> (Vec<f64>, f64, f64, f64) {
         #[allow(clippy::cast_precision_loss, reason = "a batch holds far fewer than 2^53 domains")]
         let n = rows.len() as f64;

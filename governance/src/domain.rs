@@ -1,4 +1,4 @@
-//! The per-domain learner (seed 003's `DomainMetaLearner`).
+//! The per-domain learner (`DomainMetaLearner`; docs/governance.md).
 
 use std::collections::BTreeMap;
 
@@ -8,8 +8,7 @@ use ndarray::Array1;
 use crate::stats::Welford;
 use crate::{score, TelemetryPacket};
 
-/// One domain's current estimate, for the aggregator (seed 003's
-/// `DomainMetaUpdate`).
+/// One domain's current estimate, for the aggregator (`DomainMetaUpdate`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct DomainMetaUpdate {
     /// The domain.
@@ -80,7 +79,7 @@ impl DomainMetaLearner {
     /// Confidence = 1/(1 + h/`confidence_half_width`), h the reward's
     /// t-interval half-width.
     ///
-    /// Reference: DESIGN "Default math", domain learner.
+    /// Reference: docs/governance.md, "Domain learner".
     ///
     /// # Panics
     ///

@@ -1,4 +1,4 @@
-//! The integrative layer (seed 003's `MetaIntegrativeLayer`): per job, score
+//! The integrative layer (`MetaIntegrativeLayer`; docs/governance.md): per job, score
 //! each window, smooth the reward, run the safety checks and the rules, and
 //! answer with knob changes and a resource hint.
 
@@ -27,8 +27,7 @@ pub struct Scoring {
 
 /// Scores one packet.
 ///
-/// Reference: DESIGN "Default math", integrative layer (seed 003's
-/// `_compute_reward`).
+/// Reference: docs/governance.md, "Reward".
 ///
 /// # Panics
 ///
@@ -106,7 +105,7 @@ pub struct IntegrativeDecision {
     pub rollback: Option<RollbackReason>,
 }
 
-/// The layer's state for one job (seed 003's `MetaState`).
+/// The layer's state for one job (`MetaState`; docs/governance.md).
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetaState {
     /// Current knob values, by name.
@@ -199,7 +198,7 @@ fn holds(comparison: Comparison, value: f64, threshold: f64) -> bool {
     }
 }
 
-/// Seed 003's `MetaIntegrativeLayer`: one [`MetaState`] per job, updated by
+/// `MetaIntegrativeLayer`: one [`MetaState`] per job, updated by
 /// [`MetaIntegrativeLayer::update`] once per admitted packet. The order of
 /// one update is documented in docs/governance.md. It holds a state for
 /// every job it is given; the validator bounds their number (`jobs_max`).
@@ -276,7 +275,7 @@ impl MetaIntegrativeLayer {
         let state = self.states.entry(packet.job.clone()).or_insert_with(|| MetaState::new(self.start.clone()));
         state.windows += 1;
 
-        // Reward and its smoothing. Reference: DESIGN "Default math".
+        // Reward and its smoothing. Reference: docs/governance.md, "Reward" and "One update, in order".
         let scoring = score(packet, state.knobs["g_min"], &config.reward);
         let reward = scoring.total;
         let tau = state.knobs["tau"];
@@ -338,7 +337,7 @@ impl MetaIntegrativeLayer {
 /// The rollback a window calls for, if any. Nothing is rolled back while the
 /// rollback cooldown runs, nor when the knobs already are the snapshot.
 ///
-/// Reference: DESIGN "Default math" (seed 003's `_safety_checks`).
+/// Reference: docs/governance.md, "One update, in order", step 4.
 fn safety_check(state: &mut MetaState, config: &IntegrativeMetaConfig, ci: Option<f64>) -> Option<RollbackReason> {
     if cooling(Some(&state.rollback_cooldown), state.windows) || state.knobs == state.good_knobs {
         return None;
@@ -356,7 +355,7 @@ fn safety_check(state: &mut MetaState, config: &IntegrativeMetaConfig, ci: Optio
 /// Runs every rule in config order, then moves each knob by the sum of the
 /// fired rules' changes, limited to ±step and clipped to its bounds.
 ///
-/// Reference: DESIGN "Default math" (seed 003's `_apply_policies`); the
+/// Reference: docs/governance.md, "Rules"; the
 /// worked example in docs/governance.md.
 fn apply_rules(
     state: &mut MetaState,

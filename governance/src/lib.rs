@@ -1,4 +1,4 @@
-//! metagov's governance math: seed 003's components as pure, deterministic
+//! metagov's governance math: the components of docs/governance.md as pure, deterministic
 //! state machines.
 //!
 //! This crate owns the integrative layer ([`MetaIntegrativeLayer`] with one

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-/// One window of one job's telemetry (DESIGN "Telemetry packet"), as
+/// One window of one job's telemetry (docs/scenarios.md, "The packets"), as
 /// [`MetaPacketValidator`](crate::MetaPacketValidator) admits it: every
 /// number finite, `gain_p50` and `stability_mean` present, booleans read as
 /// 0 or 1.

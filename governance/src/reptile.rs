@@ -1,4 +1,4 @@
-//! The online Reptile meta-optimizer (seed 003's `OnlineReptileOptimizer`).
+//! The online Reptile meta-optimizer (`OnlineReptileOptimizer`; docs/governance.md).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -60,7 +60,7 @@ impl OnlineReptileOptimizer {
     /// The effective step: lr · clamp((reward + 1)/2, 0, 1), times
     /// `memory_damping` under memory pressure.
     ///
-    /// Reference: DESIGN "Default math", online Reptile.
+    /// Reference: Nichol, Achiam & Schulman (2018), "On First-Order Meta-Learning Algorithms"; docs/governance.md, "Online Reptile".
     #[must_use]
     pub fn step_size(&self, reward: f64, memory_pressure: bool) -> f64 {
         let damping = if memory_pressure { self.config.memory_damping } else { 1.0 };

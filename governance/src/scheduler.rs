@@ -1,4 +1,4 @@
-//! When the meta update runs (seed 003's `MetaScheduler`).
+//! When the meta update runs (`MetaScheduler`; docs/governance.md).
 
 use std::collections::BTreeMap;
 
@@ -35,7 +35,7 @@ impl MetaScheduler {
     /// `latency_target_ms`, and after `max_deferral_windows` more windows in
     /// any case. A `true` answer starts the next interval.
     ///
-    /// Reference: DESIGN "Default math", scheduler.
+    /// Reference: docs/governance.md, "Scheduler".
     pub fn should_update(&mut self, metrics: &BTreeMap<String, f64>) -> bool {
         let interval = u64::from(self.config.update_interval_windows);
         let deadline = interval + u64::from(self.config.max_deferral_windows);

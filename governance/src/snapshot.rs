@@ -1,4 +1,4 @@
-//! The meta-metrics snapshot (seed 003's `build_meta_metrics_snapshot`).
+//! The meta-metrics snapshot (`build_meta_metrics_snapshot`; docs/governance.md).
 
 use ndarray::Array1;
 
@@ -49,7 +49,7 @@ pub struct MetaMetricsSnapshot {
 /// Builds the snapshot: `update_rate = updates / windows`,
 /// `drift_score = ‖prior − previous_prior‖₂`.
 ///
-/// Reference: DESIGN "Default math", telemetry hooks.
+/// Reference: docs/governance.md, "Metrics snapshot".
 ///
 /// # Panics
 ///

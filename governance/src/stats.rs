@@ -9,7 +9,7 @@ use statrs::distribution::{ContinuousCDF, StudentsT};
 /// Running count, mean and sum of squared deviations of a stream.
 ///
 /// Reference: Welford (1962), "Note on a method for calculating corrected
-/// sums of squares and products"; DESIGN "Default math" (domain learner).
+/// sums of squares and products"; docs/governance.md, "Domain learner".
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Welford {
     count: u64,

@@ -1,4 +1,4 @@
-//! Versioning of the learned prior (seed 003's `MetaStorageManager`),
+//! Versioning of the learned prior (`MetaStorageManager`; docs/governance.md),
 //! without I/O: which version to write next, which to prune, the bytes of a
 //! version, and which stored version to load. Writing and reading files is
 //! `storage/`'s job.

@@ -119,8 +119,8 @@ fn reject<T>(reason: ReasonCode, detail: impl Into<String>) -> Result<T, Rejecti
     Err(Rejection { reason, detail: detail.into() })
 }
 
-/// Admits telemetry packets and domain updates (seed 003's
-/// `MetaPacketValidator`). Keeps the last window of every job it admitted,
+/// Admits telemetry packets and domain updates (`MetaPacketValidator`,
+/// docs/governance.md). Keeps the last window of every job it admitted,
 /// so a duplicate or older window is rejected, not applied twice.
 #[derive(Clone, Debug)]
 pub struct MetaPacketValidator {

@@ -1,4 +1,4 @@
-//! The governance components at their boundary: seed 003's examples, the
+//! The governance components at their boundary: worked examples with the default config, the
 //! rule engine's worked example from docs/governance.md, and properties.
 
 use std::collections::BTreeMap;
@@ -29,7 +29,7 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-12
 }
 
-/// Seed 003's examples, with the default config.
+/// Worked examples with the default config (docs/governance.md).
 mod seed_examples {
     use super::*;
 
@@ -123,7 +123,7 @@ mod seed_examples {
     }
 }
 
-/// Telemetry admission (DESIGN "Telemetry packet").
+/// Telemetry admission (docs/scenarios.md, "The packets").
 mod validator {
     use super::*;
 

@@ -421,7 +421,7 @@ fn real(value: &Option<Spanned<f64>>, key: &str, range: RangeInclusive<f64>, def
     }
 }
 
-/// Longest job or domain name (DESIGN.md, "Telemetry packet").
+/// Longest job or domain name (docs/scenarios.md, "The packets").
 const ID_LEN_MAX: usize = 128;
 
 /// A job or domain name: 1–128 characters of `[A-Za-z0-9._-]`.

@@ -5,8 +5,8 @@
 //! oscillation) and events that disturb it for a stretch of windows (memory
 //! and latency spikes, reward collapse, an outlier domain, NaN and garbage
 //! bursts). [`Scenario::stream`] turns it into a [`TelemetryStream`] of bus
-//! [`Value`](metagov_bus::Value) packets shaped as DESIGN.md's telemetry
-//! packet, with garbage as raw text lines the validator must reject.
+//! [`Value`](metagov_bus::Value) packets shaped as the telemetry
+//! packet of docs/scenarios.md, with garbage as raw text lines the validator must reject.
 //!
 //! This module owns the scenario format, its built-ins (`scenarios/*.toml`,
 //! compiled in) and the generators. It must never read the clock or the

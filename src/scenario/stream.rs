@@ -28,7 +28,7 @@ const COLLAPSE_LOSS_RISE: f64 = 1.0;
 /// How far above its peers an outlier's gain sits.
 const OUTLIER_GAIN_SHIFT: f64 = 0.3;
 /// Knob values every domain starts near, and how far a domain strays:
-/// (name, default, spread). Reference: seed 003, `MetaState` defaults.
+/// (name, default, spread). Reference: docs/governance.md, "Default knobs and rules".
 const KNOBS: [(&str, f64, f64); 4] =
     [("tau", 0.9, 0.02), ("gamma_diversity", 0.3, 0.03), ("g_min", 0.01, 0.002), ("lambda_ci", 0.5, 0.05)];
 /// Knob values of an outlier domain, far from [`KNOBS`] defaults.
@@ -41,7 +41,7 @@ const RAW_MARK: &str = "@raw@";
 /// The packets of one run of a scenario, in order: window by window, and
 /// within a window the jobs in file order. Built by [`Scenario::stream`].
 ///
-/// A packet is DESIGN.md's telemetry packet as a [`Value::Record`] (`job`,
+/// A packet is a telemetry packet (docs/scenarios.md, "The packets") as a [`Value::Record`] (`job`,
 /// `domain`, `window`, `phase`, `metrics`, `params`, reals as
 /// [`Value::Fixed`]); garbage arrives as the outside world would send it: a
 /// [`Value::Text`] raw line, or a record that breaks a rule (stability 1.7,

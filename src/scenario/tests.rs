@@ -50,7 +50,7 @@ fn packets_of(scenario: &Scenario, seed: u64, job: &str) -> Vec<(u64, Value)> {
     packets.filter(|(i, _)| scenario.jobs[i % n].name == job).map(|(i, packet)| ((i / n) as u64 + 1, packet)).collect()
 }
 
-/// DESIGN.md's packet rules, as the validator downstream applies them: an
+/// The packet rules of docs/governance.md, "Telemetry packet admission", as the validator downstream applies them: an
 /// id of 1–128 `[A-Za-z0-9._-]`, a window above the job's last accepted one,
 /// finite `gain_p50` and `stability_mean` in [0, 1]. Text is parsed as JSON
 /// first. Updates `last` when the packet is admitted.

@@ -1,9 +1,9 @@
-//! Seed 001's in-memory chronicle: a run's context and entries held in a
+//! The in-memory chronicle: a run's context and entries held in a
 //! `Vec`, saved to and loaded from a `.cmeta` file, queried by tick range,
 //! and the replay of a cycle record's random stream.
 //!
-//! Reference: seed 001, "Functional Overview" (`record_cycle`,
-//! `save_chronicle`, `load_chronicle`, `query_range`, `replay_cycle`). This
+//! Its operations are `record_cycle`, `save_chronicle`, `load_chronicle`,
+//! `query_range` and `replay_cycle`. This
 //! module holds no format logic of its own: files go through
 //! [`ChronicleWriter`] and [`ChronicleReader`]. It never touches the clock.
 
@@ -88,7 +88,7 @@ pub struct ReplayState {
     pub rng: ActorRng,
 }
 
-/// Seed 001's `replay_cycle`: restores `module`'s [`ActorRng`] in a run
+/// `replay_cycle`: restores `module`'s [`ActorRng`] in a run
 /// seeded with `seed` at the record's `seed_state` (the actor's stream
 /// position in 32-bit words).
 pub fn replay_cycle(record: &CycleRecord, seed: u64, module: &str) -> ReplayState {

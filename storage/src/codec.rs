@@ -1,4 +1,4 @@
-//! The record payload of one frame (seed 001's compress/decompress): the
+//! The record payload of one frame: the
 //! per-frame string table, shape table and per-shape delta state of
 //! docs/chronicle-format.md, "Payload: records".
 //!

@@ -1,4 +1,4 @@
-//! The run context (seed 000's session and `ContextFrame`): who this run is,
+//! The run context (the session and its `ContextFrame`): who this run is,
 //! what config it ran, on what platform, with which seed and actors. The
 //! chronicle header stores it once; replay rebuilds the run from it.
 
@@ -6,7 +6,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-/// The operating system, as a stable enum (seed 000's `environment`). Taken
+/// The operating system, as a stable enum. Taken
 /// from the compile target, so it never varies between runs of one binary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Os {
@@ -109,7 +109,7 @@ pub struct RunContext {
     pub producer: String,
 }
 
-/// Seed 000's `ContextFrame`: the run context as one module sees it.
+/// The run context as one module sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContextFrame {
     /// The run id.
@@ -127,7 +127,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Seed 000's `init_session`: the context of a run with this seed, canonical
+/// The context of a run with this seed, canonical
 /// config text and actor set. The same arguments give the same run id.
 pub fn init_session(seed: u64, config_text: &str, actors: Vec<String>) -> RunContext {
     let config_sha256 = sha256_hex(config_text.as_bytes());

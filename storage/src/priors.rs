@@ -1,4 +1,4 @@
-//! Prior versions on disk (DESIGN.md, "Prior storage"): one file per version,
+//! Prior versions on disk (docs/governance.md, "Prior versions"): one file per version,
 //! `prior-<version>.txt` (20 digits, so names sort as numbers) in one
 //! directory, each written atomically — a temporary file, `fsync`, `rename`,
 //! then an `fsync` of the directory — so a crash leaves either the old set

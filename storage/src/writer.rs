@@ -156,8 +156,7 @@ impl<W: Write> ChronicleWriter<W> {
         self.append(Entry::Frame { tick, seq, frame })
     }
 
-    /// Writes the open frame, if it has records, and flushes `W` (seed 001's
-    /// save). Afterwards the output is a valid unsealed chronicle holding
+    /// Writes the open frame, if it has records, and flushes `W`. Afterwards the output is a valid unsealed chronicle holding
     /// every record appended so far.
     pub fn flush(&mut self) -> Result<(), ChronicleError> {
         self.usable()?;

@@ -127,7 +127,8 @@ mod support {
     }
 }
 
-/// Seed 001's validation tests, under the seed's names.
+/// The in-memory chronicle's tests: append, compression round trip, replay of
+/// a cycle's random stream, file integrity, range query, integrity hash.
 mod seed_001 {
     use std::panic::{catch_unwind, AssertUnwindSafe};
 
