@@ -8,6 +8,8 @@ use std::time::Duration;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use metagov_actors::messages::RESOURCE_HINT;
+
 use crate::supervisor::{Answer, Outcome};
 
 const PACKETS: &str = "metagov_packets_total";
@@ -66,8 +68,9 @@ pub fn answered(answer: &Answer) {
     if let Some(reason) = &answer.rollback {
         counter!(ROLLBACKS, "reason" => reason.clone()).increment(1);
     }
-    if answer.tick.is_some() && answer.hint.is_some() && answer.events.iter().any(|e| e.topic == "resource.hint") {
-        counter!(HINTS).increment(1);
+    let hints = answer.events.iter().filter(|e| e.topic == RESOURCE_HINT).count();
+    if hints > 0 {
+        counter!(HINTS).increment(hints as u64);
     }
 }
 
