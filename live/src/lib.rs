@@ -73,6 +73,9 @@ impl LiveError {
     }
 }
 
+/// How often histogram samples are folded into their buckets.
+const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How to run the supervisor.
 pub struct LiveOptions {
     /// The run directory, config and durability.
@@ -136,6 +139,9 @@ pub fn run(options: LiveOptions, on_listening: impl FnOnce(&Listening)) -> Resul
         })
         .map_err(|e| LiveError::Refused(format!("cannot start the core thread: {e}")))?;
 
+    // Histograms keep their samples until upkeep folds them into buckets:
+    // without it they would grow with every packet.
+    let upkeep = metrics.clone();
     let shared = web::Data::new(http::Shared {
         queue: queue.clone(),
         board: board.clone(),
@@ -163,6 +169,12 @@ pub fn run(options: LiveOptions, on_listening: impl FnOnce(&Listening)) -> Resul
         let server = server.run();
         let handle = server.handle();
         actix_rt::spawn(server);
+        actix_rt::spawn(async move {
+            loop {
+                tokio::time::sleep(METRICS_UPKEEP).await;
+                upkeep.run_upkeep();
+            }
+        });
         if let Some(listener) = tcp {
             let (queue, shutdown) = (queue.clone(), board.shutdown_signal());
             actix_rt::spawn(lines::serve_tcp(listener, options.connections_max, queue, durability, shutdown));

@@ -276,9 +276,49 @@ fn max_sustained(addr: SocketAddr, rates: &[u64], seconds: f64, windows: &mut u6
     Ok(best)
 }
 
+/// The core alone, in this process: packets/s through `Supervisor::submit`
+/// with a commit (frame write, and `fdatasync` when `sync`) every `batch`
+/// packets. What the HTTP shell adds is the rest of a request's cost.
+fn core_alone(dir: &Path, packets: u64, batch: u64, sync: bool) -> Result<f64> {
+    let config = metagov_config::Config::default();
+    let actors = metagov_actors::ACTOR_NAMES.iter().map(|a| a.to_string()).collect();
+    let context = metagov_storage::init_session(config.run.seed, &config.canonical_toml(), actors);
+    let path = dir.join(format!("bench-core-{batch}-{sync}.cmeta"));
+    if path.exists() {
+        std::fs::remove_file(&path)?;
+    }
+    let writer = metagov_storage::ChronicleWriter::create(&path, &context, Default::default())?;
+    let mut supervisor = metagov_live::Supervisor::new(&config, writer)?;
+    let lines: Vec<metagov_live::Packet> =
+        (0..packets).map(|i| metagov_live::Packet::Text(packet((i % 64) as usize, i / 64 + 1))).collect();
+    let start = now();
+    for (i, line) in lines.iter().enumerate() {
+        supervisor.submit(line)?;
+        if (i as u64 + 1) % batch == 0 {
+            let writer = supervisor.journal_mut();
+            writer.flush()?;
+            if sync {
+                writer.get_ref().get_ref().sync_data()?;
+            }
+        }
+    }
+    let rate = packets as f64 / now().duration_since(start).as_secs_f64();
+    std::fs::remove_file(&path)?;
+    Ok(rate)
+}
+
 /// `metagov bench live`.
 pub fn bench_live(quick: bool, dir: &Path, out: &mut dyn Write) -> Result<()> {
     let seconds = if quick { 1.0 } else { 3.0 };
+    let packets = if quick { 20_000 } else { 100_000 };
+    writeln!(out, "## live: the core alone (Supervisor::submit, commit every N packets; no HTTP)
+")?;
+    for (batch, sync) in [(1, false), (64, false), (1, true), (64, true)] {
+        let n = if sync && batch == 1 { packets / 20 } else { packets };
+        let rate = core_alone(dir, n, batch, sync)?;
+        writeln!(out, "commit every {batch:>2} packet(s){}: {rate:>9.0} packets/s", if sync { ", fdatasync" } else { "" })?;
+    }
+    writeln!(out)?;
     writeln!(
         out,
         "## live: metagov run under open-loop HTTP load ({CONNECTIONS} keep-alive connections, {seconds} s per rate)\n"
