@@ -109,15 +109,10 @@ pub struct Listening {
 /// input with `stdin`), then drains, seals and returns. `on_listening` is
 /// called once the sockets are bound.
 pub fn run(options: LiveOptions, on_listening: impl FnOnce(&Listening)) -> Result<CoreReport, LiveError> {
-    let loopback = |addr: &SocketAddr| addr.ip().is_loopback();
-    if options.token.is_none() && (!loopback(&options.listen) || options.tcp.as_ref().is_some_and(|a| !loopback(a))) {
+    let exposed = std::iter::once(options.listen).chain(options.tcp).find(|addr| !addr.ip().is_loopback());
+    if let (Some(addr), None) = (exposed, &options.token) {
         return Err(LiveError::Refused(format!(
-            "refusing to listen on {} without a token: only loopback addresses may go without --token-file",
-            if loopback(&options.listen) {
-                options.tcp.map(|a| a.to_string()).unwrap_or_default()
-            } else {
-                options.listen.to_string()
-            }
+            "refusing to listen on {addr} without a token: only loopback addresses may go without --token-file"
         )));
     }
     if options.queue_len_max == 0 || options.connections_max == 0 {

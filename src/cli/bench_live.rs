@@ -311,12 +311,19 @@ fn core_alone(dir: &Path, packets: u64, batch: u64, sync: bool) -> Result<f64> {
 pub fn bench_live(quick: bool, dir: &Path, out: &mut dyn Write) -> Result<()> {
     let seconds = if quick { 1.0 } else { 3.0 };
     let packets = if quick { 20_000 } else { 100_000 };
-    writeln!(out, "## live: the core alone (Supervisor::submit, commit every N packets; no HTTP)
-")?;
+    writeln!(
+        out,
+        "## live: the core alone (Supervisor::submit, commit every N packets; no HTTP)
+"
+    )?;
     for (batch, sync) in [(1, false), (64, false), (1, true), (64, true)] {
         let n = if sync && batch == 1 { packets / 20 } else { packets };
         let rate = core_alone(dir, n, batch, sync)?;
-        writeln!(out, "commit every {batch:>2} packet(s){}: {rate:>9.0} packets/s", if sync { ", fdatasync" } else { "" })?;
+        writeln!(
+            out,
+            "commit every {batch:>2} packet(s){}: {rate:>9.0} packets/s",
+            if sync { ", fdatasync" } else { "" }
+        )?;
     }
     writeln!(out)?;
     writeln!(
