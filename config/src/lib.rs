@@ -31,7 +31,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-pub use error::{ConfigError, ConfigProblem};
+pub use error::{shorten, ConfigError, ConfigProblem, PROBLEMS_SHOWN_MAX};
 pub use governance::{
     is_name, Comparison, CrossMetaConfig, DomainMetaConfig, IntegrativeMetaConfig, KnobConfig, MetaLearningConfig,
     MetaOptimizerConfig, MetaSchedulerConfig, MetaStorageConfig, MetaValidatorConfig, RewardConfig, RuleConfig,
@@ -82,16 +82,8 @@ impl Config {
     /// [`ConfigError::Io`] with the path if the file cannot be read as UTF-8
     /// text; otherwise as [`Config::from_toml_str`].
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        use std::io::Read as _;
-        let io_error = |source| ConfigError::Io { path: path.to_owned(), source };
-        let file = std::fs::File::open(path).map_err(io_error)?;
-        let mut text = String::new();
-        // One byte past the limit, so an oversized file is told apart.
-        file.take(CONFIG_BYTES_MAX + 1).read_to_string(&mut text).map_err(io_error)?;
-        if text.len() as u64 > CONFIG_BYTES_MAX {
-            let message = format!("the file is larger than config_bytes_max = {CONFIG_BYTES_MAX} bytes");
-            return Err(io_error(std::io::Error::new(std::io::ErrorKind::InvalidData, message)));
-        }
+        let text = read_text_file(path, CONFIG_BYTES_MAX, "config_bytes_max")
+            .map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
         Config::from_toml_str(&text, &path.display().to_string())
     }
 
@@ -120,6 +112,48 @@ impl Config {
 #[must_use]
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Reads the regular file at `path` as UTF-8 text of at most `bytes_max`
+/// bytes (`limit` names the limit in the error). Config and scenario files
+/// are both read through here.
+///
+/// Anything but a regular file (a FIFO, a device, a directory) is refused
+/// before it is opened, so a FIFO with no writer cannot block; the size is
+/// checked before the encoding, so a cut through a character is still the
+/// size error; invalid UTF-8 is reported with its byte offset.
+///
+/// # Errors
+///
+/// What the operating system said, or `InvalidInput` (not a regular file) or
+/// `InvalidData` (too large, not UTF-8) with a message naming the problem.
+pub fn read_text_file(path: &Path, bytes_max: u64, limit: &str) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read as _};
+    let not_regular = |kind: &str| {
+        Error::new(ErrorKind::InvalidInput, format!("not a regular file (it is {kind}); give a regular file"))
+    };
+    let kind =
+        |file_type: std::fs::FileType| if file_type.is_dir() { "a directory" } else { "a FIFO, socket or device" };
+    let metadata = std::fs::metadata(path)?;
+    if !metadata.is_file() {
+        return Err(not_regular(kind(metadata.file_type())));
+    }
+    let file = std::fs::File::open(path)?;
+    // The path may have been replaced between the two looks.
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(not_regular(kind(metadata.file_type())));
+    }
+    let mut bytes = Vec::new();
+    // One byte past the limit, so an oversized file is told apart.
+    file.take(bytes_max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > bytes_max {
+        return Err(Error::new(ErrorKind::InvalidData, format!("the file is larger than {limit} = {bytes_max} bytes")));
+    }
+    String::from_utf8(bytes).map_err(|error| {
+        let at = error.utf8_error().valid_up_to();
+        Error::new(ErrorKind::InvalidData, format!("the file is not UTF-8: invalid byte at byte {at}"))
+    })
 }
 
 /// The largest config file [`Config::load`] reads, in bytes.

@@ -221,6 +221,22 @@ impl<'a> Reader<'a> {
         Entries { entries: entries.into_iter(), value: None }
     }
 
+    /// Reads the node's first `len` elements as a sequence.
+    fn read_seq<'de, V: Visitor<'de>>(self, visitor: V, len: usize) -> Result<V::Value, Error> {
+        let elements = self.node.elements().unwrap_or_else(|| {
+            self.note_here(format!("expected an array, found {}", self.node.describe()));
+            Vec::new()
+        });
+        let readers: Vec<Reader<'_>> = elements
+            .into_iter()
+            .take(len)
+            .enumerate()
+            .map(|(i, node)| self.child(node, format!("{}[{i}]", self.path), self.at))
+            .collect();
+        let result = visitor.visit_seq(Elements(readers.into_iter()));
+        self.settle(result)
+    }
+
     /// The value of an integer node if it lies in `min..=max` (the target
     /// type's range); otherwise the problem is noted.
     fn integer(&self, min: i128, max: i128) -> Option<i64> {
@@ -284,17 +300,7 @@ impl<'de> de::Deserializer<'de> for Reader<'_> {
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        let elements = self.node.elements().unwrap_or_else(|| {
-            self.note_here(format!("expected an array, found {}", self.node.describe()));
-            Vec::new()
-        });
-        let readers: Vec<Reader<'_>> = elements
-            .into_iter()
-            .enumerate()
-            .map(|(i, node)| self.child(node, format!("{}[{i}]", self.path), self.at))
-            .collect();
-        let result = visitor.visit_seq(Elements(readers.into_iter()));
-        self.settle(result)
+        self.read_seq(visitor, usize::MAX)
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -332,9 +338,24 @@ impl<'de> de::Deserializer<'de> for Reader<'_> {
         self.settle(visitor.visit_enum(variant.into_deserializer()))
     }
 
+    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Error> {
+        // serde's visitor for `[T; N]` takes N elements and ignores the rest,
+        // so the length is checked here, where the array is.
+        // Too many elements: noted, and the first `len` read on so that later
+        // problems are found too. Too few: noted, and the read stops.
+        let found = self.node.elements().map_or(len, |elements| elements.len());
+        if found != len {
+            self.note_here(format!("expected an array of {len} elements, found {found}"));
+            if found < len {
+                return Err(Error::Noted);
+            }
+        }
+        self.read_seq(visitor, len)
+    }
+
     serde::forward_to_deserialize_any! {
         bool i128 u128 f32 f64 char str string bytes byte_buf unit unit_struct
-        newtype_struct tuple tuple_struct identifier ignored_any
+        newtype_struct tuple_struct identifier ignored_any
     }
 }
 
