@@ -81,6 +81,22 @@ const KEY_CHARS_MAX: usize = 80;
 const MESSAGE_CHARS_MAX: usize = 240;
 
 impl ConfigError {
+    /// [`ConfigError::Invalid`] from problems found by another reader of a
+    /// TOML text (a scenario's checks), each given as (byte offset, key,
+    /// message), placed and shown as a config's are.
+    ///
+    /// # Panics
+    ///
+    /// If `problems` is empty: an invalid text has a problem.
+    pub fn at_offsets(
+        origin: &str,
+        text: &str,
+        problems: impl IntoIterator<Item = (usize, String, String)>,
+    ) -> ConfigError {
+        let noted = problems.into_iter().map(|(at, key, message)| Noted { at, key, message }).collect();
+        ConfigError::invalid(origin, text, noted)
+    }
+
     /// Places problems noted by byte offset in `text` at their line and
     /// column, in one pass over the text.
     pub(crate) fn invalid(origin: &str, text: &str, mut noted: Vec<Noted>) -> ConfigError {

@@ -37,6 +37,7 @@ pub use governance::{
     MetaOptimizerConfig, MetaSchedulerConfig, MetaStorageConfig, MetaValidatorConfig, RewardConfig, RuleConfig,
     SafetyConfig, Signal, Threshold, NAME_CHARS_MAX, REQUIRED_KNOBS, VALUE_ABS_MAX,
 };
+pub use read::{suggestion, Located};
 pub use schema::{BusConfig, ChronicleConfig, Config, RunConfig};
 
 impl Config {
@@ -50,15 +51,7 @@ impl Config {
     /// types, values out of range. A syntax error stops parsing and comes
     /// alone.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let document = toml_edit::ImDocument::parse(text).map_err(|error| {
-            let syntax = read::Noted {
-                at: error.span().map_or(0, |span| span.start),
-                key: String::new(),
-                message: error.message().to_owned(),
-            };
-            ConfigError::invalid(origin, text, vec![syntax])
-        })?;
-        let (config, mut notes) = read::read::<Config>(document.as_table());
+        let (config, mut notes) = parse_and_read::<Config>(text, origin)?;
         if let Some(config) = &config {
             for (key, message) in config.problems() {
                 // A value already noted as unreadable was read as a placeholder.
@@ -112,6 +105,43 @@ impl Config {
 #[must_use]
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Parses `text` and reads it as a `T` with the config's reader, so that
+/// another TOML file (a scenario) gets the same problems as a config: every
+/// problem at once, with its key, line and column, a "did you mean" for a
+/// misspelled key or name, quoted values cut short, at most
+/// [`PROBLEMS_SHOWN_MAX`] shown. [`Located`] fields keep where a value was,
+/// for checks made after the read.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] with every problem the read found.
+pub fn read_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {
+    match parse_and_read::<T>(text, origin)? {
+        (Some(value), notes) if notes.problems.is_empty() => Ok(value),
+        (_, notes) if notes.problems.is_empty() => {
+            let problem = read::Noted { at: 0, key: String::new(), message: "the text could not be read".into() };
+            Err(ConfigError::invalid(origin, text, vec![problem]))
+        }
+        (_, notes) => Err(ConfigError::invalid(origin, text, notes.problems)),
+    }
+}
+
+/// Parses `text` as TOML (a syntax error comes alone) and reads it as a `T`.
+fn parse_and_read<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+) -> Result<(Option<T>, read::Notes), ConfigError> {
+    let document = toml_edit::ImDocument::parse(text).map_err(|error| {
+        let syntax = read::Noted {
+            at: error.span().map_or(0, |span| span.start),
+            key: String::new(),
+            message: error.message().to_owned(),
+        };
+        ConfigError::invalid(origin, text, vec![syntax])
+    })?;
+    Ok(read::read::<T>(document.as_table()))
 }
 
 /// Reads the regular file at `path` as UTF-8 text of at most `bytes_max`
