@@ -21,6 +21,9 @@ use metagov_storage::{init_session, ChronicleWriter, WriterOptions};
 use crate::scenario::Scenario;
 use crate::summary::{Summary, SummaryJournal, Tee};
 
+/// Every file a run writes in its directory.
+pub const RUN_FILES: [&str; 5] = ["run.cmeta", "run.cmeta.partial", "run.log", "summary.json", "summary.txt"];
+
 /// What to simulate.
 pub struct Simulation {
     /// The scenario whose telemetry is generated.

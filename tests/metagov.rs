@@ -1165,7 +1165,68 @@ mod simulate_cli {
             out,
             quiet: true,
             prior_dir: None,
+            force: false,
         }
+    }
+
+    /// Issue 9: two runs never share a directory. The default directory
+    /// names the config's hash; an --out that holds an earlier run is refused
+    /// without --force, and with it the earlier run's files are all removed.
+    #[test]
+    fn runs_of_different_configs_never_mix_in_one_directory() {
+        let default = metagov_config::Config::default();
+        let mut other = default.clone();
+        other.scheduler.update_interval_windows = 4;
+        let a = cli::default_out_dir("plateau", &default);
+        let b = cli::default_out_dir("plateau", &other);
+        assert_ne!(a, b);
+        assert!(a.display().to_string().contains(&default.sha256_hex()[..12]), "{}", a.display());
+
+        let dir = tempfile::tempdir().unwrap();
+        let out_dir = dir.path().join("run");
+        let (r, text) = run(|o| cli::simulate(&args("steady", Some(out_dir.clone())), o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        std::fs::write(out_dir.join("run.cmeta.partial"), b"a killed run").unwrap();
+        let err = run(|o| cli::simulate(&args("plateau", Some(out_dir.clone())), o)).0.unwrap_err();
+        let shown = format!("{err:#}");
+        assert!(shown.contains("earlier run") && shown.contains("--force"), "{shown}");
+        let reader = metagov_storage::ChronicleReader::open(out_dir.join("run.cmeta")).unwrap();
+        assert!(reader.context().config_text.contains("seed = 7"), "the earlier run is untouched");
+
+        let forced = SimulateArgs { force: true, ..args("plateau", Some(out_dir.clone())) };
+        let (r, text) = run(|o| cli::simulate(&forced, o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        assert!(!out_dir.join("run.cmeta.partial").exists(), "the earlier run's partial file is gone");
+        let summary = std::fs::read_to_string(out_dir.join("summary.txt")).unwrap();
+        assert!(text.contains(&summary), "the summary is this run's");
+    }
+
+    /// Issue 9: a knob of 3e-5 is printed with its significant digits.
+    #[test]
+    fn small_knob_values_keep_their_significant_digits() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("small.toml");
+        let text = metagov_config::DEFAULT_TOML.replacen("initial = 0.01", "initial = 0.00003", 1);
+        assert_ne!(text, metagov_config::DEFAULT_TOML);
+        std::fs::write(&config, text).unwrap();
+        let small = SimulateArgs { config: Some(config), ..args("steady", Some(dir.path().join("out"))) };
+        let (r, text) = run(|o| cli::simulate(&small, o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        let row = text.lines().find(|line| line.starts_with("g_min")).expect("a g_min row");
+        assert!(row.contains("3.000e-5"), "{row}");
+        assert!(!row.contains(" 0.0000 "), "{row}");
+    }
+
+    #[test]
+    fn prior_show_on_a_missing_directory_says_it_does_not_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("priors");
+        let err = run(|o| cli::prior_show(&missing, None, o)).0.unwrap_err();
+        assert!(format!("{err:#}").contains("does not exist"), "{err:#}");
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "x").unwrap();
+        let err = run(|o| cli::prior_show(&file, None, o)).0.unwrap_err();
+        assert!(format!("{err:#}").contains("is not a directory"), "{err:#}");
     }
 
     #[test]
