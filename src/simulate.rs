@@ -21,6 +21,90 @@ use metagov_storage::{init_session, ChronicleWriter, WriterOptions};
 use crate::scenario::Scenario;
 use crate::summary::{Summary, SummaryJournal, Tee};
 
+/// Packets an estimate runs before extrapolating (at most).
+const PROBE_PACKETS_MAX: u64 = 2048;
+
+/// How large a run's chronicle will be, measured on its own first packets.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SizeEstimate {
+    /// Packets the whole run ingests.
+    pub packets: u64,
+    /// Packets the estimate ran.
+    pub probe_packets: u64,
+    /// Deliveries per packet in the probe: the actor set's real fan-out
+    /// under this config, rejected packets included.
+    pub deliveries_per_packet: f64,
+    /// Sealed chronicle bytes per delivery in the probe (cycle records, meta
+    /// frames, frame and index overhead included).
+    pub bytes_per_delivery: f64,
+    /// The estimate: packets × deliveries per packet × bytes per delivery.
+    pub bytes: u64,
+}
+
+/// A `Write` that keeps only the count of bytes written.
+#[derive(Default)]
+struct ByteCount(u64);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Estimates the chronicle of `scenario` under `config` by running its
+/// first packets (at most 2,048) through the real actor set into a sealed
+/// chronicle that only counts bytes, then extrapolating per packet. The
+/// per-delivery size differs by workload (docs/BENCHMARKS.md measures 19.3
+/// bytes for the kernel workload; a governance run is nearer 30), so it is
+/// measured here rather than assumed. Nothing is written to disk.
+///
+/// # Errors
+///
+/// If the probe itself stops (the run would stop the same way).
+pub fn estimate_chronicle(scenario: &Scenario, config: &Config, windows: Option<u64>) -> Result<SizeEstimate> {
+    let seed = config.run.seed;
+    let actors = ACTOR_NAMES.iter().map(|a| a.to_string()).collect();
+    let context = init_session(seed, &config.canonical_toml(), actors);
+    let stream = scenario.stream(seed, windows);
+    let packets = stream.total_packets();
+    let probe_packets = packets.min(PROBE_PACKETS_MAX);
+    let writer = ChronicleWriter::new(ByteCount::default(), &context, writer_options(config))?;
+    let mut bus = MetaSupervisor::build(config, writer)?;
+    let mut deliveries = 0_u64;
+    for (i, packet) in stream.take(probe_packets as usize).enumerate() {
+        let report =
+            bus.ingress(TELEMETRY_RAW, packet).with_context(|| format!("the run would stop at packet {}", i + 1))?;
+        deliveries += report.deliveries;
+    }
+    let bytes_probe = bus.into_journal().seal().context("cannot seal the probe chronicle")?.0;
+    #[allow(clippy::cast_precision_loss, reason = "an estimate: counts far below 2^53 in the probe")]
+    let (deliveries_per_packet, bytes_per_delivery) =
+        (deliveries as f64 / probe_packets.max(1) as f64, bytes_probe as f64 / deliveries.max(1) as f64);
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "an estimate of a byte count; saturates at u64::MAX"
+    )]
+    let bytes = (packets as f64 * deliveries_per_packet * bytes_per_delivery) as u64;
+    Ok(SizeEstimate { packets, probe_packets, deliveries_per_packet, bytes_per_delivery, bytes })
+}
+
+/// Bytes free for an unprivileged writer on the filesystem holding `dir`.
+///
+/// # Errors
+///
+/// What `statvfs` said.
+pub fn free_bytes(dir: &Path) -> Result<u64> {
+    let stat = rustix::fs::statvfs(dir).with_context(|| format!("cannot read the free space of {}", dir.display()))?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
 /// Every file a run writes in its directory.
 pub const RUN_FILES: [&str; 5] = ["run.cmeta", "run.cmeta.partial", "run.log", "summary.json", "summary.txt"];
 
@@ -75,6 +159,20 @@ pub fn progress_bar(len: u64, show: bool, message: &str) -> ProgressBar {
 /// Runs the simulation to the end and writes its files.
 pub fn run(sim: &Simulation) -> Result<SimulationReport> {
     fs::create_dir_all(&sim.out_dir).with_context(|| format!("cannot create {}", sim.out_dir.display()))?;
+    let estimate = estimate_chronicle(&sim.scenario, &sim.config, sim.windows)?;
+    let free = free_bytes(&sim.out_dir)?;
+    anyhow::ensure!(
+        estimate.bytes <= free,
+        "the chronicle would take about {} bytes ({} packets × {:.2} deliveries/packet × {:.1} bytes/delivery, \
+         measured on the first {} packets), more than the {free} bytes free on {}; shorten the run (--windows) \
+         or free space",
+        estimate.bytes,
+        estimate.packets,
+        estimate.deliveries_per_packet,
+        estimate.bytes_per_delivery,
+        estimate.probe_packets,
+        sim.out_dir.display()
+    );
     let chronicle = sim.out_dir.join("run.cmeta");
     let partial = sim.out_dir.join("run.cmeta.partial");
     let log_path = sim.out_dir.join("run.log");

@@ -1201,6 +1201,36 @@ mod simulate_cli {
         assert!(text.contains(&summary), "the summary is this run's");
     }
 
+    /// Issue 9, item 15: a run whose chronicle cannot fit the free space is
+    /// refused before anything is written, with the estimate and how it was
+    /// made.
+    #[test]
+    fn a_run_too_large_for_the_free_space_is_refused_up_front() {
+        let dir = tempfile::tempdir().unwrap();
+        let scenario = dir.path().join("huge.toml");
+        let text = "name = \"huge\"\nwindows = 100000000\n[[jobs]]\nname = \"j\"\ncount = 4096\ndomains = [\"d\"]\n";
+        std::fs::write(&scenario, text).unwrap();
+        let out_dir = dir.path().join("out");
+        let huge = SimulateArgs { windows: None, ..args(scenario.to_str().unwrap(), Some(out_dir.clone())) };
+        let err = run(|o| cli::simulate(&huge, o)).0.unwrap_err();
+        let shown = format!("{err:#}");
+        assert!(shown.contains("409600000000 packets") && shown.contains("free"), "{shown}");
+        assert!(!out_dir.join("run.cmeta.partial").exists() && !out_dir.join("run.log").exists(), "nothing written");
+
+        let estimate = metagov::simulate::estimate_chronicle(
+            &metagov::scenario::Scenario::resolve("steady").unwrap(),
+            &metagov_config::Config::default(),
+            Some(600),
+        )
+        .unwrap();
+        let (r, text) =
+            run(|o| cli::simulate(&SimulateArgs { windows: Some(600), ..args("steady", Some(out_dir.clone())) }, o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        let actual = std::fs::metadata(out_dir.join("run.cmeta")).unwrap().len();
+        let ratio = estimate.bytes as f64 / actual as f64;
+        assert!((0.8..=1.5).contains(&ratio), "estimate {} bytes, actual {actual}", estimate.bytes);
+    }
+
     /// Issue 9: a knob of 3e-5 is printed with its significant digits.
     #[test]
     fn small_knob_values_keep_their_significant_digits() {
