@@ -105,6 +105,66 @@ pub fn free_bytes(dir: &Path) -> Result<u64> {
     Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
+/// Windows of the built-in `default` scenario (4 jobs, 3 domains: healthy
+/// training, a plateau, a memory spike, garbage) that probe the bus limits:
+/// enough for every actor and topic to fire, the meta-update cascade
+/// (scheduler → aggregator → Reptile → hooks) several times over.
+const PROBE_WINDOWS: u64 = 100;
+
+/// Runs the probe packets (the first [`PROBE_WINDOWS`] windows of the
+/// built-in `default` scenario) through the actor set `config` builds, with
+/// the config's own bus limits, and returns the limits they used: the
+/// longest the queue was and the most one handler emitted.
+///
+/// # Errors
+///
+/// If the limits are too small, the bus's error naming the limit and where.
+pub fn run_probe(config: &Config) -> Result<metagov_bus::BusLimits> {
+    // Invariant: the built-ins are checked by the scenario tests.
+    let scenario = Scenario::builtin("default").expect("the built-in default scenario exists");
+    let mut bus = MetaSupervisor::build(config, metagov_bus::NoJournal)?;
+    for (i, packet) in scenario.stream(config.run.seed, Some(PROBE_WINDOWS)).enumerate() {
+        bus.ingress(TELEMETRY_RAW, packet).with_context(|| format!("the probe stopped at packet {}", i + 1))?;
+    }
+    Ok(bus.limits_used())
+}
+
+/// The smallest bus limits with which the actor set `config` builds
+/// processes each probe packet: measured by [`run_probe`] with the limits
+/// raised to the largest a config allows, so it is the actor set's real
+/// fan-out (queue: a packet's breadth-first cascade; outbox: the most one
+/// actor emits for one delivery), not a number kept beside it.
+///
+/// # Errors
+///
+/// If the probe stops even then (an actor rejects the config).
+pub fn limits_needed(config: &Config) -> Result<metagov_bus::BusLimits> {
+    let mut roomy = config.clone();
+    (roomy.bus.queue_len_max, roomy.bus.outbox_len_max) = (1 << 24, 1 << 20);
+    run_probe(&roomy)
+}
+
+/// `config`'s bus bounds that are below [`limits_needed`], as (key,
+/// message) for [`Config::from_toml_str_with`].
+pub fn bus_problems(config: &Config) -> Vec<(String, String)> {
+    let needed = match limits_needed(config) {
+        Ok(needed) => needed,
+        Err(error) => return vec![("bus".into(), format!("the actor set cannot run one packet: {error:#}"))],
+    };
+    let mut problems = Vec::new();
+    for (key, value, minimum) in [
+        ("bus.queue_len_max", config.bus.queue_len_max, needed.queue_len_max),
+        ("bus.outbox_len_max", config.bus.outbox_len_max, needed.outbox_len_max),
+    ] {
+        if value < minimum {
+            let message =
+                format!("{value} is below {minimum}, the least the configured actor set needs to process one packet");
+            problems.push((key.to_owned(), message));
+        }
+    }
+    problems
+}
+
 /// Every file a run writes in its directory.
 pub const RUN_FILES: [&str; 5] = ["run.cmeta", "run.cmeta.partial", "run.log", "summary.json", "summary.txt"];
 

@@ -1231,6 +1231,49 @@ mod simulate_cli {
         assert!((0.8..=1.5).contains(&ratio), "estimate {} bytes, actual {actual}", estimate.bytes);
     }
 
+    /// Issue 9, item 14: bounds below what the actor set needs for one packet
+    /// are refused by `config check`, at the key, naming the minimum.
+    #[test]
+    fn config_check_refuses_bus_bounds_the_actor_set_cannot_run_with() {
+        let needed = metagov::simulate::limits_needed(&metagov_config::Config::default()).unwrap();
+        assert!(needed.queue_len_max > 1 && needed.outbox_len_max > 1, "{needed:?}");
+        let dir = tempfile::tempdir().unwrap();
+        for (key, text) in
+            [("queue_len_max", "[bus]\nqueue_len_max = 1\n"), ("outbox_len_max", "[bus]\noutbox_len_max = 1\n")]
+        {
+            let path = dir.path().join(format!("{key}.toml"));
+            std::fs::write(&path, text).unwrap();
+            let (r, shown) = run(|o| cli::config_check(&path, o));
+            assert_eq!(r.unwrap(), Outcome::Failure, "{shown}");
+            let minimum = if key == "queue_len_max" { needed.queue_len_max } else { needed.outbox_len_max };
+            let expected = format!(":2:{}: bus.{key}: 1 is below {minimum}", key.len() + 4);
+            assert!(shown.contains(&expected) && shown.contains("one packet"), "{shown}\n  wanted {expected}");
+        }
+        let path = dir.path().join("flood.toml");
+        std::fs::write(&path, (0..300).map(|i| format!("k{i} = 1\n")).collect::<String>()).unwrap();
+        let (r, shown) = run(|o| cli::config_check(&path, o));
+        assert_eq!(r.unwrap(), Outcome::Failure);
+        assert!(shown.lines().count() <= 52 && shown.contains("… and 250 more problems"), "{shown}");
+    }
+
+    /// The minimum is exact: the probe's packets run at exactly the minimum,
+    /// and one less of either bound stops them.
+    #[test]
+    fn the_bus_minimum_is_exactly_what_the_probe_packets_need() {
+        let config = metagov_config::Config::default();
+        let needed = metagov::simulate::limits_needed(&config).unwrap();
+        let at = |queue: u32, outbox: u32| {
+            let mut config = config.clone();
+            (config.bus.queue_len_max, config.bus.outbox_len_max) = (queue, outbox);
+            metagov::simulate::run_probe(&config)
+        };
+        assert_eq!(at(needed.queue_len_max, needed.outbox_len_max).unwrap(), needed);
+        let err = at(needed.queue_len_max - 1, needed.outbox_len_max).unwrap_err();
+        assert!(format!("{err:#}").contains("queue is full"), "{err:#}");
+        let err = at(needed.queue_len_max, needed.outbox_len_max - 1).unwrap_err();
+        assert!(format!("{err:#}").contains("outbox_len_max"), "{err:#}");
+    }
+
     /// Issue 9: a knob of 3e-5 is printed with its significant digits.
     #[test]
     fn small_knob_values_keep_their_significant_digits() {

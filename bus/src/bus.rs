@@ -208,6 +208,10 @@ pub struct Bus<J: Journal> {
     last_delivered: (u64, u64),
     /// Entries handed to the journal so far.
     journaled: u64,
+    /// The longest the queue has been, right after an enqueue.
+    queue_len_peak: usize,
+    /// The most one handler has emitted in one delivery.
+    outbox_len_peak: usize,
     journal: J,
 }
 
@@ -234,6 +238,8 @@ impl<J: Journal> Bus<J> {
             stopped: false,
             last_delivered: (0, 0),
             journaled: 0,
+            queue_len_peak: 0,
+            outbox_len_peak: 0,
             journal,
         }
     }
@@ -256,6 +262,13 @@ impl<J: Journal> Bus<J> {
         }
         self.slots.push(Slot { name: Name::from(name), rng: ActorRng::for_actor(self.seed, name), actor });
         Ok(())
+    }
+
+    /// The smallest limits that would have carried every delivery so far:
+    /// the longest the queue has been and the most one handler emitted.
+    pub fn limits_used(&self) -> BusLimits {
+        let fit = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        BusLimits { queue_len_max: fit(self.queue_len_peak), outbox_len_max: fit(self.outbox_len_peak) }
     }
 
     /// The actor names in registration order.
@@ -335,6 +348,7 @@ impl<J: Journal> Bus<J> {
                 tick: self.tick,
             });
         }
+        self.queue_len_peak = self.queue_len_peak.max(self.queue.len() + fan_out);
         let mut push = |to: Name, slot: Option<usize>, seq: &mut u64| {
             let envelope = Envelope {
                 tick: self.tick,
@@ -408,6 +422,7 @@ impl<J: Journal> Bus<J> {
                 .unwrap_or_else(|| "non-text panic payload".to_string());
             return Err(BusError::ActorPanicked { at: at(), message });
         }
+        self.outbox_len_peak = self.outbox_len_peak.max(out.len());
         if out.len() > self.limits.outbox_len_max as usize {
             return Err(BusError::OutboxFull { at: at(), emitted: out.len(), limit: self.limits.outbox_len_max });
         }

@@ -51,6 +51,22 @@ impl Config {
     /// types, values out of range. A syntax error stops parsing and comes
     /// alone.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str_with(text, origin, |_| Vec::new())
+    }
+
+    /// [`Config::from_toml_str`] with checks the config crate cannot make
+    /// itself (what the actor set needs): `more` is called on a config that
+    /// passed every other check and returns problems as (dotted key,
+    /// message), which are placed at the key like the crate's own.
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::from_toml_str`], with `more`'s problems.
+    pub fn from_toml_str_with(
+        text: &str,
+        origin: &str,
+        more: impl FnOnce(&Config) -> Vec<(String, String)>,
+    ) -> Result<Config, ConfigError> {
         let (config, mut notes) = parse_and_read::<Config>(text, origin)?;
         if let Some(config) = &config {
             for (key, message) in config.problems() {
@@ -59,6 +75,12 @@ impl Config {
                     let at = notes.offset_of(&key);
                     notes.problems.push(read::Noted { at, key, message });
                 }
+            }
+        }
+        if let Some(config) = config.as_ref().filter(|_| notes.problems.is_empty()) {
+            for (key, message) in more(config) {
+                let at = notes.offset_of(&key);
+                notes.problems.push(read::Noted { at, key, message });
             }
         }
         match config {
@@ -75,9 +97,18 @@ impl Config {
     /// [`ConfigError::Io`] with the path if the file cannot be read as UTF-8
     /// text; otherwise as [`Config::from_toml_str`].
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, |_| Vec::new())
+    }
+
+    /// [`Config::load`] with [`Config::from_toml_str_with`]'s extra checks.
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::load`], with `more`'s problems.
+    pub fn load_with(path: &Path, more: impl FnOnce(&Config) -> Vec<(String, String)>) -> Result<Config, ConfigError> {
         let text = read_text_file(path, CONFIG_BYTES_MAX, "config_bytes_max")
             .map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
-        Config::from_toml_str(&text, &path.display().to_string())
+        Config::from_toml_str_with(&text, &path.display().to_string(), more)
     }
 
     /// The canonical text of this config: every field written, sections and

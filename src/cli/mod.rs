@@ -249,7 +249,7 @@ const SEED_MAX: u64 = i64::MAX as u64;
 pub fn simulate(args: &SimulateArgs, out: &mut dyn Write) -> Result<Outcome> {
     let scenario = Scenario::resolve(&args.scenario)?;
     let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
+        Some(path) => Config::load_with(path, sim::bus_problems)?,
         None => Config::default(),
     };
     if let Some(seed) = args.seed {
@@ -404,15 +404,15 @@ pub fn config_init(file: Option<&Path>, force: bool, out: &mut dyn Write) -> Res
 
 /// `metagov config check`.
 pub fn config_check(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
-    match Config::load(file) {
+    match Config::load_with(file, sim::bus_problems) {
         Ok(config) => {
             writeln!(out, "{}: ok (config sha256 {})", file.display(), config.sha256_hex())?;
             Ok(Outcome::Success)
         }
-        Err(metagov_config::ConfigError::Invalid { problems }) => {
-            for problem in &problems {
-                writeln!(out, "{problem}")?;
-            }
+        Err(error @ metagov_config::ConfigError::Invalid { .. }) => {
+            // Shown capped: the first problems, then a count.
+            writeln!(out, "{error}")?;
+            let metagov_config::ConfigError::Invalid { problems } = error else { unreachable!("matched above") };
             writeln!(
                 out,
                 "{}: {} problem{}",
