@@ -266,9 +266,18 @@ pub fn run(sim: &Simulation) -> Result<SimulationReport> {
     bar.finish_and_clear();
     let Tee(writer, summary) = bus.into_journal();
     if let Err(e) = outcome {
-        // Keep what was recorded: a torn-free prefix, readable and replayable.
-        writer.seal().ok();
-        return Err(e.context(format!("the partial record is in {}", partial.display())));
+        // Keep what was recorded, sealed up to its last whole frame: also on
+        // a full disk (the failed write's bytes are cut, which frees the room
+        // for the index and footer). If even that fails, the file is still an
+        // unsealed chronicle of its whole frames.
+        let kept = match writer.seal_written() {
+            Ok(file) => match file.sync_all() {
+                Ok(()) => "sealed up to its last whole frame",
+                Err(_) => "sealed up to its last whole frame, not synced",
+            },
+            Err(_) => "unsealed, readable up to its last whole frame",
+        };
+        return Err(e.context(format!("the partial record ({kept}) is in {}", partial.display())));
     }
     let file = writer.seal().context("cannot seal the chronicle")?;
     let file = file.into_inner().map_err(|e| e.into_error()).context("cannot flush the chronicle")?;
