@@ -51,9 +51,13 @@ enum Command {
         /// Number of windows (overrides the scenario's).
         #[arg(long)]
         windows: Option<u64>,
-        /// Output directory [default: metagov-runs/SCENARIO-seedSEED].
+        /// Output directory [default: metagov-runs/SCENARIO-seedSEED-HASH,
+        /// HASH the start of the config's SHA-256].
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Replace the files of an earlier run in --out.
+        #[arg(long)]
+        force: bool,
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
@@ -234,12 +238,23 @@ fn main() -> ExitCode {
             cli::run::simulate_telemetry(&telemetry, config, &out_dir, &mut out)
         })(),
         Command::Simulate {
-            scenario, config, seed, windows, out: out_dir, quiet, list, peak_rss, prior_dir, ..
+            scenario,
+            config,
+            seed,
+            windows,
+            out: out_dir,
+            force,
+            quiet,
+            list,
+            peak_rss,
+            prior_dir,
+            ..
         } => {
             if list {
                 cli::list_scenarios(&mut out)
             } else {
-                let options = cli::SimulateArgs { scenario, config, seed, windows, out: out_dir, quiet, prior_dir };
+                let options =
+                    cli::SimulateArgs { scenario, config, seed, windows, out: out_dir, quiet, prior_dir, force };
                 cli::simulate(&options, &mut out).and_then(|outcome| {
                     if peak_rss {
                         writeln!(

@@ -21,6 +21,153 @@ use metagov_storage::{init_session, ChronicleWriter, WriterOptions};
 use crate::scenario::Scenario;
 use crate::summary::{Summary, SummaryCollector};
 
+/// Packets an estimate runs before extrapolating (at most).
+const PROBE_PACKETS_MAX: u64 = 2048;
+
+/// How large a run's chronicle will be, measured on its own first packets.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SizeEstimate {
+    /// Packets the whole run ingests.
+    pub packets: u64,
+    /// Packets the estimate ran.
+    pub probe_packets: u64,
+    /// Deliveries per packet in the probe: the actor set's real fan-out
+    /// under this config, rejected packets included.
+    pub deliveries_per_packet: f64,
+    /// Sealed chronicle bytes per delivery in the probe (cycle records, meta
+    /// frames, frame and index overhead included).
+    pub bytes_per_delivery: f64,
+    /// The estimate: packets × deliveries per packet × bytes per delivery.
+    pub bytes: u64,
+}
+
+/// A `Write` that keeps only the count of bytes written.
+#[derive(Default)]
+struct ByteCount(u64);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Estimates the chronicle of `scenario` under `config` by running its
+/// first packets (at most 2,048) through the real actor set into a sealed
+/// chronicle that only counts bytes, then extrapolating per packet. The
+/// per-delivery size differs by workload (docs/BENCHMARKS.md measures 19.3
+/// bytes for the kernel workload; a governance run is nearer 30), so it is
+/// measured here rather than assumed. Nothing is written to disk.
+///
+/// # Errors
+///
+/// If the probe itself stops (the run would stop the same way).
+pub fn estimate_chronicle(scenario: &Scenario, config: &Config, windows: Option<u64>) -> Result<SizeEstimate> {
+    let seed = config.run.seed;
+    let actors = ACTOR_NAMES.iter().map(|a| a.to_string()).collect();
+    let context = init_session(seed, &config.canonical_toml(), actors);
+    let stream = scenario.stream(seed, windows);
+    let packets = stream.total_packets();
+    let probe_packets = packets.min(PROBE_PACKETS_MAX);
+    let writer = ChronicleWriter::new(ByteCount::default(), &context, writer_options(config))?;
+    let mut bus = MetaSupervisor::build(config, writer)?;
+    let mut deliveries = 0_u64;
+    for (i, packet) in stream.take(probe_packets as usize).enumerate() {
+        let report =
+            bus.ingress(TELEMETRY_RAW, packet).with_context(|| format!("the run would stop at packet {}", i + 1))?;
+        deliveries += report.deliveries;
+    }
+    let bytes_probe = bus.into_journal().seal().context("cannot seal the probe chronicle")?.0;
+    #[allow(clippy::cast_precision_loss, reason = "an estimate: counts far below 2^53 in the probe")]
+    let (deliveries_per_packet, bytes_per_delivery) =
+        (deliveries as f64 / probe_packets.max(1) as f64, bytes_probe as f64 / deliveries.max(1) as f64);
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "an estimate of a byte count; saturates at u64::MAX"
+    )]
+    let bytes = (packets as f64 * deliveries_per_packet * bytes_per_delivery) as u64;
+    Ok(SizeEstimate { packets, probe_packets, deliveries_per_packet, bytes_per_delivery, bytes })
+}
+
+/// Bytes free for an unprivileged writer on the filesystem holding `dir`.
+///
+/// # Errors
+///
+/// What `statvfs` said.
+pub fn free_bytes(dir: &Path) -> Result<u64> {
+    let stat = rustix::fs::statvfs(dir).with_context(|| format!("cannot read the free space of {}", dir.display()))?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// Windows of the built-in `default` scenario (4 jobs, 3 domains: healthy
+/// training, a plateau, a memory spike, garbage) that probe the bus limits:
+/// enough for every actor and topic to fire, the meta-update cascade
+/// (scheduler → aggregator → Reptile → hooks) several times over.
+const PROBE_WINDOWS: u64 = 100;
+
+/// Runs the probe packets (the first [`PROBE_WINDOWS`] windows of the
+/// built-in `default` scenario) through the actor set `config` builds, with
+/// the config's own bus limits, and returns the limits they used: the
+/// longest the queue was and the most one handler emitted.
+///
+/// # Errors
+///
+/// If the limits are too small, the bus's error naming the limit and where.
+pub fn run_probe(config: &Config) -> Result<metagov_bus::BusLimits> {
+    // Invariant: the built-ins are checked by the scenario tests.
+    let scenario = Scenario::builtin("default").expect("the built-in default scenario exists");
+    let mut bus = MetaSupervisor::build(config, metagov_bus::NoJournal)?;
+    for (i, packet) in scenario.stream(config.run.seed, Some(PROBE_WINDOWS)).enumerate() {
+        bus.ingress(TELEMETRY_RAW, packet).with_context(|| format!("the probe stopped at packet {}", i + 1))?;
+    }
+    Ok(bus.limits_used())
+}
+
+/// The smallest bus limits with which the actor set `config` builds
+/// processes each probe packet: measured by [`run_probe`] with the limits
+/// raised to the largest a config allows, so it is the actor set's real
+/// fan-out (queue: a packet's breadth-first cascade; outbox: the most one
+/// actor emits for one delivery), not a number kept beside it.
+///
+/// # Errors
+///
+/// If the probe stops even then (an actor rejects the config).
+pub fn limits_needed(config: &Config) -> Result<metagov_bus::BusLimits> {
+    let mut roomy = config.clone();
+    (roomy.bus.queue_len_max, roomy.bus.outbox_len_max) = (1 << 24, 1 << 20);
+    run_probe(&roomy)
+}
+
+/// `config`'s bus bounds that are below [`limits_needed`], as (key,
+/// message) for [`Config::from_toml_str_with`].
+pub fn bus_problems(config: &Config) -> Vec<(String, String)> {
+    let needed = match limits_needed(config) {
+        Ok(needed) => needed,
+        Err(error) => return vec![("bus".into(), format!("the actor set cannot run one packet: {error:#}"))],
+    };
+    let mut problems = Vec::new();
+    for (key, value, minimum) in [
+        ("bus.queue_len_max", config.bus.queue_len_max, needed.queue_len_max),
+        ("bus.outbox_len_max", config.bus.outbox_len_max, needed.outbox_len_max),
+    ] {
+        if value < minimum {
+            let message =
+                format!("{value} is below {minimum}, the least the configured actor set needs to process one packet");
+            problems.push((key.to_owned(), message));
+        }
+    }
+    problems
+}
+
+/// Every file a run writes in its directory.
+pub const RUN_FILES: [&str; 5] = ["run.cmeta", "run.cmeta.partial", "run.log", "summary.json", "summary.txt"];
+
 /// What to simulate.
 pub struct Simulation {
     /// The scenario whose telemetry is generated.
@@ -72,6 +219,20 @@ pub fn progress_bar(len: u64, show: bool, message: &str) -> ProgressBar {
 /// Runs the simulation to the end and writes its files.
 pub fn run(sim: &Simulation) -> Result<SimulationReport> {
     fs::create_dir_all(&sim.out_dir).with_context(|| format!("cannot create {}", sim.out_dir.display()))?;
+    let estimate = estimate_chronicle(&sim.scenario, &sim.config, sim.windows)?;
+    let free = free_bytes(&sim.out_dir)?;
+    anyhow::ensure!(
+        estimate.bytes <= free,
+        "the chronicle would take about {} bytes ({} packets × {:.2} deliveries/packet × {:.1} bytes/delivery, \
+         measured on the first {} packets), more than the {free} bytes free on {}; shorten the run (--windows) \
+         or free space",
+        estimate.bytes,
+        estimate.packets,
+        estimate.deliveries_per_packet,
+        estimate.bytes_per_delivery,
+        estimate.probe_packets,
+        sim.out_dir.display()
+    );
     let chronicle = sim.out_dir.join("run.cmeta");
     let partial = sim.out_dir.join("run.cmeta.partial");
     let log_path = sim.out_dir.join("run.log");
@@ -107,9 +268,18 @@ pub fn run(sim: &Simulation) -> Result<SimulationReport> {
     bar.finish_and_clear();
     let writer = bus.into_journal();
     if let Err(e) = outcome {
-        // Keep what was recorded: a torn-free prefix, readable and replayable.
-        writer.seal().ok();
-        return Err(e.context(format!("the partial record is in {}", partial.display())));
+        // Keep what was recorded, sealed up to its last whole frame: also on
+        // a full disk (the failed write's bytes are cut, which frees the room
+        // for the index and footer). If even that fails, the file is still an
+        // unsealed chronicle of its whole frames.
+        let kept = match writer.seal_written() {
+            Ok(file) => match file.sync_all() {
+                Ok(()) => "sealed up to its last whole frame",
+                Err(_) => "sealed up to its last whole frame, not synced",
+            },
+            Err(_) => "unsealed, readable up to its last whole frame",
+        };
+        return Err(e.context(format!("the partial record ({kept}) is in {}", partial.display())));
     }
     let file = writer.seal().context("cannot seal the chronicle")?;
     let file = file.into_inner().map_err(|e| e.into_error()).context("cannot flush the chronicle")?;

@@ -208,11 +208,11 @@ impl fmt::Display for Summary {
             "\nknob               initial       0%      25%      50%      75%     100%      min      max  changes"
         )?;
         for (name, t) in &self.knobs {
-            write!(f, "{name:<16} {:>9.4}", t.initial)?;
+            write!(f, "{name:<16} {:>9}", significant(t.initial))?;
             for s in &t.samples {
-                write!(f, " {s:>8.4}")?;
+                write!(f, " {:>8}", significant(*s))?;
             }
-            writeln!(f, " {:>8.4} {:>8.4} {:>8}", t.min, t.max, t.changes)?;
+            writeln!(f, " {:>8} {:>8} {:>8}", significant(t.min), significant(t.max), t.changes)?;
         }
         writeln!(f)?;
         for (rule, n) in &self.rules_fired {
@@ -233,7 +233,19 @@ impl fmt::Display for Summary {
         for (domain, n) in &self.domains_dropped {
             writeln!(f, "  dropped    {n:>8}  domain {domain} (by the aggregator)")?;
         }
-        let prior: Vec<String> = self.prior.iter().map(|(k, v)| format!("{k} = {v:.4}")).collect();
+        let prior: Vec<String> = self.prior.iter().map(|(k, v)| format!("{k} = {}", significant(*v))).collect();
         writeln!(f, "prior        {}", if prior.is_empty() { "(none yet)".to_string() } else { prior.join(", ") })
+    }
+}
+
+/// `x` in at most 8 characters with its significant digits: 4 decimals
+/// from 0.001 to below 10,000 (and for 0), else 4 significant digits in
+/// scientific notation, so a learning rate of 3e-5 reads `3.000e-5`, not
+/// `0.0000`.
+fn significant(x: f64) -> String {
+    if x == 0.0 || (1e-3..1e4).contains(&x.abs()) {
+        format!("{x:.4}")
+    } else {
+        format!("{x:.3e}")
     }
 }

@@ -1225,7 +1225,141 @@ mod simulate_cli {
             out,
             quiet: true,
             prior_dir: None,
+            force: false,
         }
+    }
+
+    /// Issue 9: two runs never share a directory. The default directory
+    /// names the config's hash; an --out that holds an earlier run is refused
+    /// without --force, and with it the earlier run's files are all removed.
+    #[test]
+    fn runs_of_different_configs_never_mix_in_one_directory() {
+        let default = metagov_config::Config::default();
+        let mut other = default.clone();
+        other.scheduler.update_interval_windows = 4;
+        let a = cli::default_out_dir("plateau", &default);
+        let b = cli::default_out_dir("plateau", &other);
+        assert_ne!(a, b);
+        assert!(a.display().to_string().contains(&default.sha256_hex()[..12]), "{}", a.display());
+
+        let dir = tempfile::tempdir().unwrap();
+        let out_dir = dir.path().join("run");
+        let (r, text) = run(|o| cli::simulate(&args("steady", Some(out_dir.clone())), o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        std::fs::write(out_dir.join("run.cmeta.partial"), b"a killed run").unwrap();
+        let err = run(|o| cli::simulate(&args("plateau", Some(out_dir.clone())), o)).0.unwrap_err();
+        let shown = format!("{err:#}");
+        assert!(shown.contains("earlier run") && shown.contains("--force"), "{shown}");
+        let reader = metagov_storage::ChronicleReader::open(out_dir.join("run.cmeta")).unwrap();
+        assert!(reader.context().config_text.contains("seed = 7"), "the earlier run is untouched");
+
+        let forced = SimulateArgs { force: true, ..args("plateau", Some(out_dir.clone())) };
+        let (r, text) = run(|o| cli::simulate(&forced, o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        assert!(!out_dir.join("run.cmeta.partial").exists(), "the earlier run's partial file is gone");
+        let summary = std::fs::read_to_string(out_dir.join("summary.txt")).unwrap();
+        assert!(text.contains(&summary), "the summary is this run's");
+    }
+
+    /// Issue 9, item 15: a run whose chronicle cannot fit the free space is
+    /// refused before anything is written, with the estimate and how it was
+    /// made.
+    #[test]
+    fn a_run_too_large_for_the_free_space_is_refused_up_front() {
+        let dir = tempfile::tempdir().unwrap();
+        let scenario = dir.path().join("huge.toml");
+        let text = "name = \"huge\"\nwindows = 100000000\n[[jobs]]\nname = \"j\"\ncount = 4096\ndomains = [\"d\"]\n";
+        std::fs::write(&scenario, text).unwrap();
+        let out_dir = dir.path().join("out");
+        let huge = SimulateArgs { windows: None, ..args(scenario.to_str().unwrap(), Some(out_dir.clone())) };
+        let err = run(|o| cli::simulate(&huge, o)).0.unwrap_err();
+        let shown = format!("{err:#}");
+        assert!(shown.contains("409600000000 packets") && shown.contains("free"), "{shown}");
+        assert!(!out_dir.join("run.cmeta.partial").exists() && !out_dir.join("run.log").exists(), "nothing written");
+
+        let estimate = metagov::simulate::estimate_chronicle(
+            &metagov::scenario::Scenario::resolve("steady").unwrap(),
+            &metagov_config::Config::default(),
+            Some(600),
+        )
+        .unwrap();
+        let (r, text) =
+            run(|o| cli::simulate(&SimulateArgs { windows: Some(600), ..args("steady", Some(out_dir.clone())) }, o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        let actual = std::fs::metadata(out_dir.join("run.cmeta")).unwrap().len();
+        let ratio = estimate.bytes as f64 / actual as f64;
+        assert!((0.8..=1.5).contains(&ratio), "estimate {} bytes, actual {actual}", estimate.bytes);
+    }
+
+    /// Issue 9, item 14: bounds below what the actor set needs for one packet
+    /// are refused by `config check`, at the key, naming the minimum.
+    #[test]
+    fn config_check_refuses_bus_bounds_the_actor_set_cannot_run_with() {
+        let needed = metagov::simulate::limits_needed(&metagov_config::Config::default()).unwrap();
+        assert!(needed.queue_len_max > 1 && needed.outbox_len_max > 1, "{needed:?}");
+        let dir = tempfile::tempdir().unwrap();
+        for (key, text) in
+            [("queue_len_max", "[bus]\nqueue_len_max = 1\n"), ("outbox_len_max", "[bus]\noutbox_len_max = 1\n")]
+        {
+            let path = dir.path().join(format!("{key}.toml"));
+            std::fs::write(&path, text).unwrap();
+            let (r, shown) = run(|o| cli::config_check(&path, o));
+            assert_eq!(r.unwrap(), Outcome::Failure, "{shown}");
+            let minimum = if key == "queue_len_max" { needed.queue_len_max } else { needed.outbox_len_max };
+            let expected = format!(":2:{}: bus.{key}: 1 is below {minimum}", key.len() + 4);
+            assert!(shown.contains(&expected) && shown.contains("one packet"), "{shown}\n  wanted {expected}");
+        }
+        let path = dir.path().join("flood.toml");
+        std::fs::write(&path, (0..300).map(|i| format!("k{i} = 1\n")).collect::<String>()).unwrap();
+        let (r, shown) = run(|o| cli::config_check(&path, o));
+        assert_eq!(r.unwrap(), Outcome::Failure);
+        assert!(shown.lines().count() <= 52 && shown.contains("… and 250 more problems"), "{shown}");
+    }
+
+    /// The minimum is exact: the probe's packets run at exactly the minimum,
+    /// and one less of either bound stops them.
+    #[test]
+    fn the_bus_minimum_is_exactly_what_the_probe_packets_need() {
+        let config = metagov_config::Config::default();
+        let needed = metagov::simulate::limits_needed(&config).unwrap();
+        let at = |queue: u32, outbox: u32| {
+            let mut config = config.clone();
+            (config.bus.queue_len_max, config.bus.outbox_len_max) = (queue, outbox);
+            metagov::simulate::run_probe(&config)
+        };
+        assert_eq!(at(needed.queue_len_max, needed.outbox_len_max).unwrap(), needed);
+        let err = at(needed.queue_len_max - 1, needed.outbox_len_max).unwrap_err();
+        assert!(format!("{err:#}").contains("queue is full"), "{err:#}");
+        let err = at(needed.queue_len_max, needed.outbox_len_max - 1).unwrap_err();
+        assert!(format!("{err:#}").contains("outbox_len_max"), "{err:#}");
+    }
+
+    /// Issue 9: a knob of 3e-5 is printed with its significant digits.
+    #[test]
+    fn small_knob_values_keep_their_significant_digits() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("small.toml");
+        let text = metagov_config::DEFAULT_TOML.replacen("initial = 0.01", "initial = 0.00003", 1);
+        assert_ne!(text, metagov_config::DEFAULT_TOML);
+        std::fs::write(&config, text).unwrap();
+        let small = SimulateArgs { config: Some(config), ..args("steady", Some(dir.path().join("out"))) };
+        let (r, text) = run(|o| cli::simulate(&small, o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        let row = text.lines().find(|line| line.starts_with("g_min")).expect("a g_min row");
+        assert!(row.contains("3.000e-5"), "{row}");
+        assert!(!row.contains(" 0.0000 "), "{row}");
+    }
+
+    #[test]
+    fn prior_show_on_a_missing_directory_says_it_does_not_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("priors");
+        let err = run(|o| cli::prior_show(&missing, None, o)).0.unwrap_err();
+        assert!(format!("{err:#}").contains("does not exist"), "{err:#}");
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "x").unwrap();
+        let err = run(|o| cli::prior_show(&file, None, o)).0.unwrap_err();
+        assert!(format!("{err:#}").contains("is not a directory"), "{err:#}");
     }
 
     #[test]

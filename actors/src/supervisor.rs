@@ -14,6 +14,13 @@ use crate::messages::{EGRESS_TOPICS, INGRESS_TOPICS};
 pub const ACTOR_NAMES: [&str; 7] =
     ["validator", "integrative", "domain_learner", "scheduler", "aggregator", "reptile", "telemetry_hooks"];
 
+// The bus's value range is defined once, in `metagov_config` (a leaf that
+// validates files before any bus exists); the bus's `Fixed` must agree.
+const _: () = assert!(
+    metagov_bus::Fixed::ABS_MAX == metagov_config::VALUE_ABS_MAX,
+    "config bounds and the bus's fixed-point range are one limit"
+);
+
 /// The bus limits a config asks for.
 pub fn bus_limits(config: &Config) -> BusLimits {
     BusLimits { queue_len_max: config.bus.queue_len_max, outbox_len_max: config.bus.outbox_len_max }

@@ -257,6 +257,10 @@ pub struct Bus<J: Journal> {
     journaled: u64,
     /// Cycle records and meta frames emitted during the current tick.
     tick_records: (u64, u64),
+    /// The longest the queue has been, right after an enqueue.
+    queue_len_peak: usize,
+    /// The most one handler has emitted in one delivery.
+    outbox_len_peak: usize,
     journal: J,
 }
 
@@ -285,6 +289,8 @@ impl<J: Journal> Bus<J> {
             last_delivered: (0, 0),
             journaled: 0,
             tick_records: (0, 0),
+            queue_len_peak: 0,
+            outbox_len_peak: 0,
             journal,
         }
     }
@@ -342,6 +348,13 @@ impl<J: Journal> Bus<J> {
         }
         // Invariant: the topic was inserted just above if it was missing.
         Ok(self.routes.get_mut(topic).expect("topic is interned"))
+    }
+
+    /// The smallest limits that would have carried every delivery so far:
+    /// the longest the queue has been and the most one handler emitted.
+    pub fn limits_used(&self) -> BusLimits {
+        let fit = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        BusLimits { queue_len_max: fit(self.queue_len_peak), outbox_len_max: fit(self.outbox_len_peak) }
     }
 
     /// The actor names in registration order.
@@ -428,6 +441,7 @@ impl<J: Journal> Bus<J> {
                 payload: payload.clone(),
             });
         }
+        self.queue_len_peak = self.queue_len_peak.max(self.queue.len() + fan_out);
         let mut push = |to: Name, slot: Option<usize>, seq: &mut u64| {
             let envelope = Envelope {
                 tick: self.tick,
@@ -501,6 +515,7 @@ impl<J: Journal> Bus<J> {
                 .unwrap_or_else(|| "non-text panic payload".to_string());
             return Err(BusError::ActorPanicked { at: at(), message });
         }
+        self.outbox_len_peak = self.outbox_len_peak.max(out.len());
         if out.len() > self.limits.outbox_len_max as usize {
             return Err(BusError::OutboxFull { at: at(), emitted: out.len(), limit: self.limits.outbox_len_max });
         }

@@ -36,7 +36,9 @@ impl Fixed {
     pub const SCALE: i64 = 1_000_000;
     /// The largest magnitude accepted, in units. At 10^15 millionths the two
     /// roundings of a trip through `f64` add at most 0.23 millionths, so a
-    /// `Fixed` converts to `f64` and back without loss (tested).
+    /// `Fixed` converts to `f64` and back without loss (tested). Configs are
+    /// checked against the same limit, `metagov_config::VALUE_ABS_MAX`, which
+    /// `metagov-actors` asserts equal at compile time.
     pub const ABS_MAX: f64 = 1_000_000_000.0;
     /// Zero.
     pub const ZERO: Fixed = Fixed(0);

@@ -9,7 +9,8 @@ use crate::read::Noted;
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read (missing, unreadable, not UTF-8).
+    /// The file could not be read (missing, not a regular file, unreadable,
+    /// too large, not UTF-8).
     #[error("cannot read config file {}", path.display())]
     Io {
         /// The file that was asked for.
@@ -53,12 +54,49 @@ impl fmt::Display for ConfigProblem {
     }
 }
 
+/// Most problems shown: a file with thousands of unknown keys is still one
+/// screen of problems and a count.
+pub const PROBLEMS_SHOWN_MAX: usize = 50;
+
 fn lines(problems: &[ConfigProblem]) -> String {
-    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    let mut lines: Vec<String> = problems.iter().take(PROBLEMS_SHOWN_MAX).map(ToString::to_string).collect();
+    if problems.len() > PROBLEMS_SHOWN_MAX {
+        lines.push(format!("… and {} more problems", problems.len() - PROBLEMS_SHOWN_MAX));
+    }
     lines.join("\n")
 }
 
+/// `text` cut to `chars_max` characters, with `…` when cut: keys and
+/// messages quote the file, whose names and values may be megabytes long.
+pub fn shorten(text: &str, chars_max: usize) -> String {
+    match text.char_indices().nth(chars_max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// Longest key shown in a problem, in characters.
+const KEY_CHARS_MAX: usize = 80;
+/// Longest message shown in a problem, in characters.
+const MESSAGE_CHARS_MAX: usize = 240;
+
 impl ConfigError {
+    /// [`ConfigError::Invalid`] from problems found by another reader of a
+    /// TOML text (a scenario's checks), each given as (byte offset, key,
+    /// message), placed and shown as a config's are.
+    ///
+    /// # Panics
+    ///
+    /// If `problems` is empty: an invalid text has a problem.
+    pub fn at_offsets(
+        origin: &str,
+        text: &str,
+        problems: impl IntoIterator<Item = (usize, String, String)>,
+    ) -> ConfigError {
+        let noted = problems.into_iter().map(|(at, key, message)| Noted { at, key, message }).collect();
+        ConfigError::invalid(origin, text, noted)
+    }
+
     /// Places problems noted by byte offset in `text` at their line and
     /// column, in one pass over the text.
     pub(crate) fn invalid(origin: &str, text: &str, mut noted: Vec<Noted>) -> ConfigError {
@@ -80,9 +118,9 @@ impl ConfigError {
                     origin: origin.to_owned(),
                     line,
                     column,
-                    key: problem.key,
+                    key: shorten(&problem.key, KEY_CHARS_MAX),
                     // Parser messages span lines; a problem is one line.
-                    message: problem.message.trim().replace('\n', "; "),
+                    message: shorten(&problem.message.trim().replace('\n', "; "), MESSAGE_CHARS_MAX),
                 }
             })
             .collect();

@@ -28,9 +28,12 @@ const RULES_MAX: usize = 256;
 pub const NAME_CHARS_MAX: usize = 64;
 /// Longest count of windows any patience or cooldown may name.
 const WINDOWS_MAX: u32 = 1_000_000;
-/// Largest magnitude of a number that crosses the bus: its 1e-6 fixed-point
-/// form must fit an `i64`.
-pub const VALUE_ABS_MAX: f64 = 9.0e12;
+/// Largest magnitude of a number that crosses the bus: every real bound of a
+/// config must fit it. This is the one definition of the bus's value range:
+/// `config` is a leaf and validates files before any bus exists, so the
+/// constant lives here, and `metagov_bus::Fixed::ABS_MAX` must equal it
+/// (`actors`, which joins the two, asserts so at compile time).
+pub const VALUE_ABS_MAX: f64 = 1.0e9;
 
 /// One governance knob: a number the supervisor steers for each job.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -394,7 +397,7 @@ pub struct MetaValidatorConfig {
     /// Most entries in a packet's `metrics` and in its `params` (each).
     /// Default 64; valid 2..=4096.
     pub entries_max: u32,
-    /// Largest magnitude of any number. Default 1e9; valid up to 9e12.
+    /// Largest magnitude of any number. Default 1e9; valid up to 1e9 (the bus's fixed-point range).
     pub value_abs_max: f64,
     /// Most distinct jobs. Default 4096; valid 1..=1048576.
     pub jobs_max: u32,
@@ -515,7 +518,8 @@ fn check_name(check: &mut Check, key: &str, what: &str, name: &str) {
 
 /// Checks `value` is finite and positive.
 fn positive(check: &mut Check, key: &str, value: f64) {
-    check.rule(key, value.is_finite() && value > 0.0, || format!("{value} is not a positive finite number"));
+    let ok = value.is_finite() && value > 0.0 && value <= VALUE_ABS_MAX;
+    check.rule(key, ok, || format!("{value} is not a positive number at most {VALUE_ABS_MAX}"));
 }
 
 /// Checks the governance sections; `knobs`, `rules` are `Config` fields.
@@ -649,8 +653,9 @@ impl MetaValidatorConfig {
         for (metric, [min, max]) in &self.ranges {
             let key = join("validator.ranges", metric);
             check_name(check, &key, "metric", metric);
-            let ok = min.is_finite() && max.is_finite() && min <= max;
-            check.rule(&key, ok, || format!("[{min}, {max}] is not a finite range with min ≤ max"));
+            let fits = |x: &f64| x.is_finite() && x.abs() <= VALUE_ABS_MAX;
+            let ok = fits(min) && fits(max) && min <= max;
+            check.rule(&key, ok, || format!("[{min}, {max}] is not a range with min ≤ max within ±{VALUE_ABS_MAX}"));
         }
     }
 }

@@ -221,6 +221,22 @@ impl<'a> Reader<'a> {
         Entries { entries: entries.into_iter(), value: None }
     }
 
+    /// Reads the node's first `len` elements as a sequence.
+    fn read_seq<'de, V: Visitor<'de>>(self, visitor: V, len: usize) -> Result<V::Value, Error> {
+        let elements = self.node.elements().unwrap_or_else(|| {
+            self.note_here(format!("expected an array, found {}", self.node.describe()));
+            Vec::new()
+        });
+        let readers: Vec<Reader<'_>> = elements
+            .into_iter()
+            .take(len)
+            .enumerate()
+            .map(|(i, node)| self.child(node, format!("{}[{i}]", self.path), self.at))
+            .collect();
+        let result = visitor.visit_seq(Elements(readers.into_iter()));
+        self.settle(result)
+    }
+
     /// The value of an integer node if it lies in `min..=max` (the target
     /// type's range); otherwise the problem is noted.
     fn integer(&self, min: i128, max: i128) -> Option<i64> {
@@ -284,17 +300,7 @@ impl<'de> de::Deserializer<'de> for Reader<'_> {
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        let elements = self.node.elements().unwrap_or_else(|| {
-            self.note_here(format!("expected an array, found {}", self.node.describe()));
-            Vec::new()
-        });
-        let readers: Vec<Reader<'_>> = elements
-            .into_iter()
-            .enumerate()
-            .map(|(i, node)| self.child(node, format!("{}[{i}]", self.path), self.at))
-            .collect();
-        let result = visitor.visit_seq(Elements(readers.into_iter()));
-        self.settle(result)
+        self.read_seq(visitor, usize::MAX)
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -304,10 +310,13 @@ impl<'de> de::Deserializer<'de> for Reader<'_> {
 
     fn deserialize_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
+        if name == LOCATED {
+            return visitor.visit_map(LocatedAccess { at: Some(self.at), reader: Some(self) });
+        }
         let result = visitor.visit_map(self.entries(Some(fields)));
         self.settle(result)
     }
@@ -332,9 +341,34 @@ impl<'de> de::Deserializer<'de> for Reader<'_> {
         self.settle(visitor.visit_enum(variant.into_deserializer()))
     }
 
+    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Error> {
+        // serde's visitor for `[T; N]` takes N elements and ignores the rest,
+        // so the length is checked here, where the array is.
+        // Too many elements: noted, and the first `len` read on so that later
+        // problems are found too. Too few: noted, and the read stops.
+        let found = self.node.elements().map_or(len, |elements| elements.len());
+        if found != len {
+            self.note_here(format!("expected an array of {len} elements, found {found}"));
+            if found < len {
+                return Err(Error::Noted);
+            }
+        }
+        self.read_seq(visitor, len)
+    }
+
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.node {
+            Node::Value(Value::Float(_) | Value::Integer(_)) => self.deserialize_any(visitor),
+            node => {
+                self.note_here(format!("expected a number, found {}", node.describe()));
+                self.settle(visitor.visit_f64(0.0))
+            }
+        }
+    }
+
     serde::forward_to_deserialize_any! {
-        bool i128 u128 f32 f64 char str string bytes byte_buf unit unit_struct
-        newtype_struct tuple tuple_struct identifier ignored_any
+        bool i128 u128 f32 char str string bytes byte_buf unit unit_struct
+        newtype_struct tuple_struct identifier ignored_any
     }
 }
 
@@ -360,6 +394,99 @@ impl<'de> de::MapAccess<'de> for Entries<'_> {
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
         let value = self.value.take();
         seed.deserialize(value.expect("serde asks for a value only after its key"))
+    }
+}
+
+/// The struct name [`Located`] asks the reader for; no other reader knows it.
+const LOCATED: &str = "$metagov_config::Located";
+/// The field holding the byte offset.
+const LOCATED_AT: &str = "at";
+/// The field holding the value.
+const LOCATED_VALUE: &str = "value";
+
+/// A value read from a TOML text with the byte offset where it was written,
+/// so that a later check (one the types cannot state) can place its problem.
+/// It is read only by [`read_toml`](crate::read_toml), which knows where every
+/// value is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Located<T> {
+    at: usize,
+    value: T,
+}
+
+impl<T> Located<T> {
+    /// Byte offset of the value in the text.
+    pub fn at(&self) -> usize {
+        self.at
+    }
+
+    /// The byte range to place a problem at (the value's first byte).
+    pub fn span(&self) -> std::ops::Range<usize> {
+        self.at..self.at
+    }
+
+    /// The value.
+    pub fn get_ref(&self) -> &T {
+        &self.value
+    }
+
+    /// The value, owned.
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+}
+
+impl<'de, T: de::Deserialize<'de>> de::Deserialize<'de> for Located<T> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LocatedVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: de::Deserialize<'de>> Visitor<'de> for LocatedVisitor<T> {
+            type Value = Located<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a value read by metagov_config::read_toml")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Located<T>, A::Error> {
+                let (mut at, mut value) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        LOCATED_AT => at = Some(map.next_value()?),
+                        LOCATED_VALUE => value = Some(map.next_value()?),
+                        other => return Err(de::Error::unknown_field(other, &[LOCATED_AT, LOCATED_VALUE])),
+                    }
+                }
+                match (at, value) {
+                    (Some(at), Some(value)) => Ok(Located { at, value }),
+                    _ => Err(de::Error::custom("a located value needs its offset and value")),
+                }
+            }
+        }
+        deserializer.deserialize_struct(LOCATED, &[LOCATED_AT, LOCATED_VALUE], LocatedVisitor(std::marker::PhantomData))
+    }
+}
+
+/// The two entries of a [`Located`]: the offset, then the value.
+struct LocatedAccess<'a> {
+    at: Option<usize>,
+    reader: Option<Reader<'a>>,
+}
+
+impl<'de> de::MapAccess<'de> for LocatedAccess<'_> {
+    type Error = Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+        let key = match (self.at, &self.reader) {
+            (Some(_), _) => LOCATED_AT,
+            (None, Some(_)) => LOCATED_VALUE,
+            (None, None) => return Ok(None),
+        };
+        seed.deserialize(key.into_deserializer()).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+        if let Some(at) = self.at.take() {
+            return seed.deserialize(at.into_deserializer());
+        }
+        let reader = self.reader.take();
+        seed.deserialize(reader.expect("serde asks for the value only after its key"))
     }
 }
 
@@ -393,7 +520,7 @@ fn unknown_key(key: &str, fields: &[&str]) -> String {
 
 /// "did you mean `x`?" naming the closest of `known` to `word` if one is
 /// near, else "expected one of `a`, `b`".
-pub(crate) fn suggestion(word: &str, known: &[&str]) -> String {
+pub fn suggestion(word: &str, known: &[&str]) -> String {
     /// Most edits (insert, delete, substitute, swap neighbours) between a
     /// typo and the name it meant.
     const TYPO_EDITS_MAX: usize = 2;

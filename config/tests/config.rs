@@ -648,7 +648,7 @@ step = 0.1
             problems(&text),
             [
                 "gov.toml:17:11: knobs.extra.initial: 3 is out of range 0..=1",
-                "gov.toml:20:8: knobs.extra.step: 0 is not a positive finite number",
+                "gov.toml:20:8: knobs.extra.step: 0 is not a positive number at most 1000000000",
                 "gov.toml:26:15: rules[0].for_windows: 0 is out of range 1..=1000000",
                 "gov.toml:27:10: rules[0].adjust: a rule must adjust at least one knob",
                 "gov.toml:29:8: rules[1].name: a rule named \"r\" comes earlier",
@@ -707,13 +707,13 @@ versions_kept = 0
                 "gov.toml:1:1: reward: the reward weights add up to -0.5, not a positive number",
                 "gov.toml:2:15: reward.gain_weight: -1 is out of range 0..=100",
                 "gov.toml:3:13: reward.ci_window: 1 is out of range 2..=4096",
-                "gov.toml:5:12: safety.max_drop: NaN is not a positive finite number",
+                "gov.toml:5:12: safety.max_drop: NaN is not a positive number at most 1000000000",
                 "gov.toml:7:9: domain.decay: 2 is out of range 0.5..=1",
                 "gov.toml:9:23: aggregator.outlier_min_domains: 2 is out of range 3..=4096",
                 "gov.toml:11:6: reptile.lr: 0 would never move the prior",
                 "gov.toml:13:27: scheduler.update_interval_windows: 0 is out of range 1..=1000000",
-                "gov.toml:15:17: validator.value_abs_max: 10000000000000 is out of range 1..=9000000000000",
-                "gov.toml:16:19: validator.ranges.loss: [2, 1] is not a finite range with min ≤ max",
+                "gov.toml:15:17: validator.value_abs_max: 10000000000000 is out of range 1..=1000000000",
+                "gov.toml:16:19: validator.ranges.loss: [2, 1] is not a range with min ≤ max within ±1000000000",
                 "gov.toml:18:17: storage.versions_kept: 0 is out of range 1..=1000",
             ]
         );
@@ -768,4 +768,105 @@ fn an_oversized_file_is_refused_naming_the_limit() {
     let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
     assert!(chain.contains("metagov-config-huge.toml") && chain.contains("config_bytes_max"), "{chain}");
     std::fs::remove_file(&path).unwrap();
+}
+
+/// Hostile files found by an adversarial pass (issue 9, items 8, 10, 11, 13)
+/// and the bus's value range.
+mod hardening {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    fn temp(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(name)
+    }
+
+    /// The error and its source, as `config check` prints them.
+    fn chain(error: &ConfigError) -> String {
+        match std::error::Error::source(error) {
+            Some(source) => format!("{error}: {source}"),
+            None => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn an_array_of_the_wrong_length_is_placed_not_cut() {
+        let text = "[validator.ranges]\nloss = [0.0, 1.0, \"junk\", {a = 1}, [[[]]]]\n";
+        assert_eq!(problems(text), ["gov.toml:2:8: validator.ranges.loss: expected an array of 2 elements, found 5"]);
+        let short = "[validator.ranges]\nloss = [0.5]\n";
+        assert_eq!(problems(short), ["gov.toml:2:8: validator.ranges.loss: expected an array of 2 elements, found 1"]);
+    }
+
+    #[test]
+    fn every_real_bound_fits_the_bus_fixed_point_range() {
+        assert_eq!(metagov_config::VALUE_ABS_MAX, 1e9);
+        let knob = "[knobs.gamma_diversity]\ninitial = 1\nmin = 0\nmax = 5e9\nstep = 1\n\
+                    [knobs.g_min]\ninitial = 0.01\nmin = 0\nmax = 1\nstep = 0.01\n\
+                    [knobs.tau]\ninitial = 0.9\nmin = 0.5\nmax = 1\nstep = 0.01\n\
+                    [knobs.lambda_ci]\ninitial = 0.5\nmin = 0\nmax = 1\nstep = 0.01\n";
+        assert_eq!(
+            problems(knob),
+            ["gov.toml:4:7: knobs.gamma_diversity.max: 5000000000 is out of range 0..=1000000000"]
+        );
+        let others = "[validator]\nvalue_abs_max = 2e9\n[validator.ranges]\nloss = [0.0, 3e9]\n\
+                      [reward]\ngain_scale = 1e10\n";
+        let found = problems(others);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].starts_with("gov.toml:2:17: validator.value_abs_max: 2000000000 is out of range"),
+            "{found:?}"
+        );
+        assert!(found[1].starts_with("gov.toml:4:8: validator.ranges.loss:"), "{found:?}");
+        assert!(found[2].starts_with("gov.toml:6:14: reward.gain_scale:"), "{found:?}");
+    }
+
+    #[test]
+    fn a_flood_of_problems_is_capped_and_long_names_are_cut() {
+        let text: String = (0..1000).map(|i| format!("unknown_{i} = 1\n")).collect();
+        let error = Config::from_toml_str(&text, "gov.toml").expect_err("unknown keys");
+        let shown = error.to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), 51, "{shown}");
+        assert_eq!(lines[50], "… and 950 more problems");
+
+        let name = "k".repeat(900_000);
+        let text = format!("[knobs.{name}]\ninitial = 1\nmin = 0\nmax = 1\nstep = 1\n");
+        let shown = Config::from_toml_str(&text, "gov.toml").expect_err("a long name").to_string();
+        assert!(shown.lines().all(|line| line.chars().count() < 400), "{} bytes shown", shown.len());
+        assert!(shown.contains("knobs.kkkk") && shown.contains('…'), "{}", &shown[..200]);
+    }
+
+    #[test]
+    fn an_oversized_file_cut_inside_a_character_is_still_the_size_error() {
+        let path = temp("metagov-config-huge-utf8.toml");
+        let mut text = String::from("##");
+        text.push_str(&"é".repeat(600_000));
+        std::fs::write(&path, text).expect("write the test file");
+        let shown = chain(&Config::load(&path).expect_err("too large"));
+        assert!(shown.contains("config_bytes_max"), "{shown}");
+        std::fs::remove_file(&path).expect("remove the test file");
+    }
+
+    #[test]
+    fn invalid_utf8_is_reported_with_its_byte_offset() {
+        let path = temp("metagov-config-latin1.toml");
+        std::fs::write(&path, b"[run]\nseed = 1 # caf\xe9\n").expect("write the test file");
+        let shown = chain(&Config::load(&path).expect_err("not UTF-8"));
+        assert!(shown.contains("not UTF-8") && shown.contains("byte 20"), "{shown}");
+        std::fs::remove_file(&path).expect("remove the test file");
+    }
+
+    #[test]
+    fn a_fifo_or_a_directory_is_refused_without_blocking() {
+        let fifo = temp("metagov-config.fifo");
+        let _ = std::fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("run mkfifo");
+        assert!(made.success());
+        // With no writer, opening the FIFO for reading would block forever.
+        let shown = chain(&Config::load(&fifo).expect_err("a FIFO"));
+        assert!(shown.contains("not a regular file"), "{shown}");
+        std::fs::remove_file(&fifo).expect("remove the FIFO");
+
+        let shown = chain(&Config::load(Path::new(env!("CARGO_TARGET_TMPDIR"))).expect_err("a directory"));
+        assert!(shown.contains("not a regular file"), "{shown}");
+    }
 }

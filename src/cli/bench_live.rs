@@ -294,7 +294,7 @@ fn core_alone(dir: &Path, packets: u64, batch: u64, sync: bool) -> Result<f64> {
     let start = now();
     for (i, line) in lines.iter().enumerate() {
         supervisor.submit(line)?;
-        if (i as u64 + 1) % batch == 0 {
+        if (i as u64 + 1).is_multiple_of(batch) {
             let writer = supervisor.journal_mut();
             writer.flush()?;
             if sync {

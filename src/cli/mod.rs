@@ -6,6 +6,7 @@ pub mod bench;
 mod bench_live;
 pub mod run;
 
+use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -276,6 +277,8 @@ pub struct SimulateArgs {
     pub quiet: bool,
     /// Where the learned prior is carried across runs.
     pub prior_dir: Option<PathBuf>,
+    /// Replace the files of an earlier run in `out`.
+    pub force: bool,
 }
 
 /// The largest seed a config file can hold (TOML integers are signed).
@@ -285,7 +288,7 @@ const SEED_MAX: u64 = i64::MAX as u64;
 pub fn simulate(args: &SimulateArgs, out: &mut dyn Write) -> Result<Outcome> {
     let scenario = Scenario::resolve(&args.scenario)?;
     let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
+        Some(path) => Config::load_with(path, sim::bus_problems)?,
         None => Config::default(),
     };
     if let Some(seed) = args.seed {
@@ -300,12 +303,16 @@ pub fn simulate(args: &SimulateArgs, out: &mut dyn Write) -> Result<Outcome> {
         );
     }
     let seed = config.run.seed;
-    let out_dir =
-        args.out.clone().unwrap_or_else(|| PathBuf::from(format!("metagov-runs/{}-seed{seed}", scenario.name())));
     writeln!(out, "metagov simulate: scenario `{}` ({}), seed {seed}", scenario.name(), scenario.description())?;
     if let Some(dir) = &args.prior_dir {
         start_from_prior(dir, &mut config, out)?;
     }
+    // After the prior: it is part of the run's config, so of its hash.
+    let out_dir = args.out.clone().unwrap_or_else(|| default_out_dir(scenario.name(), &config));
+    // The default directory names scenario, seed and config hash, so what it
+    // holds is an earlier run of the same: replaced. Any other is kept unless
+    // --force.
+    clear_earlier_run(&out_dir, args.force || args.out.is_none())?;
     out.flush()?;
     let simulation = Simulation { scenario, config, windows: args.windows, out_dir, progress: !args.quiet };
     let report = sim::run(&simulation)?;
@@ -325,6 +332,34 @@ pub fn simulate(args: &SimulateArgs, out: &mut dyn Write) -> Result<Outcome> {
     }
     writeln!(out, "\nreplay it:   metagov replay {} --verify", report.chronicle.display())?;
     Ok(Outcome::Success)
+}
+
+/// The default output directory of a run: `metagov-runs/SCENARIO-seedSEED-HASH`,
+/// HASH the first 12 hex digits of the config's SHA-256, so runs of
+/// different configs never share a directory.
+pub fn default_out_dir(scenario: &str, config: &Config) -> PathBuf {
+    let hash = config.sha256_hex();
+    PathBuf::from(format!("metagov-runs/{scenario}-seed{}-{}", config.run.seed, &hash[..12]))
+}
+
+/// Removes the files an earlier run left in `dir` (all of them, so no two
+/// runs' files are ever mixed), or refuses unless `replace`.
+fn clear_earlier_run(dir: &Path, replace: bool) -> Result<()> {
+    let earlier: Vec<&str> = sim::RUN_FILES.iter().copied().filter(|name| dir.join(name).exists()).collect();
+    if earlier.is_empty() {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        replace,
+        "{} holds files of an earlier run ({}); pass --force to replace them, or choose another --out",
+        dir.display(),
+        earlier.join(", ")
+    );
+    for name in earlier {
+        let path = dir.join(name);
+        fs::remove_file(&path).with_context(|| format!("cannot remove {} of the earlier run", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Sets the knobs' initial values from the newest valid prior in `dir`.
@@ -351,6 +386,7 @@ fn start_from_prior(dir: &Path, config: &mut Config, out: &mut dyn Write) -> Res
 
 /// `metagov prior show`.
 pub fn prior_show(dir: &Path, config: Option<&Path>, out: &mut dyn Write) -> Result<Outcome> {
+    anyhow::ensure!(dir.exists(), "{} does not exist", dir.display());
     anyhow::ensure!(dir.is_dir(), "{} is not a directory", dir.display());
     let config = match config {
         Some(path) => Config::load(path)?,
@@ -407,15 +443,15 @@ pub fn config_init(file: Option<&Path>, force: bool, out: &mut dyn Write) -> Res
 
 /// `metagov config check`.
 pub fn config_check(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
-    match Config::load(file) {
+    match Config::load_with(file, sim::bus_problems) {
         Ok(config) => {
             writeln!(out, "{}: ok (config sha256 {})", file.display(), config.sha256_hex())?;
             Ok(Outcome::Success)
         }
-        Err(metagov_config::ConfigError::Invalid { problems }) => {
-            for problem in &problems {
-                writeln!(out, "{problem}")?;
-            }
+        Err(error @ metagov_config::ConfigError::Invalid { .. }) => {
+            // Shown capped: the first problems, then a count.
+            writeln!(out, "{error}")?;
+            let metagov_config::ConfigError::Invalid { problems } = error else { unreachable!("matched above") };
             writeln!(
                 out,
                 "{}: {} problem{}",

@@ -5,19 +5,20 @@
 //! reads the one file it is given, at most [`Scenario::FILE_BYTES_MAX`] bytes.
 
 use std::collections::BTreeSet;
-use std::io::{self, Read};
+use std::io;
 use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 
+use metagov_config::{ConfigError, Located as Spanned};
 use serde::Deserialize;
-use toml::Spanned;
 
 use super::Scenario;
 
 /// Why a scenario could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    /// The file could not be read (missing, unreadable, not UTF-8).
+    /// The file could not be read (missing, not a regular file, unreadable,
+    /// too large, not UTF-8).
     #[error("cannot read scenario file {}", path.display())]
     Io {
         /// The file that was asked for.
@@ -26,20 +27,20 @@ pub enum ScenarioError {
         #[source]
         source: io::Error,
     },
-    /// The text is not a valid scenario.
-    #[error("{origin}:{line}:{column}: {message}")]
+    /// The text is not a valid scenario: the problems, each at its line and
+    /// column with its key, as the config's reader reports them.
+    #[error("{problems}")]
     Invalid {
-        /// Name of the text, as given by the caller (usually the file name).
-        origin: String,
-        /// 1-based line of the problem.
-        line: u32,
-        /// 1-based column of the problem, in characters.
-        column: u32,
-        /// What is wrong, naming the offending key and value.
-        message: String,
+        /// The problems (always [`ConfigError::Invalid`]).
+        problems: ConfigError,
     },
     /// Neither a built-in scenario nor an existing file.
-    #[error("no scenario `{name}`: not a built-in ({}) and no such file", Scenario::builtin_names().join(", "))]
+    #[error(
+        "no scenario `{}`: not a built-in ({}) and no such file; {}",
+        metagov_config::shorten(name, 80),
+        Scenario::builtin_names().join(", "),
+        metagov_config::suggestion(name, Scenario::builtin_names())
+    )]
     NotFound {
         /// The name or path that was asked for.
         name: String,
@@ -186,37 +187,23 @@ fn problem(span: Range<usize>, message: String) -> Problem {
 }
 
 pub(super) fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-    let io_error = |source| ScenarioError::Io { path: path.to_owned(), source };
-    let file = std::fs::File::open(path).map_err(io_error)?;
-    let mut text = String::new();
-    // One byte past the limit, so that an oversized file is told apart.
-    file.take(Scenario::FILE_BYTES_MAX + 1).read_to_string(&mut text).map_err(io_error)?;
+    let text = metagov_config::read_text_file(path, Scenario::FILE_BYTES_MAX, "the scenario file limit")
+        .map_err(|source| ScenarioError::Io { path: path.to_owned(), source })?;
     parse(&text, &path.display().to_string())
 }
 
 pub(super) fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
     let invalid = |problem: Problem| {
-        let (line, column) = line_column(text, problem.at);
-        // Parser messages span lines; an error is one line.
-        let message = problem.message.trim().replace('\n', "; ");
-        ScenarioError::Invalid { origin: origin.to_owned(), line, column, message }
+        let problems = ConfigError::at_offsets(origin, text, [(problem.at, String::new(), problem.message)]);
+        ScenarioError::Invalid { problems }
     };
     if text.len() as u64 > Scenario::FILE_BYTES_MAX {
         let message = format!("the text is more than {} bytes long", Scenario::FILE_BYTES_MAX);
         return Err(invalid(Problem { at: 0, message }));
     }
-    let document: Document = toml::from_str(text).map_err(|error| {
-        invalid(Problem { at: error.span().map_or(0, |span| span.start), message: error.message().to_owned() })
-    })?;
+    let document: Document =
+        metagov_config::read_toml(text, origin).map_err(|problems| ScenarioError::Invalid { problems })?;
     validate(document).map_err(invalid)
-}
-
-/// The 1-based line and character column of byte `at` of `text`.
-fn line_column(text: &str, at: usize) -> (u32, u32) {
-    let before = text.get(..at).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
-    (u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(column).unwrap_or(u32::MAX))
 }
 
 fn validate(document: Document) -> Result<Scenario, Problem> {

@@ -90,9 +90,11 @@ impl Scenario {
     ///
     /// # Errors
     ///
-    /// [`ScenarioError::Invalid`] at the line and column of the first
-    /// problem: a syntax error, an unknown key, a wrong type, a value out of
-    /// range or over a limit, a name that is not a valid id.
+    /// [`ScenarioError::Invalid`] with the problems at their line and column,
+    /// read by the config's reader (`metagov_config::read_toml`): a syntax
+    /// error, unknown keys, wrong types (each naming its key and what it
+    /// takes), or else the first value out of range or over a limit, or name
+    /// that is not a valid id.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
         file::parse(text, origin)
     }
@@ -102,8 +104,9 @@ impl Scenario {
     ///
     /// # Errors
     ///
-    /// [`ScenarioError::Io`] if the file cannot be read as UTF-8 text or is
-    /// larger than [`Scenario::FILE_BYTES_MAX`]; otherwise as
+    /// [`ScenarioError::Io`] if the file is not a regular file, cannot be
+    /// read as UTF-8 text or is larger than [`Scenario::FILE_BYTES_MAX`]
+    /// (`metagov_config::read_text_file`); otherwise as
     /// [`Scenario::from_toml_str`].
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         file::load(path)
@@ -114,8 +117,9 @@ impl Scenario {
     ///
     /// # Errors
     ///
-    /// [`ScenarioError::NotFound`] if it is neither a built-in name nor an
-    /// existing path; otherwise as [`Scenario::load`].
+    /// [`ScenarioError::NotFound`] (with a "did you mean" for a misspelled
+    /// built-in) if it is neither a built-in name nor an existing path;
+    /// otherwise as [`Scenario::load`].
     pub fn resolve(name_or_path: &str) -> Result<Scenario, ScenarioError> {
         if let Some(scenario) = Scenario::builtin(name_or_path) {
             return Ok(scenario);

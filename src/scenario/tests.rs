@@ -347,8 +347,12 @@ fn hostile_files_get_located_errors_and_never_panic() {
     const HEAD: &str = "name = \"h\"\nwindows = 100\n";
     const JOB: &str = "[[jobs]]\nname = \"j\"\ndomains = [\"d\"]\n";
     let cases: Vec<(String, &str, &str)> = vec![
-        (format!("{HEAD}{JOB}colour = 1\n"), "t.toml:6:1:", "unknown field `colour`"),
-        (format!("{HEAD}{JOB}count = \"two\"\n"), "t.toml:6:9:", "expected u64"),
+        (format!("{HEAD}{JOB}colour = 1\n"), "t.toml:6:1:", "jobs[0].colour: unknown key, expected one of `name`"),
+        (
+            format!("{HEAD}{JOB}count = \"two\"\n"),
+            "t.toml:6:9:",
+            "jobs[0].count: expected an integer, found string \"two\"",
+        ),
         (format!("{HEAD}{JOB}count = -3\n"), "t.toml:6:9:", "-3"),
         (format!("{HEAD}{JOB}count = 0\n"), "t.toml:6:9:", "`count` = 0 is out of range 1..=4096"),
         (format!("{HEAD}{JOB}count = 5000\n"), "t.toml:6:9:", "out of range 1..=4096"),
@@ -365,7 +369,11 @@ fn hostile_files_get_located_errors_and_never_panic() {
             "before `from_window` = 50",
         ),
         (format!("{HEAD}{JOB}pattern = \"plateau\"\nto_window = 101\n"), "t.toml:7:13:", "`to_window` = 101"),
-        (format!("{HEAD}{JOB}pattern = \"sideways\"\n"), "t.toml:6:11:", "unknown variant `sideways`"),
+        (
+            format!("{HEAD}{JOB}pattern = \"sideways\"\n"),
+            "t.toml:6:11:",
+            "jobs[0].pattern: unknown value `sideways`, expected one of `steady`",
+        ),
         (format!("{HEAD}{JOB}amplitude = 0.5\n"), "t.toml:6:13:", "applies only to pattern = \"oscillation\""),
         (format!("{HEAD}{JOB}from_window = 5\n"), "t.toml:6:15:", "steady"),
         (format!("{HEAD}{JOB}stability = 1.7\n"), "t.toml:6:13:", "`stability` = 1.7 is out of range 0..=1"),
@@ -380,7 +388,11 @@ fn hostile_files_get_located_errors_and_never_panic() {
             "t.toml:8:8:",
             "`j-1` is already used",
         ),
-        (format!("{HEAD}{JOB}[[events]]\nkind = \"meteor\"\n"), "t.toml:7:8:", "unknown variant `meteor`"),
+        (
+            format!("{HEAD}{JOB}[[events]]\nkind = \"meteor\"\n"),
+            "t.toml:7:8:",
+            "events[0].kind: unknown value `meteor`, expected one of `memory_spike`",
+        ),
         (
             format!("{HEAD}{JOB}[[events]]\nkind = \"collapse\"\njobs = [\"k\"]\n"),
             "t.toml:8:9:",
@@ -427,7 +439,7 @@ fn hostile_files_get_located_errors_and_never_panic() {
             shown.starts_with(at) && shown.contains(message),
             "{shown}\n  wanted {at} … {message}\n  for {text:.200}"
         );
-        assert!(!shown.contains('\n'), "one line: {shown}");
+        assert!(!shown.contains('\n'), "one problem: {shown}");
     }
 }
 
@@ -439,4 +451,66 @@ fn the_documented_example_parses() {
     let scenario = parse(example);
     assert_eq!((scenario.name(), scenario.job_count(), scenario.windows()), ("example", 3, 2000));
     assert_eq!(scenario.stream(1, Some(1)).count(), 3);
+}
+
+/// Issue 9, items 8, 11, 12: a type error names its key and what it takes, a
+/// misspelled name gets a "did you mean", and the file is read as configs are.
+#[test]
+fn problems_name_the_key_and_what_it_takes() {
+    const HEAD: &str = "name = \"h\"\nwindows = 100\n";
+    const JOB: &str = "[[jobs]]\nname = \"j\"\ndomains = [\"d\"]\n";
+    let cases: Vec<(String, &str)> = vec![
+        (
+            "name = \"h\"\nwindows = 1.5\n".to_owned() + JOB,
+            "t.toml:2:11: windows: expected an integer, found float 1.5",
+        ),
+        (format!("{HEAD}{JOB}count = 2.5\n"), "t.toml:6:9: jobs[0].count: expected an integer, found float 2.5"),
+        (
+            format!("{HEAD}{JOB}pattern = \"platau\"\n"),
+            "t.toml:6:11: jobs[0].pattern: unknown value `platau`, did you mean `plateau`?",
+        ),
+        (
+            format!("{HEAD}{JOB}gain_start = \"high\"\n"),
+            "t.toml:6:14: jobs[0].gain_start: expected a number, found string \"high\"",
+        ),
+        (format!("{HEAD}{JOB}noise = true\n"), "t.toml:6:9: jobs[0].noise: expected a number, found boolean true"),
+        (
+            format!("{HEAD}{JOB}[[events]]\nkind = \"colapse\"\n"),
+            "t.toml:7:8: events[0].kind: unknown value `colapse`, did you mean `collapse`?",
+        ),
+        (format!("{HEAD}{JOB}nosie = 0.1\n"), "t.toml:6:1: jobs[0].nosie: unknown key, did you mean `noise`?"),
+    ];
+    for (text, expected) in cases {
+        let shown = Scenario::from_toml_str(&text, "t.toml").expect_err(&text).to_string();
+        assert_eq!(shown, expected, "for {text}");
+    }
+    let flood: String = HEAD.to_owned() + JOB + &(0..500).map(|i| format!("k{i} = 1\n")).collect::<String>();
+    let shown = Scenario::from_toml_str(&flood, "t.toml").expect_err("unknown keys").to_string();
+    assert_eq!(shown.lines().count(), 51, "{shown}");
+}
+
+#[test]
+fn a_misspelled_builtin_name_gets_a_did_you_mean() {
+    let shown = Scenario::resolve("platau").expect_err("no such scenario").to_string();
+    assert!(shown.contains("did you mean `plateau`?"), "{shown}");
+}
+
+#[test]
+fn a_scenario_file_is_read_as_a_config_is() {
+    let dir = std::env::temp_dir();
+    let fifo = dir.join("metagov-scenario.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("run mkfifo").success());
+    // With no writer, opening the FIFO for reading would block forever.
+    let error = Scenario::resolve(fifo.to_str().expect("a UTF-8 path")).expect_err("a FIFO");
+    let shown = format!("{error}: {}", std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default());
+    assert!(shown.contains("not a regular file"), "{shown}");
+    std::fs::remove_file(&fifo).expect("remove the FIFO");
+
+    let huge = dir.join("metagov-scenario-huge.toml");
+    std::fs::write(&huge, format!("##{}", "é".repeat(600_000))).expect("write the test file");
+    let error = Scenario::load(&huge).expect_err("too large");
+    let shown = format!("{error}: {}", std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default());
+    assert!(shown.contains("1048576 bytes"), "{shown}");
+    std::fs::remove_file(&huge).expect("remove the test file");
 }

@@ -12,7 +12,7 @@
 //! that is kept in release builds.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use metagov_bus::{CycleRecord, Entry, Journal, JournalError, MetaFrame};
@@ -61,7 +61,60 @@ pub struct ChronicleWriter<W: Write> {
     frames: Vec<FrameInfo>,
     bytes_written: u64,
     records_written: u64,
+    /// Records in the whole frames written (what a seal after a failure keeps).
+    records_framed: u64,
     failed: bool,
+}
+
+/// A file that can be cut to a length, for [`ChronicleWriter::seal_written`].
+pub trait SetLen {
+    /// Cuts or extends the file to `len` bytes.
+    fn set_len(&mut self, len: u64) -> std::io::Result<()>;
+}
+
+impl SetLen for File {
+    fn set_len(&mut self, len: u64) -> std::io::Result<()> {
+        File::set_len(self, len)
+    }
+}
+
+impl<F: Write + Seek + SetLen> ChronicleWriter<BufWriter<F>> {
+    /// Seals what was written, also after a failed write (a full disk):
+    /// drops whatever part of the failed write reached the file, then
+    /// writes the index and footer of the whole frames written before it,
+    /// in the space the cut frees. The open frame's records and the failed
+    /// frame's are lost, as in a kill. On a writer that has not failed it
+    /// seals as [`seal`](Self::seal) does.
+    ///
+    /// # Errors
+    ///
+    /// If the cut or the seal cannot be written; the file is then an
+    /// unsealed chronicle of the whole frames (a reader keeps them).
+    pub fn seal_written(self) -> Result<F, ChronicleError> {
+        if !self.failed {
+            let out = self.seal()?;
+            let path = PathBuf::from("<stream>");
+            return out.into_inner().map_err(|e| ChronicleError::Io { path, source: e.into_error() });
+        }
+        let io_error = |source| ChronicleError::Io { path: self.path.clone(), source };
+        // The buffer holds bytes of the failed write: dropped, not flushed.
+        let (mut file, _failed_bytes) = self.out.into_parts();
+        file.set_len(self.bytes_written).map_err(io_error)?;
+        file.seek(SeekFrom::Start(self.bytes_written)).map_err(io_error)?;
+        let footer = Footer {
+            // Invariant: write_frame refuses a frame number beyond u32.
+            frame_count: self.frames.len() as u32,
+            record_count: self.records_framed,
+            index_offset: self.bytes_written,
+            chain_head: self.chain,
+        };
+        let index = encode_index(&self.frames);
+        file.write_all(&index)
+            .and_then(|()| file.write_all(&footer.to_bytes()))
+            .and_then(|()| file.flush())
+            .map_err(io_error)?;
+        Ok(file)
+    }
 }
 
 impl ChronicleWriter<BufWriter<File>> {
@@ -109,6 +162,7 @@ impl<W: Write> ChronicleWriter<W> {
             frames: Vec::new(),
             bytes_written: 0,
             records_written: 0,
+            records_framed: 0,
             failed: false,
         };
         writer.write_parts(&[&header])?;
@@ -270,6 +324,7 @@ impl<W: Write> ChronicleWriter<W> {
         written?;
         self.chain = header.chain;
         self.frames.push(header.info(offset));
+        self.records_framed += u64::from(record_count);
         Ok(())
     }
 }

@@ -482,6 +482,64 @@ mod writer {
         assert_eq!(reader.records().collect::<Result<Vec<_>, _>>().unwrap(), entries);
     }
 
+    /// A file on a disk of `capacity` bytes: a write past it fails with
+    /// ENOSPC after writing what fits; truncating frees the space again.
+    struct SmallDisk {
+        file: std::fs::File,
+        capacity: u64,
+    }
+
+    impl Write for SmallDisk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            use std::io::Seek;
+            let at = self.file.stream_position()?;
+            let room = self.capacity.saturating_sub(at) as usize;
+            if room == 0 {
+                return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+            }
+            self.file.write(&buf[..buf.len().min(room)])
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.file.flush()
+        }
+    }
+
+    impl io::Seek for SmallDisk {
+        fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+            self.file.seek(to)
+        }
+    }
+
+    impl metagov_storage::SetLen for SmallDisk {
+        fn set_len(&mut self, len: u64) -> io::Result<()> {
+            self.file.set_len(len)
+        }
+    }
+
+    /// Issue 9, item 15: a full disk stops the writer; what it wrote is
+    /// then sealed (the torn tail dropped, index and footer written in the
+    /// space that frees), so the file verifies as sealed with every whole frame.
+    #[test]
+    fn a_full_disk_stops_the_writer_and_what_was_written_is_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("full.cmeta");
+        let entries = stream(200);
+        let options = WriterOptions { frame_records_max: 64, ..WriterOptions::default() };
+        let disk = SmallDisk { file: std::fs::File::create(&path).unwrap(), capacity: 6000 };
+        let mut writer = ChronicleWriter::new(io::BufWriter::new(disk), &context(), options).unwrap();
+        let failed = entries.iter().position(|e| writer.append(entry_ref(e)).is_err());
+        let failed = failed.expect("the disk fills before the stream ends");
+        assert!(writer.append(entry_ref(&entries[failed])).is_err(), "a failed writer stays failed");
+        writer.seal_written().expect("the whole frames are sealed");
+        let report = metagov_storage::verify_file(&path).unwrap();
+        assert!(matches!(report.status, metagov_storage::IntegrityStatus::Sealed), "{report:?}");
+        let reader = ChronicleReader::open(&path).unwrap();
+        assert_eq!(reader.tail(), &Tail::Sealed);
+        let kept: Vec<OwnedEntry> = reader.records().collect::<Result<_, _>>().unwrap();
+        assert!(!kept.is_empty() && kept.len() < failed + 1, "{} kept of {failed}", kept.len());
+        assert_eq!(kept[..], entries[..kept.len()], "a prefix, in order");
+    }
+
     /// Accepts `budget` bytes into a shared buffer, then fails every write.
     struct Failing {
         written: Rc<RefCell<Vec<u8>>>,
