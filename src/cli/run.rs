@@ -149,12 +149,10 @@ pub fn chronicle_in(path: PathBuf) -> PathBuf {
 pub fn simulate_telemetry(file: &Path, config: Config, out_dir: &Path, out: &mut dyn Write) -> Result<Outcome> {
     use std::io::BufRead;
 
+    // Checked before opening: opening a FIFO with no writer would block.
+    let kind = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
+    anyhow::ensure!(kind.is_file(), "{} is not a regular file (a telemetry file must be one)", file.display());
     let input = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-    anyhow::ensure!(
-        input.metadata().with_context(|| format!("cannot read {}", file.display()))?.is_file(),
-        "{} is not a regular file",
-        file.display()
-    );
     std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
     let chronicle = out_dir.join(metagov_live::core::CHRONICLE_FILE);
     anyhow::ensure!(
