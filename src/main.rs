@@ -123,7 +123,9 @@ enum Command {
         output: Option<PathBuf>,
     },
     /// Replay a chronicle on a freshly built actor set and compare every
-    /// delivery with the recorded one.
+    /// delivery with the recorded one. Exits non-zero on a divergence, on a
+    /// corrupt recording, and on an unsealed or torn one unless
+    /// --allow-partial is given.
     Replay {
         /// The chronicle file (.cmeta).
         file: PathBuf,
@@ -131,6 +133,11 @@ enum Command {
         /// far; required).
         #[arg(long, required = true)]
         verify: bool,
+        /// Accept an unsealed or torn recording that matched as far as it
+        /// goes (exit 0); without it, only a sealed recording passes. A
+        /// corrupt recording always fails.
+        #[arg(long)]
+        allow_partial: bool,
     },
     /// Measure the kernel against in-process baselines and print ratios.
     Bench {
@@ -217,7 +224,7 @@ fn main() -> ExitCode {
             let json = matches!(format, ExportFormat::Json);
             cli::export(&file, json, output.as_deref(), &mut out)
         }
-        Command::Replay { file, verify: _ } => cli::replay_verify(&file, &mut out),
+        Command::Replay { file, verify: _, allow_partial } => cli::replay_verify(&file, allow_partial, &mut out),
         Command::Bench { which, quick, dir } => cli::bench::run(which, quick, dir.as_deref(), &mut out),
     };
     let flushed = out.flush().map_err(anyhow::Error::from);

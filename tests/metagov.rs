@@ -415,7 +415,7 @@ mod cli {
         let (r, _) = run(|o| cli::export(&path, true, Some(&out_path), o));
         assert_eq!(r.unwrap(), Outcome::Success);
         assert_eq!(std::fs::read_to_string(&out_path).unwrap().lines().count() as u64, reader.record_count());
-        let (r, text) = run(|o| cli::replay_verify(&path, o));
+        let (r, text) = run(|o| cli::replay_verify(&path, false, o));
         assert_eq!(r.unwrap(), Outcome::Success, "{text}");
         assert!(text.contains("replay matches: 200 ingress packets"), "{text}");
     }
@@ -985,7 +985,7 @@ mod governance_determinism {
             let path = write_file(dir.path(), "packs.cmeta", &bytes);
             let (r, text) = {
                 let mut out = Vec::new();
-                let r = cli::replay_verify(&path, &mut out);
+                let r = cli::replay_verify(&path, false, &mut out);
                 (r, String::from_utf8(out).unwrap())
             };
             assert_eq!(r.unwrap(), Outcome::Success, "{text}; rerun with METAGOV_SEED={seed}");
@@ -1086,7 +1086,7 @@ mod governance_determinism {
             }
             assert!(!a.log.is_empty());
             let mut out = Vec::new();
-            let outcome = cli::replay_verify(&a.path, &mut out);
+            let outcome = cli::replay_verify(&a.path, false, &mut out);
             let text = String::from_utf8(out).unwrap();
             assert!(
                 matches!(outcome, Ok(Outcome::Success)),
@@ -1190,7 +1190,7 @@ mod simulate_cli {
         let reader = metagov_storage::ChronicleReader::open(&chronicle).unwrap();
         assert_eq!(reader.context().seed, 7);
         assert_eq!(reader.context().actors, metagov_actors::ACTOR_NAMES);
-        let (r, text) = run(|o| cli::replay_verify(&chronicle, o));
+        let (r, text) = run(|o| cli::replay_verify(&chronicle, false, o));
         assert_eq!(r.unwrap(), Outcome::Success, "{text}");
         assert!(text.contains("replay matches: 180 ingress packets"), "{text}");
     }
@@ -1208,7 +1208,7 @@ mod simulate_cli {
         let ctx = reader.context();
         assert_eq!(ctx.seed, 7, "--seed wins over the file's run.seed");
         assert!(ctx.config_text.contains("update_interval_windows = 4"), "{}", ctx.config_text);
-        let (r, text) = run(|o| cli::replay_verify(&out_dir.join("run.cmeta"), o));
+        let (r, text) = run(|o| cli::replay_verify(&out_dir.join("run.cmeta"), false, o));
         assert_eq!(r.unwrap(), Outcome::Success, "the replay rebuilds the recorded config: {text}");
     }
 
@@ -1304,7 +1304,7 @@ temprature = 0.05
         for (name, value) in &v1.values {
             assert_eq!(recorded.knobs[name].initial, *value, "{name} starts from the prior");
         }
-        let (r, text) = run(|o| cli::replay_verify(&chronicle, o));
+        let (r, text) = run(|o| cli::replay_verify(&chronicle, false, o));
         assert_eq!(r.unwrap(), Outcome::Success, "{text}");
 
         let v2_path = metagov_storage::PriorStore::open(&priors).unwrap().path_of(2);
