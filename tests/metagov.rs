@@ -1338,3 +1338,285 @@ temprature = 0.05
         assert!(!out_dir.exists(), "nothing is written for a refused run");
     }
 }
+
+/// Issue 9, the chronicle readers: every chronicle command (inspect, verify,
+/// query, export, replay) on damaged, hostile and oversized files gives the
+/// same verdict with the documented exit code, never destroys its input,
+/// never prints a control character from the file, refuses what is not a
+/// regular file, and stays within its memory bound (the real binary, as a
+/// child process, measured with getrusage).
+mod chronicle_readers {
+    use super::*;
+    use metagov::cli::{self, Outcome};
+    use metagov_bus::{Entry, TraceId};
+    use metagov_storage::format::{chain_anchor, Footer, FrameHeader, FOOTER_BYTES};
+    use metagov_storage::{ChronicleReader, IntegrityStatus};
+
+    fn run(f: impl FnOnce(&mut Vec<u8>) -> anyhow::Result<Outcome>) -> (anyhow::Result<Outcome>, String) {
+        let mut out = Vec::new();
+        let result = f(&mut out);
+        (result, String::from_utf8(out).unwrap())
+    }
+
+    fn sealed_bytes() -> Vec<u8> {
+        chronicle_bytes(42, 60, WriterOptions { frame_records_max: 64, ..Default::default() })
+    }
+
+    fn frames_of(dir: &std::path::Path, bytes: &[u8]) -> Vec<metagov_storage::FrameInfo> {
+        ChronicleReader::open(write_file(dir, "frames.cmeta", bytes)).unwrap().frames().unwrap()
+    }
+
+    /// Sets frame 0's payload_len to 64 MiB and re-chains every frame and the
+    /// footer: every CRC and link holds, and the footer is valid.
+    fn long_frame_0(dir: &std::path::Path, bytes: &[u8]) -> Vec<u8> {
+        let mut bytes = bytes.to_vec();
+        let frames = frames_of(dir, &bytes);
+        let footer_at = bytes.len() - FOOTER_BYTES as usize;
+        let mut footer = Footer::from_bytes(bytes[footer_at..].try_into().unwrap()).unwrap();
+        let mut chain = chain_anchor(&bytes[..frames[0].offset as usize]);
+        for f in &frames {
+            let at = f.offset as usize;
+            let mut h = FrameHeader::from_bytes(bytes[at..at + 96].try_into().unwrap()).unwrap();
+            if f.index == 0 {
+                h.payload_len = 64 << 20;
+            }
+            h.chain = h.expected_chain(&chain);
+            chain = h.chain;
+            bytes[at..at + 96].copy_from_slice(&h.to_bytes());
+        }
+        footer.chain_head = chain;
+        bytes[footer_at..].copy_from_slice(&footer.to_bytes());
+        bytes
+    }
+
+    /// Exit code of each command, by verdict (docs/chronicle-format.md,
+    /// "Verdicts and exit codes"): (verify, inspect, query, export, replay,
+    /// replay --allow-partial).
+    fn expected_outcomes(status: &IntegrityStatus) -> [Outcome; 6] {
+        use Outcome::{Failure as F, Success as S};
+        match status {
+            IntegrityStatus::Sealed => [S, S, S, S, S, S],
+            IntegrityStatus::Unsealed | IntegrityStatus::Torn { .. } => [F, S, S, S, F, S],
+            IntegrityStatus::Corrupt { .. } => [F, F, F, F, F, F],
+        }
+    }
+
+    #[test]
+    fn every_command_gives_the_same_verdict_and_its_documented_exit_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = sealed_bytes();
+        let frames = frames_of(dir.path(), &good);
+        assert!(frames.len() >= 3);
+        let mut zero_tail = good[..frames[1].offset as usize].to_vec();
+        zero_tail.extend(std::iter::repeat_n(0u8, 4096));
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("sealed", good.clone(), "sealed"),
+            ("header only", good[..frames[0].offset as usize].to_vec(), "unsealed"),
+            ("cut after frame 1", good[..frames[2].offset as usize].to_vec(), "unsealed"),
+            ("cut inside frame 2", good[..frames[2].offset as usize + 150].to_vec(), "torn at byte"),
+            ("zero-filled tail", zero_tail, "corrupt: frame 1 at byte"),
+            ("long frame 0", long_frame_0(dir.path(), &good), "corrupt: frame 0 at byte"),
+        ];
+        for (name, bytes, verdict) in cases {
+            let path = write_file(dir.path(), "case.cmeta", &bytes);
+            let status = metagov_storage::verify_file(&path).unwrap().status;
+            assert!(status.to_string().starts_with(verdict), "{name}: {status}");
+            if name == "long frame 0" {
+                assert!(status.to_string().starts_with(&format!("corrupt: frame 0 at byte {}:", frames[0].offset)));
+            }
+            let expected = expected_outcomes(&status);
+            let outcome = |r: anyhow::Result<Outcome>| r.unwrap_or(Outcome::Failure);
+            let (r, text) = run(|o| cli::verify(&path, o));
+            assert_eq!(outcome(r), expected[0], "{name}: verify: {text}");
+            let (r, text) = run(|o| cli::inspect(&path, false, o));
+            assert_eq!(outcome(r), expected[1], "{name}: inspect: {text}");
+            assert!(text.contains(&format!("integrity    {status}")), "{name}: inspect: {text}");
+            assert!(!text.contains("tail "), "{name}: one verdict, no second 'tail' line: {text}");
+            let (r, _) = run(|o| cli::query(&path, 0, u64::MAX, None, true, o));
+            assert_eq!(outcome(r), expected[2], "{name}: query");
+            let (r, json) = run(|o| cli::export(&path, true, None, o));
+            assert_eq!(outcome(r), expected[3], "{name}: export");
+            // The intact prefix is exported, as verify counts it.
+            let report = metagov_storage::verify_file(&path).unwrap();
+            assert_eq!(json.lines().count() as u64, report.records, "{name}: export reads the intact prefix");
+            let (r, text) = run(|o| cli::replay_verify(&path, false, o));
+            assert_eq!(outcome(r), expected[4], "{name}: replay: {text}");
+            if status != IntegrityStatus::Sealed {
+                assert!(
+                    text.contains(&format!("the recording is {status}")),
+                    "{name}: replay names the verdict: {text}"
+                );
+            }
+            let (r, text) = run(|o| cli::replay_verify(&path, true, o));
+            assert_eq!(outcome(r), expected[5], "{name}: replay --allow-partial: {text}");
+        }
+    }
+
+    #[test]
+    fn export_never_writes_over_its_input_and_replaces_outputs_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = sealed_bytes();
+        let x = write_file(dir.path(), "x.cmeta", &good);
+        let link = dir.path().join("link.cmeta");
+        let hard = dir.path().join("hard.cmeta");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&x, &link).unwrap();
+        std::fs::hard_link(&x, &hard).unwrap();
+        for output in [&x, &link, &hard] {
+            if !output.exists() {
+                continue;
+            }
+            for json in [true, false] {
+                let err = run(|o| cli::export(&x, json, Some(output), o)).0.unwrap_err();
+                assert!(format!("{err:#}").contains("is the input"), "{err:#}");
+                assert_eq!(std::fs::read(&x).unwrap(), good, "the input is untouched");
+            }
+        }
+        let out = write_file(dir.path(), "out.jsonl", b"old contents\n");
+        let (r, _) = run(|o| cli::export(&x, true, Some(&out), o));
+        assert_eq!(r.unwrap(), Outcome::Success);
+        let text = std::fs::read_to_string(&out).unwrap();
+        let reader = ChronicleReader::open(&x).unwrap();
+        let expected: Vec<String> = reader.records().map(|e| e.unwrap().to_value().to_json().to_string()).collect();
+        assert_eq!(text.lines().collect::<Vec<_>>(), expected, "the streamed JSON is to_json's text");
+        let names: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "no temporary file is left: {names:?}");
+    }
+
+    /// A chronicle whose header strings and topic carry CR, ESC and BEL.
+    fn hostile(dir: &std::path::Path) -> std::path::PathBuf {
+        let mut ctx = context(42);
+        ctx.producer = "metagov\r\x1b[2Kintegrity    sealed, every check passed\x07\u{9b}".into();
+        let forged = "telemetry\x1b[31m.raw\r";
+        let envelope = Envelope {
+            tick: 1,
+            seq: 0,
+            topic: forged.into(),
+            from: "ingress".into(),
+            to: "validator\x07".into(),
+            trace: TraceId(1),
+            payload: Arc::new(Value::Text("\x1b]0;owned\x07".into())),
+        };
+        let mut writer = ChronicleWriter::new(Vec::new(), &ctx, WriterOptions::default()).unwrap();
+        writer.append(Entry::Delivery(&envelope)).unwrap();
+        write_file(dir, "hostile.cmeta", &writer.seal().unwrap())
+    }
+
+    #[test]
+    fn control_characters_from_the_file_are_escaped_for_the_terminal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = hostile(dir.path());
+        let no_controls = |text: &str| text.chars().all(|c| !c.is_control() || c == '\n');
+        let (r, text) = run(|o| cli::inspect(&path, false, o));
+        assert_eq!(r.unwrap(), Outcome::Success);
+        assert!(no_controls(&text), "{text:?}");
+        assert!(text.contains("producer     metagov\\x0d\\x1b[2Kintegrity"), "{text}");
+        let (r, text) = run(|o| cli::query(&path, 0, 10, None, false, o));
+        assert_eq!(r.unwrap(), Outcome::Success);
+        assert!(no_controls(&text), "{text:?}");
+        assert!(text.contains("telemetry\\x1b[31m.raw\\x0d  ingress -> validator\\x07"), "{text}");
+        // JSON keeps its own escapes (the text reads back exactly).
+        let (_, json) = run(|o| cli::query(&path, 0, 10, None, true, o));
+        let line: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+        assert_eq!(line["topic"], "telemetry\x1b[31m.raw\r");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_refused_by_every_chronicle_command_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe.cmeta");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let results = [
+                run(|o| cli::inspect(&path, false, o)).0,
+                run(|o| cli::verify(&path, o)).0,
+                run(|o| cli::query(&path, 0, 1, None, false, o)).0,
+                run(|o| cli::export(&path, true, None, o)).0,
+                run(|o| cli::replay_verify(&path, false, o)).0,
+            ];
+            let _ = tx.send(results.map(|r| r.map_err(|e| format!("{e:#}"))));
+        });
+        let results = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("a command blocked on the FIFO");
+        for r in results {
+            let err = r.unwrap_err();
+            assert!(err.contains("is not a regular file but a FIFO"), "{err}");
+        }
+    }
+
+    /// The peak resident set of the largest child this process has waited
+    /// for, in bytes (getrusage(RUSAGE_CHILDREN); Linux reports KiB).
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    fn children_peak_rss_bytes() -> u64 {
+        #[repr(C)]
+        struct RUsage {
+            utime: [i64; 2],
+            stime: [i64; 2],
+            maxrss: i64,
+            rest: [i64; 13],
+        }
+        extern "C" {
+            fn getrusage(who: i32, usage: *mut RUsage) -> i32;
+        }
+        const RUSAGE_CHILDREN: i32 = -1;
+        let mut usage = RUsage { utime: [0; 2], stime: [0; 2], maxrss: 0, rest: [0; 13] };
+        // SAFETY: `usage` is a valid, writable `struct rusage` for this target.
+        let rc = unsafe { getrusage(RUSAGE_CHILDREN, &mut usage) };
+        assert_eq!(rc, 0, "getrusage failed");
+        usage.maxrss as u64 * 1024
+    }
+
+    /// Runs `metagov ARGS` to its end and returns the peak RSS of the
+    /// largest child so far: a maximum, so each command is checked by
+    /// checking it after each run.
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    fn peak_after(args: &[&std::ffi::OsStr]) -> u64 {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_metagov"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.code().is_some(), "metagov {args:?} was killed: {status}");
+        children_peak_rss_bytes()
+    }
+
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    #[test]
+    fn every_reading_command_stays_within_64_mib_plus_4_times_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // One valid delivery holding a 24 MiB bytes value.
+        let envelope = Envelope {
+            tick: 1,
+            seq: 0,
+            topic: TELEMETRY_RAW.into(),
+            from: "ingress".into(),
+            to: "validator".into(),
+            trace: TraceId(1),
+            payload: Arc::new(Value::Bytes(vec![0xab; 24 << 20])),
+        };
+        let mut writer = ChronicleWriter::new(Vec::new(), &context(42), WriterOptions::default()).unwrap();
+        writer.append(Entry::Delivery(&envelope)).unwrap();
+        let path = write_file(dir.path(), "big.cmeta", &writer.seal().unwrap());
+        let size = std::fs::metadata(&path).unwrap().len();
+        let bound = (64 << 20) + 4 * size;
+        let out = dir.path().join("out");
+        let (p, o) = (path.as_os_str(), out.as_os_str());
+        let runs: [&[&std::ffi::OsStr]; 6] = [
+            &["query".as_ref(), p, "--json".as_ref()],
+            &["query".as_ref(), p],
+            &["export".as_ref(), p, "--format".as_ref(), "json".as_ref(), "-o".as_ref(), o],
+            &["export".as_ref(), p, "--format".as_ref(), "csv".as_ref(), "-o".as_ref(), o],
+            &["replay".as_ref(), p, "--verify".as_ref()],
+            &["inspect".as_ref(), p],
+        ];
+        for args in runs {
+            let peak = peak_after(args);
+            eprintln!("peak RSS after metagov {args:?}: {} MiB (bound {} MiB)", peak >> 20, bound >> 20);
+            assert!(peak <= bound, "metagov {args:?}: peak RSS {peak} bytes over {bound} (file {size} bytes)");
+        }
+    }
+}
