@@ -1569,54 +1569,143 @@ mod chronicle_readers {
         usage.maxrss as u64 * 1024
     }
 
-    /// Runs `metagov ARGS` to its end and returns the peak RSS of the
-    /// largest child so far: a maximum, so each command is checked by
-    /// checking it after each run.
+    /// Set (to the arguments, separated by U+001F) in a fresh copy of this
+    /// test binary that runs only [`rss_probe`].
+    const PROBE_ENV: &str = "METAGOV_RSS_PROBE";
+
+    /// Not a test of its own (it does nothing unless [`PROBE_ENV`] is set):
+    /// the clean parent [`peak_rss_of`] measures through. A child's peak RSS
+    /// counts its parent's resident set at the fork, so the child is spawned
+    /// from this small process, not from the test process that built the
+    /// crafted files, and its peak is read with getrusage(RUSAGE_CHILDREN).
     #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
-    fn peak_after(args: &[&std::ffi::OsStr]) -> u64 {
+    #[test]
+    #[allow(clippy::disallowed_methods)] // A test switch, read outside any run.
+    fn rss_probe() {
+        let Ok(args) = std::env::var(PROBE_ENV) else { return };
         let status = std::process::Command::new(env!("CARGO_BIN_EXE_metagov"))
-            .args(args)
+            .args(args.split('\u{1f}'))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()
             .unwrap();
         assert!(status.code().is_some(), "metagov {args:?} was killed: {status}");
-        children_peak_rss_bytes()
+        println!("peak-rss-bytes {}", children_peak_rss_bytes());
+    }
+
+    /// Runs `metagov ARGS` to its end and returns its peak RSS in bytes.
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    fn peak_rss_of(args: &[&std::ffi::OsStr]) -> u64 {
+        let joined: Vec<&str> = args.iter().map(|a| a.to_str().unwrap()).collect();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "chronicle_readers::rss_probe", "--nocapture", "--test-threads=1"])
+            .env(PROBE_ENV, joined.join("\u{1f}"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.lines().find_map(|l| l.split("peak-rss-bytes ").nth(1));
+        line.unwrap_or_else(|| panic!("the probe reported nothing: {stdout}")).trim().parse().unwrap()
+    }
+
+    /// A chronicle of `entries` under the workload's context, sealed.
+    fn sealed_file(dir: &std::path::Path, name: &str, entries: &[Envelope]) -> std::path::PathBuf {
+        let mut writer = ChronicleWriter::new(Vec::new(), &context(42), WriterOptions::default()).unwrap();
+        for e in entries {
+            writer.append(Entry::Delivery(e)).unwrap();
+        }
+        write_file(dir, name, &writer.seal().unwrap())
+    }
+
+    fn delivery(tick: u64, payload: Value) -> Envelope {
+        Envelope {
+            tick,
+            seq: 0,
+            topic: TELEMETRY_RAW.into(),
+            from: "ingress".into(),
+            to: "validator".into(),
+            trace: TraceId(tick),
+            payload: Arc::new(payload),
+        }
+    }
+
+    /// An unsealed file whose one frame defines a shape of 65,536 units and
+    /// uses it in `records` records of eight bytes each: past about 120
+    /// records it crosses frame_decoded_bytes_max. Every CRC and link holds.
+    fn shape_bomb(dir: &std::path::Path, records: u32) -> std::path::PathBuf {
+        let header = {
+            let writer = ChronicleWriter::new(Vec::new(), &context(42), WriterOptions::default()).unwrap();
+            let bytes = writer.seal().unwrap();
+            bytes[..bytes.len() - 16 - FOOTER_BYTES as usize].to_vec()
+        };
+        // kind 1, tick and seq deltas 0, topic = new empty string, from and
+        // to = it, trace 0, a new shape: list of 65,536 units (varint 80 80 04).
+        let mut payload = vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0x80, 0x80, 0x04];
+        payload.extend(std::iter::repeat_n(0u8, 65_536));
+        for _ in 1..records {
+            payload.extend_from_slice(&[1, 0, 1, 0, 0, 0, 0, 0]);
+        }
+        let mut h = FrameHeader {
+            frame_index: 0,
+            record_count: records,
+            payload_len: payload.len() as u32,
+            first_tick: 0,
+            first_seq: 0,
+            last_tick: 0,
+            last_seq: u64::from(records) - 1,
+            payload_crc: metagov_storage::crc64(&payload),
+            chain: [0; 32],
+        };
+        h.chain = h.expected_chain(&chain_anchor(&header));
+        let mut bytes = header;
+        bytes.extend_from_slice(&h.to_bytes());
+        bytes.extend_from_slice(&payload);
+        write_file(dir, &format!("bomb-{records}.cmeta"), &bytes)
+    }
+
+    #[test]
+    fn the_crafted_files_read_as_documented() {
+        let dir = tempfile::tempdir().unwrap();
+        let valid = shape_bomb(dir.path(), 100);
+        let status = metagov_storage::verify_file(&valid).unwrap().status;
+        assert_eq!(status, IntegrityStatus::Unsealed, "100 uses of the wide shape are within the limits");
+        let over = shape_bomb(dir.path(), 200_000);
+        let status = metagov_storage::verify_file(&over).unwrap().status;
+        assert!(status.to_string().contains("frame_decoded_bytes_max"), "{status}");
+        let (r, json) = run(|o| cli::export(&over, true, None, o));
+        assert_eq!(r.unwrap(), Outcome::Failure);
+        assert!(json.lines().count() > 100, "the records before the limit are exported one by one");
     }
 
     #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
     #[test]
     fn every_reading_command_stays_within_64_mib_plus_4_times_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        // One valid delivery holding a 24 MiB bytes value.
-        let envelope = Envelope {
-            tick: 1,
-            seq: 0,
-            topic: TELEMETRY_RAW.into(),
-            from: "ingress".into(),
-            to: "validator".into(),
-            trace: TraceId(1),
-            payload: Arc::new(Value::Bytes(vec![0xab; 24 << 20])),
-        };
-        let mut writer = ChronicleWriter::new(Vec::new(), &context(42), WriterOptions::default()).unwrap();
-        writer.append(Entry::Delivery(&envelope)).unwrap();
-        let path = write_file(dir.path(), "big.cmeta", &writer.seal().unwrap());
-        let size = std::fs::metadata(&path).unwrap().len();
-        let bound = (64 << 20) + 4 * size;
         let out = dir.path().join("out");
-        let (p, o) = (path.as_os_str(), out.as_os_str());
-        let runs: [&[&std::ffi::OsStr]; 6] = [
-            &["query".as_ref(), p, "--json".as_ref()],
-            &["query".as_ref(), p],
-            &["export".as_ref(), p, "--format".as_ref(), "json".as_ref(), "-o".as_ref(), o],
-            &["export".as_ref(), p, "--format".as_ref(), "csv".as_ref(), "-o".as_ref(), o],
-            &["replay".as_ref(), p, "--verify".as_ref()],
-            &["inspect".as_ref(), p],
+        let files = [
+            shape_bomb(dir.path(), 100),
+            shape_bomb(dir.path(), 200_000),
+            // One bytes leaf: its JSON, as a serde_json::Value, took 32 bytes
+            // per byte (some 200 MB here against a bound of 88 MiB).
+            sealed_file(dir.path(), "leaf.cmeta", &[delivery(1, Value::Bytes(vec![0xab; 6 << 20]))]),
         ];
-        for args in runs {
-            let peak = peak_after(args);
-            eprintln!("peak RSS after metagov {args:?}: {} MiB (bound {} MiB)", peak >> 20, bound >> 20);
-            assert!(peak <= bound, "metagov {args:?}: peak RSS {peak} bytes over {bound} (file {size} bytes)");
+        for path in &files {
+            let size = std::fs::metadata(path).unwrap().len();
+            let bound = (64 << 20) + 4 * size;
+            let (p, o) = (path.as_os_str(), out.as_os_str());
+            let runs: [&[&std::ffi::OsStr]; 7] = [
+                &["verify".as_ref(), p],
+                &["inspect".as_ref(), p],
+                &["query".as_ref(), p, "--json".as_ref()],
+                &["query".as_ref(), p],
+                &["export".as_ref(), p, "--format".as_ref(), "json".as_ref(), "-o".as_ref(), o],
+                &["export".as_ref(), p, "--format".as_ref(), "csv".as_ref(), "-o".as_ref(), o],
+                &["replay".as_ref(), p, "--verify".as_ref()],
+            ];
+            for args in runs {
+                let peak = peak_rss_of(args);
+                eprintln!("peak RSS of metagov {args:?}: {} KiB (bound {} KiB)", peak >> 10, bound >> 10);
+                assert!(peak <= bound, "metagov {args:?}: peak RSS {peak} bytes over {bound} (file {size} bytes)");
+            }
         }
     }
 }

@@ -124,6 +124,12 @@ impl<'a> Cursor<'a> {
         Cursor { bytes, pos: 0 }
     }
 
+    /// A cursor at `pos` of `bytes` (clamped to the end): how a decoder
+    /// that owns its bytes resumes between calls.
+    pub fn at(bytes: &'a [u8], pos: usize) -> Self {
+        Cursor { bytes, pos: pos.min(bytes.len()) }
+    }
+
     /// Bytes consumed so far.
     pub fn pos(&self) -> usize {
         self.pos

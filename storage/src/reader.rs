@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use metagov_bus::OwnedEntry;
 
-use crate::codec::{check_frame, decode_frame};
+use crate::codec::{check_frame, FrameStream};
 use crate::context::{config_run_seed, run_id_for, sha256_hex, RunContext};
 use crate::error::{ChronicleError, Location};
 use crate::format::{
@@ -269,18 +269,8 @@ fn check_header(
     Ok(header)
 }
 
-/// Checks a payload against its header (CRC, decoding, last position) and
-/// returns its records.
-fn check_payload(header: &FrameHeader, payload: &[u8]) -> Result<Vec<OwnedEntry>, String> {
-    check_crc(header, payload)?;
-    let records = decode_frame(payload, header.first_tick, header.first_seq, header.record_count)
-        .map_err(|e| format!("payload {e}"))?;
-    check_last(header, records.last().map(OwnedEntry::at))?;
-    Ok(records)
-}
-
-/// [`check_payload`] without building the records: the same checks, for
-/// `verify`, which needs no values.
+/// The checks of a frame read record by record ([`ChronicleReader::next_in`])
+/// without building the records, for `verify`, which needs no values.
 fn check_payload_only(header: &FrameHeader, payload: &[u8]) -> Result<(), String> {
     check_crc(header, payload)?;
     let last = check_frame(payload, header.first_tick, header.first_seq, header.record_count)
@@ -598,7 +588,7 @@ impl ChronicleReader {
             reader: self,
             walk: Walk { frames: Vec::new(), records: 0, chain: self.header.anchor, end: Ok(WalkEnd::Unsealed) },
             offset: self.header.frames_start,
-            buffer: Vec::new().into_iter(),
+            current: None,
             frames_read: 0,
             records_read: 0,
             finished: false,
@@ -657,7 +647,8 @@ impl ChronicleReader {
             if header.first_tick > end_tick {
                 break;
             }
-            for entry in self.read_payload(&header, info.offset)? {
+            let mut frame = self.open_frame(&header, info.offset)?;
+            while let Some(entry) = self.next_in(&mut frame)? {
                 if (start_tick..=end_tick).contains(&entry.at().0) {
                     each(entry)?;
                 }
@@ -712,26 +703,54 @@ impl ChronicleReader {
         Ok(header)
     }
 
-    /// Reads, checks and decodes the payload of the frame at `offset`.
-    fn read_payload(&self, header: &FrameHeader, offset: u64) -> Result<Vec<OwnedEntry>, ChronicleError> {
+    /// Reads the payload of the frame at `offset` and checks its CRC, ready
+    /// to be decoded record by record.
+    fn open_frame(&self, header: &FrameHeader, offset: u64) -> Result<OpenFrame, ChronicleError> {
         let location = Location::Frame(header.frame_index);
         let end = offset + FRAME_HEADER_BYTES + u64::from(header.payload_len);
         if let Some(at) = self.index_at.filter(|&at| end > at) {
             return Err(self.src.corrupt(location, offset, runs_past(header, end, at)));
         }
+        if end > self.src.len {
+            let reason = format!("payload_len {} runs to byte {end}, past the end of the file", header.payload_len);
+            return Err(self.src.corrupt(location, offset, reason));
+        }
         let payload = self.src.read_vec(offset + FRAME_HEADER_BYTES, u64::from(header.payload_len), location)?;
-        check_payload(header, &payload).map_err(|r| self.src.corrupt(location, offset, r))
+        check_crc(header, &payload).map_err(|r| self.src.corrupt(location, offset, r))?;
+        let stream = FrameStream::new(payload, header.first_tick, header.first_seq, header.record_count);
+        Ok(OpenFrame { header: *header, offset, stream })
+    }
+
+    /// The next record of an open frame; `Ok(None)` after its last, once the
+    /// payload's end and the header's last position are checked.
+    fn next_in(&self, frame: &mut OpenFrame) -> Result<Option<OwnedEntry>, ChronicleError> {
+        let corrupt = |reason| self.src.corrupt(Location::Frame(frame.header.frame_index), frame.offset, reason);
+        match frame.stream.next_entry() {
+            Ok(Some(entry)) => Ok(Some(entry)),
+            Ok(None) => check_last(&frame.header, frame.stream.last()).map(|()| None).map_err(corrupt),
+            Err(e) => Err(corrupt(format!("payload {e}"))),
+        }
     }
 }
 
-/// The records of a chronicle, frame by frame: memory holds one decoded
-/// frame at a time. Yields an error once (the damage) and then ends.
+/// A frame being decoded record by record: its checked header, its offset
+/// and the payload stream.
+#[derive(Debug)]
+struct OpenFrame {
+    header: FrameHeader,
+    offset: u64,
+    stream: FrameStream,
+}
+
+/// The records of a chronicle, decoded one at a time: memory holds one
+/// frame's payload and tables and the record handed out, never a whole
+/// decoded frame. Yields an error once (the damage) and then ends.
 #[derive(Debug)]
 pub struct Records<'a> {
     reader: &'a ChronicleReader,
     walk: Walk,
     offset: u64,
-    buffer: std::vec::IntoIter<OwnedEntry>,
+    current: Option<OpenFrame>,
     frames_read: u32,
     records_read: u64,
     finished: bool,
@@ -751,7 +770,7 @@ impl Records<'_> {
         self.frames_read
     }
 
-    /// Records handed out so far, or about to be (those of the decoded frames).
+    /// Records handed out so far.
     pub fn records_read(&self) -> u64 {
         self.records_read
     }
@@ -771,20 +790,32 @@ impl Iterator for Records<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(entry) = self.buffer.next() {
-                return Some(Ok(entry));
+            if let Some(frame) = &mut self.current {
+                match self.reader.next_in(frame) {
+                    Ok(Some(entry)) => {
+                        self.records_read += 1;
+                        return Some(Ok(entry));
+                    }
+                    Ok(None) => {
+                        self.current = None;
+                        self.frames_read += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        self.current = None;
+                        return self.fail(e);
+                    }
+                }
             }
             if self.finished {
                 return None;
             }
             let src = &self.reader.src;
             match walk_step(src, &mut self.walk, self.offset, false, self.reader.index_at) {
-                Ok(Step::Next(next, header)) => match self.reader.read_payload(&header, self.offset) {
-                    Ok(records) => {
-                        self.buffer = records.into_iter();
+                Ok(Step::Next(next, header)) => match self.reader.open_frame(&header, self.offset) {
+                    Ok(frame) => {
+                        self.current = Some(frame);
                         self.offset = next;
-                        self.frames_read += 1;
-                        self.records_read += u64::from(header.record_count);
                     }
                     Err(e) => return self.fail(e),
                 },
