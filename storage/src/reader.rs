@@ -2,8 +2,10 @@
 //!
 //! [`ChronicleReader::open`] reads the header and, on a sealed file, the
 //! footer; on an unsealed file it walks the frame headers (skipping payloads)
-//! to find the frames and the torn tail. [`ChronicleReader::records`] streams
-//! every record one frame at a time, [`ChronicleReader::query_range`]
+//! to find the frames and the torn tail (or the damage, keeping the whole
+//! frames before it). [`ChronicleReader::records`] streams every record, one
+//! record decoded at a time, through the same walk as [`verify_file`], so it
+//! ends with the same verdict; [`ChronicleReader::query_range`]
 //! binary-searches the on-disk index with positioned reads and decodes only
 //! the frames it needs, and [`verify_file`] scans the whole file checking
 //! every CRC, chain link, count and payload.
@@ -576,7 +578,7 @@ impl ChronicleReader {
         }
     }
 
-    /// Every record, in journal order, decoded one frame at a time. The
+    /// Every record, in journal order, decoded one record at a time. The
     /// frames are walked in file order with exactly the checks of
     /// [`verify_file`] (headers, chain from the run header, payloads, and on
     /// a sealed file the index block and footer against the frames), so
@@ -614,7 +616,8 @@ impl ChronicleReader {
 
     /// [`ChronicleReader::query_range`] as a stream: hands each entry whose
     /// tick is in `[start_tick, end_tick]` to `each`, in order, holding one
-    /// frame in memory at a time; stops at the first error `each` returns.
+    /// frame's payload and one decoded record in memory at a time; stops at
+    /// the first error `each` returns.
     pub fn visit_range<E: From<ChronicleError>>(
         &self,
         start_tick: u64,
