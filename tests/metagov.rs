@@ -1473,8 +1473,10 @@ mod chronicle_readers {
             }
         }
         let out = write_file(dir.path(), "out.jsonl", b"old contents\n");
+        let mode_before = std::fs::metadata(&out).unwrap().permissions();
         let (r, _) = run(|o| cli::export(&x, true, Some(&out), o));
         assert_eq!(r.unwrap(), Outcome::Success);
+        assert_eq!(std::fs::metadata(&out).unwrap().permissions(), mode_before, "the replaced file keeps its mode");
         let text = std::fs::read_to_string(&out).unwrap();
         let reader = ChronicleReader::open(&x).unwrap();
         let expected: Vec<String> = reader.records().map(|e| e.unwrap().to_value().to_json().to_string()).collect();

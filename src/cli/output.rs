@@ -101,6 +101,16 @@ impl OutputFile {
             .suffix(".tmp")
             .tempfile_in(&dir)
             .with_context(|| format!("cannot create a temporary file in {}", Escaped(dir.display())))?;
+        // The temporary file is private (0600); the output gets the mode of
+        // the file it replaces, or the usual 0644.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&target).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+            temp.as_file()
+                .set_permissions(fs::Permissions::from_mode(mode))
+                .with_context(|| format!("cannot set the mode of {}", Escaped(temp.path().display())))?;
+        }
         Ok(OutputFile { writer: BufWriter::new(temp), target })
     }
 
