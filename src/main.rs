@@ -151,7 +151,9 @@ enum Command {
         telemetry: bool,
     },
     /// Replay a chronicle on a freshly built actor set and compare every
-    /// delivery with the recorded one.
+    /// delivery with the recorded one. Exits non-zero on a divergence, on a
+    /// corrupt recording, and on an unsealed or torn one unless
+    /// --allow-partial is given.
     Replay {
         /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
         file: PathBuf,
@@ -159,6 +161,11 @@ enum Command {
         /// far; required).
         #[arg(long, required = true)]
         verify: bool,
+        /// Accept an unsealed or torn recording that matched as far as it
+        /// goes (exit 0); without it, only a sealed recording passes. A
+        /// corrupt recording always fails.
+        #[arg(long)]
+        allow_partial: bool,
     },
     /// Measure the kernel against in-process baselines and print ratios.
     Bench {
@@ -283,7 +290,9 @@ fn main() -> ExitCode {
             let json = matches!(format, Some(ExportFormat::Json));
             cli::export(&cli::run::chronicle_in(file), json, output.as_deref(), &mut out)
         }
-        Command::Replay { file, verify: _ } => cli::replay_verify(&cli::run::chronicle_in(file), &mut out),
+        Command::Replay { file, verify: _, allow_partial } => {
+            cli::replay_verify(&cli::run::chronicle_in(file), allow_partial, &mut out)
+        }
         Command::Bench { which, quick, dir } => cli::bench::run(which, quick, dir.as_deref(), &mut out),
     };
     let flushed = out.flush().map_err(anyhow::Error::from);

@@ -475,7 +475,7 @@ mod cli {
         let (r, _) = run(|o| cli::export(&path, true, Some(&out_path), o));
         assert_eq!(r.unwrap(), Outcome::Success);
         assert_eq!(std::fs::read_to_string(&out_path).unwrap().lines().count() as u64, reader.record_count());
-        let (r, text) = run(|o| cli::replay_verify(&path, o));
+        let (r, text) = run(|o| cli::replay_verify(&path, false, o));
         assert_eq!(r.unwrap(), Outcome::Success, "{text}");
         assert!(text.contains("replay matches: 200 ingress packets"), "{text}");
     }
@@ -1045,7 +1045,7 @@ mod governance_determinism {
             let path = write_file(dir.path(), "packs.cmeta", &bytes);
             let (r, text) = {
                 let mut out = Vec::new();
-                let r = cli::replay_verify(&path, &mut out);
+                let r = cli::replay_verify(&path, false, &mut out);
                 (r, String::from_utf8(out).unwrap())
             };
             assert_eq!(r.unwrap(), Outcome::Success, "{text}; rerun with METAGOV_SEED={seed}");
@@ -1146,7 +1146,7 @@ mod governance_determinism {
             }
             assert!(!a.log.is_empty());
             let mut out = Vec::new();
-            let outcome = cli::replay_verify(&a.path, &mut out);
+            let outcome = cli::replay_verify(&a.path, false, &mut out);
             let text = String::from_utf8(out).unwrap();
             assert!(
                 matches!(outcome, Ok(Outcome::Success)),
@@ -1227,6 +1227,25 @@ mod simulate_cli {
             prior_dir: None,
             force: false,
         }
+    }
+
+    /// Issue 9: a scenario file's name and description reach the terminal
+    /// with their control characters escaped.
+    #[test]
+    fn a_scenario_description_cannot_forge_terminal_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("evil.toml");
+        let steady = include_str!("../scenarios/steady.toml");
+        let evil = steady.replace(
+            "description = \"Four jobs over two domains making steady, diminishing progress.\"",
+            "description = \"ok\\r\\u001b[2Jintegrity sealed\\u0007\"",
+        );
+        assert_ne!(evil, steady);
+        std::fs::write(&file, evil).unwrap();
+        let (result, text) = run(|out| cli::simulate(&args(file.to_str().unwrap(), Some(dir.path().join("run"))), out));
+        result.unwrap();
+        assert!(!text.contains(['\r', '\u{1b}', '\u{7}']), "{text:?}");
+        assert!(text.contains("\\x1b[2Jintegrity sealed"), "{text}");
     }
 
     /// Issue 9: two runs never share a directory. The default directory
@@ -1384,7 +1403,7 @@ mod simulate_cli {
         let reader = metagov_storage::ChronicleReader::open(&chronicle).unwrap();
         assert_eq!(reader.context().seed, 7);
         assert_eq!(reader.context().actors, metagov_actors::ACTOR_NAMES);
-        let (r, text) = run(|o| cli::replay_verify(&chronicle, o));
+        let (r, text) = run(|o| cli::replay_verify(&chronicle, false, o));
         assert_eq!(r.unwrap(), Outcome::Success, "{text}");
         assert!(text.contains("replay matches: 180 ingress packets"), "{text}");
     }
@@ -1402,7 +1421,7 @@ mod simulate_cli {
         let ctx = reader.context();
         assert_eq!(ctx.seed, 7, "--seed wins over the file's run.seed");
         assert!(ctx.config_text.contains("update_interval_windows = 4"), "{}", ctx.config_text);
-        let (r, text) = run(|o| cli::replay_verify(&out_dir.join("run.cmeta"), o));
+        let (r, text) = run(|o| cli::replay_verify(&out_dir.join("run.cmeta"), false, o));
         assert_eq!(r.unwrap(), Outcome::Success, "the replay rebuilds the recorded config: {text}");
     }
 
@@ -1498,7 +1517,7 @@ temprature = 0.05
         for (name, value) in &v1.values {
             assert_eq!(recorded.knobs[name].initial, *value, "{name} starts from the prior");
         }
-        let (r, text) = run(|o| cli::replay_verify(&chronicle, o));
+        let (r, text) = run(|o| cli::replay_verify(&chronicle, false, o));
         assert_eq!(r.unwrap(), Outcome::Success, "{text}");
 
         let v2_path = metagov_storage::PriorStore::open(&priors).unwrap().path_of(2);
@@ -1535,3 +1554,375 @@ temprature = 0.05
 
 /// `metagov run` as a real process on loopback with a real client.
 mod live;
+/// Issue 9, the chronicle readers: every chronicle command (inspect, verify,
+/// query, export, replay) on damaged, hostile and oversized files gives the
+/// same verdict with the documented exit code, never destroys its input,
+/// never prints a control character from the file, refuses what is not a
+/// regular file, and stays within its memory bound (the real binary, as a
+/// child process, measured with getrusage).
+mod chronicle_readers {
+    use super::*;
+    use metagov::cli::{self, Outcome};
+    use metagov_bus::{Entry, TraceId};
+    use metagov_storage::format::{chain_anchor, Footer, FrameHeader, FOOTER_BYTES};
+    use metagov_storage::{ChronicleReader, IntegrityStatus};
+
+    fn run(f: impl FnOnce(&mut Vec<u8>) -> anyhow::Result<Outcome>) -> (anyhow::Result<Outcome>, String) {
+        let mut out = Vec::new();
+        let result = f(&mut out);
+        (result, String::from_utf8(out).unwrap())
+    }
+
+    fn sealed_bytes() -> Vec<u8> {
+        chronicle_bytes(42, 60, WriterOptions { frame_records_max: 64, ..Default::default() })
+    }
+
+    fn frames_of(dir: &std::path::Path, bytes: &[u8]) -> Vec<metagov_storage::FrameInfo> {
+        ChronicleReader::open(write_file(dir, "frames.cmeta", bytes)).unwrap().frames().unwrap()
+    }
+
+    /// Sets frame 0's payload_len to 64 MiB and re-chains every frame and the
+    /// footer: every CRC and link holds, and the footer is valid.
+    fn long_frame_0(dir: &std::path::Path, bytes: &[u8]) -> Vec<u8> {
+        let mut bytes = bytes.to_vec();
+        let frames = frames_of(dir, &bytes);
+        let footer_at = bytes.len() - FOOTER_BYTES as usize;
+        let mut footer = Footer::from_bytes(bytes[footer_at..].try_into().unwrap()).unwrap();
+        let mut chain = chain_anchor(&bytes[..frames[0].offset as usize]);
+        for f in &frames {
+            let at = f.offset as usize;
+            let mut h = FrameHeader::from_bytes(bytes[at..at + 96].try_into().unwrap()).unwrap();
+            if f.index == 0 {
+                h.payload_len = 64 << 20;
+            }
+            h.chain = h.expected_chain(&chain);
+            chain = h.chain;
+            bytes[at..at + 96].copy_from_slice(&h.to_bytes());
+        }
+        footer.chain_head = chain;
+        bytes[footer_at..].copy_from_slice(&footer.to_bytes());
+        bytes
+    }
+
+    /// Exit code of each command, by verdict (docs/chronicle-format.md,
+    /// "Verdicts and exit codes"): (verify, inspect, query, export, replay,
+    /// replay --allow-partial).
+    fn expected_outcomes(status: &IntegrityStatus) -> [Outcome; 6] {
+        use Outcome::{Failure as F, Success as S};
+        match status {
+            IntegrityStatus::Sealed => [S, S, S, S, S, S],
+            IntegrityStatus::Unsealed | IntegrityStatus::Torn { .. } => [F, S, S, S, F, S],
+            IntegrityStatus::Corrupt { .. } => [F, F, F, F, F, F],
+        }
+    }
+
+    #[test]
+    fn every_command_gives_the_same_verdict_and_its_documented_exit_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = sealed_bytes();
+        let frames = frames_of(dir.path(), &good);
+        assert!(frames.len() >= 3);
+        let mut zero_tail = good[..frames[1].offset as usize].to_vec();
+        zero_tail.extend(std::iter::repeat_n(0u8, 4096));
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("sealed", good.clone(), "sealed"),
+            ("header only", good[..frames[0].offset as usize].to_vec(), "unsealed"),
+            ("cut after frame 1", good[..frames[2].offset as usize].to_vec(), "unsealed"),
+            ("cut inside frame 2", good[..frames[2].offset as usize + 150].to_vec(), "torn at byte"),
+            ("zero-filled tail", zero_tail, "corrupt: frame 1 at byte"),
+            ("long frame 0", long_frame_0(dir.path(), &good), "corrupt: frame 0 at byte"),
+        ];
+        for (name, bytes, verdict) in cases {
+            let path = write_file(dir.path(), "case.cmeta", &bytes);
+            let status = metagov_storage::verify_file(&path).unwrap().status;
+            assert!(status.to_string().starts_with(verdict), "{name}: {status}");
+            if name == "long frame 0" {
+                assert!(status.to_string().starts_with(&format!("corrupt: frame 0 at byte {}:", frames[0].offset)));
+            }
+            let expected = expected_outcomes(&status);
+            let outcome = |r: anyhow::Result<Outcome>| r.unwrap_or(Outcome::Failure);
+            let (r, text) = run(|o| cli::verify(&path, o));
+            assert_eq!(outcome(r), expected[0], "{name}: verify: {text}");
+            let (r, text) = run(|o| cli::inspect(&path, false, o));
+            assert_eq!(outcome(r), expected[1], "{name}: inspect: {text}");
+            assert!(text.contains(&format!("integrity    {status}")), "{name}: inspect: {text}");
+            assert!(!text.contains("tail "), "{name}: one verdict, no second 'tail' line: {text}");
+            let (r, _) = run(|o| cli::query(&path, 0, u64::MAX, None, true, o));
+            assert_eq!(outcome(r), expected[2], "{name}: query");
+            let (r, json) = run(|o| cli::export(&path, true, None, o));
+            assert_eq!(outcome(r), expected[3], "{name}: export");
+            // The intact prefix is exported, as verify counts it.
+            let report = metagov_storage::verify_file(&path).unwrap();
+            assert_eq!(json.lines().count() as u64, report.records, "{name}: export reads the intact prefix");
+            let (r, text) = run(|o| cli::replay_verify(&path, false, o));
+            assert_eq!(outcome(r), expected[4], "{name}: replay: {text}");
+            if status != IntegrityStatus::Sealed {
+                assert!(
+                    text.contains(&format!("the recording is {status}")),
+                    "{name}: replay names the verdict: {text}"
+                );
+            }
+            let (r, text) = run(|o| cli::replay_verify(&path, true, o));
+            assert_eq!(outcome(r), expected[5], "{name}: replay --allow-partial: {text}");
+        }
+    }
+
+    #[test]
+    fn export_never_writes_over_its_input_and_replaces_outputs_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = sealed_bytes();
+        let x = write_file(dir.path(), "x.cmeta", &good);
+        let link = dir.path().join("link.cmeta");
+        let hard = dir.path().join("hard.cmeta");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&x, &link).unwrap();
+        std::fs::hard_link(&x, &hard).unwrap();
+        for output in [&x, &link, &hard] {
+            if !output.exists() {
+                continue;
+            }
+            for json in [true, false] {
+                let err = run(|o| cli::export(&x, json, Some(output), o)).0.unwrap_err();
+                assert!(format!("{err:#}").contains("is the input"), "{err:#}");
+                assert_eq!(std::fs::read(&x).unwrap(), good, "the input is untouched");
+            }
+        }
+        let out = write_file(dir.path(), "out.jsonl", b"old contents\n");
+        let mode_before = std::fs::metadata(&out).unwrap().permissions();
+        let (r, _) = run(|o| cli::export(&x, true, Some(&out), o));
+        assert_eq!(r.unwrap(), Outcome::Success);
+        assert_eq!(std::fs::metadata(&out).unwrap().permissions(), mode_before, "the replaced file keeps its mode");
+        let text = std::fs::read_to_string(&out).unwrap();
+        let reader = ChronicleReader::open(&x).unwrap();
+        let expected: Vec<String> = reader.records().map(|e| e.unwrap().to_value().to_json().to_string()).collect();
+        assert_eq!(text.lines().collect::<Vec<_>>(), expected, "the streamed JSON is to_json's text");
+        let names: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "no temporary file is left: {names:?}");
+    }
+
+    /// A chronicle whose header strings and topic carry CR, ESC and BEL.
+    fn hostile(dir: &std::path::Path) -> std::path::PathBuf {
+        let mut ctx = context(42);
+        ctx.producer = "metagov\r\x1b[2Kintegrity    sealed, every check passed\x07\u{9b}".into();
+        let forged = "telemetry\x1b[31m.raw\r";
+        let envelope = Envelope {
+            tick: 1,
+            seq: 0,
+            topic: forged.into(),
+            from: "ingress".into(),
+            to: "validator\x07".into(),
+            trace: TraceId(1),
+            payload: Arc::new(Value::Text("\x1b]0;owned\x07".into())),
+        };
+        let mut writer = ChronicleWriter::new(Vec::new(), &ctx, WriterOptions::default()).unwrap();
+        writer.append(Entry::Delivery(&envelope)).unwrap();
+        write_file(dir, "hostile.cmeta", &writer.seal().unwrap())
+    }
+
+    #[test]
+    fn control_characters_from_the_file_are_escaped_for_the_terminal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = hostile(dir.path());
+        let no_controls = |text: &str| text.chars().all(|c| !c.is_control() || c == '\n');
+        let (r, text) = run(|o| cli::inspect(&path, false, o));
+        assert_eq!(r.unwrap(), Outcome::Success);
+        assert!(no_controls(&text), "{text:?}");
+        assert!(text.contains("producer     metagov\\x0d\\x1b[2Kintegrity"), "{text}");
+        let (r, text) = run(|o| cli::query(&path, 0, 10, None, false, o));
+        assert_eq!(r.unwrap(), Outcome::Success);
+        assert!(no_controls(&text), "{text:?}");
+        assert!(text.contains("telemetry\\x1b[31m.raw\\x0d  ingress -> validator\\x07"), "{text}");
+        // JSON keeps its own escapes (the text reads back exactly).
+        let (_, json) = run(|o| cli::query(&path, 0, 10, None, true, o));
+        let line: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+        assert_eq!(line["topic"], "telemetry\x1b[31m.raw\r");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_refused_by_every_chronicle_command_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe.cmeta");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let results = [
+                run(|o| cli::inspect(&path, false, o)).0,
+                run(|o| cli::verify(&path, o)).0,
+                run(|o| cli::query(&path, 0, 1, None, false, o)).0,
+                run(|o| cli::export(&path, true, None, o)).0,
+                run(|o| cli::replay_verify(&path, false, o)).0,
+            ];
+            let _ = tx.send(results.map(|r| r.map_err(|e| format!("{e:#}"))));
+        });
+        let results = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("a command blocked on the FIFO");
+        for r in results {
+            let err = r.unwrap_err();
+            assert!(err.contains("is not a regular file but a FIFO"), "{err}");
+        }
+    }
+
+    /// The peak resident set of the largest child this process has waited
+    /// for, in bytes (getrusage(RUSAGE_CHILDREN); Linux reports KiB).
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    fn children_peak_rss_bytes() -> u64 {
+        #[repr(C)]
+        struct RUsage {
+            utime: [i64; 2],
+            stime: [i64; 2],
+            maxrss: i64,
+            rest: [i64; 13],
+        }
+        extern "C" {
+            fn getrusage(who: i32, usage: *mut RUsage) -> i32;
+        }
+        const RUSAGE_CHILDREN: i32 = -1;
+        let mut usage = RUsage { utime: [0; 2], stime: [0; 2], maxrss: 0, rest: [0; 13] };
+        // SAFETY: `usage` is a valid, writable `struct rusage` for this target.
+        let rc = unsafe { getrusage(RUSAGE_CHILDREN, &mut usage) };
+        assert_eq!(rc, 0, "getrusage failed");
+        usage.maxrss as u64 * 1024
+    }
+
+    /// Set (to the arguments, separated by U+001F) in a fresh copy of this
+    /// test binary that runs only [`rss_probe`].
+    const PROBE_ENV: &str = "METAGOV_RSS_PROBE";
+
+    /// Not a test of its own (it does nothing unless [`PROBE_ENV`] is set):
+    /// the clean parent [`peak_rss_of`] measures through. A child's peak RSS
+    /// counts its parent's resident set at the fork, so the child is spawned
+    /// from this small process, not from the test process that built the
+    /// crafted files, and its peak is read with getrusage(RUSAGE_CHILDREN).
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    #[test]
+    #[allow(clippy::disallowed_methods)] // A test switch, read outside any run.
+    fn rss_probe() {
+        let Ok(args) = std::env::var(PROBE_ENV) else { return };
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_metagov"))
+            .args(args.split('\u{1f}'))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.code().is_some(), "metagov {args:?} was killed: {status}");
+        println!("peak-rss-bytes {}", children_peak_rss_bytes());
+    }
+
+    /// Runs `metagov ARGS` to its end and returns its peak RSS in bytes.
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    fn peak_rss_of(args: &[&std::ffi::OsStr]) -> u64 {
+        let joined: Vec<&str> = args.iter().map(|a| a.to_str().unwrap()).collect();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "chronicle_readers::rss_probe", "--nocapture", "--test-threads=1"])
+            .env(PROBE_ENV, joined.join("\u{1f}"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.lines().find_map(|l| l.split("peak-rss-bytes ").nth(1));
+        line.unwrap_or_else(|| panic!("the probe reported nothing: {stdout}")).trim().parse().unwrap()
+    }
+
+    /// A chronicle of `entries` under the workload's context, sealed.
+    fn sealed_file(dir: &std::path::Path, name: &str, entries: &[Envelope]) -> std::path::PathBuf {
+        let mut writer = ChronicleWriter::new(Vec::new(), &context(42), WriterOptions::default()).unwrap();
+        for e in entries {
+            writer.append(Entry::Delivery(e)).unwrap();
+        }
+        write_file(dir, name, &writer.seal().unwrap())
+    }
+
+    fn delivery(tick: u64, payload: Value) -> Envelope {
+        Envelope {
+            tick,
+            seq: 0,
+            topic: TELEMETRY_RAW.into(),
+            from: "ingress".into(),
+            to: "validator".into(),
+            trace: TraceId(tick),
+            payload: Arc::new(payload),
+        }
+    }
+
+    /// An unsealed file whose one frame defines a shape of 65,536 units and
+    /// uses it in `records` records of eight bytes each: past about 120
+    /// records it crosses frame_decoded_bytes_max. Every CRC and link holds.
+    fn shape_bomb(dir: &std::path::Path, records: u32) -> std::path::PathBuf {
+        let header = {
+            let writer = ChronicleWriter::new(Vec::new(), &context(42), WriterOptions::default()).unwrap();
+            let bytes = writer.seal().unwrap();
+            bytes[..bytes.len() - 16 - FOOTER_BYTES as usize].to_vec()
+        };
+        // kind 1, tick and seq deltas 0, topic = new empty string, from and
+        // to = it, trace 0, a new shape: list of 65,536 units (varint 80 80 04).
+        let mut payload = vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0x80, 0x80, 0x04];
+        payload.extend(std::iter::repeat_n(0u8, 65_536));
+        for _ in 1..records {
+            payload.extend_from_slice(&[1, 0, 1, 0, 0, 0, 0, 0]);
+        }
+        let mut h = FrameHeader {
+            frame_index: 0,
+            record_count: records,
+            payload_len: payload.len() as u32,
+            first_tick: 0,
+            first_seq: 0,
+            last_tick: 0,
+            last_seq: u64::from(records) - 1,
+            payload_crc: metagov_storage::crc64(&payload),
+            chain: [0; 32],
+        };
+        h.chain = h.expected_chain(&chain_anchor(&header));
+        let mut bytes = header;
+        bytes.extend_from_slice(&h.to_bytes());
+        bytes.extend_from_slice(&payload);
+        write_file(dir, &format!("bomb-{records}.cmeta"), &bytes)
+    }
+
+    #[test]
+    fn the_crafted_files_read_as_documented() {
+        let dir = tempfile::tempdir().unwrap();
+        let valid = shape_bomb(dir.path(), 100);
+        let status = metagov_storage::verify_file(&valid).unwrap().status;
+        assert_eq!(status, IntegrityStatus::Unsealed, "100 uses of the wide shape are within the limits");
+        let over = shape_bomb(dir.path(), 200_000);
+        let status = metagov_storage::verify_file(&over).unwrap().status;
+        assert!(status.to_string().contains("frame_decoded_bytes_max"), "{status}");
+        let (r, json) = run(|o| cli::export(&over, true, None, o));
+        assert_eq!(r.unwrap(), Outcome::Failure);
+        assert!(json.lines().count() > 100, "the records before the limit are exported one by one");
+    }
+
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    #[test]
+    fn every_reading_command_stays_within_64_mib_plus_4_times_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let files = [
+            shape_bomb(dir.path(), 100),
+            shape_bomb(dir.path(), 200_000),
+            // One bytes leaf: its JSON, as a serde_json::Value, took 32 bytes
+            // per byte (some 200 MB here against a bound of 88 MiB).
+            sealed_file(dir.path(), "leaf.cmeta", &[delivery(1, Value::Bytes(vec![0xab; 6 << 20]))]),
+        ];
+        for path in &files {
+            let size = std::fs::metadata(path).unwrap().len();
+            let bound = (64 << 20) + 4 * size;
+            let (p, o) = (path.as_os_str(), out.as_os_str());
+            let runs: [&[&std::ffi::OsStr]; 7] = [
+                &["verify".as_ref(), p],
+                &["inspect".as_ref(), p],
+                &["query".as_ref(), p, "--json".as_ref()],
+                &["query".as_ref(), p],
+                &["export".as_ref(), p, "--format".as_ref(), "json".as_ref(), "-o".as_ref(), o],
+                &["export".as_ref(), p, "--format".as_ref(), "csv".as_ref(), "-o".as_ref(), o],
+                &["replay".as_ref(), p, "--verify".as_ref()],
+            ];
+            for args in runs {
+                let peak = peak_rss_of(args);
+                eprintln!("peak RSS of metagov {args:?}: {} KiB (bound {} KiB)", peak >> 10, bound >> 10);
+                assert!(peak <= bound, "metagov {args:?}: peak RSS {peak} bytes over {bound} (file {size} bytes)");
+            }
+        }
+    }
+}

@@ -148,6 +148,12 @@ impl OwnedEntry {
         }
     }
 
+    /// The JSON text of [`OwnedEntry::to_value`], written as a stream and
+    /// without copying the payload: what `export` and `query --json` print.
+    pub fn json(&self) -> EntryJson<'_> {
+        EntryJson(self)
+    }
+
     /// The entry as one record value with every field named: what exports
     /// print and what replay diffs field by field.
     pub fn to_value(&self) -> Value {
@@ -169,5 +175,45 @@ impl OwnedEntry {
             OwnedEntry::Frame { frame, .. } => fields.push(("payload".into(), frame.to_value())),
         }
         Value::Record(fields)
+    }
+}
+
+/// The JSON text of an entry (see [`OwnedEntry::json`]).
+#[derive(Clone, Copy, Debug)]
+pub struct EntryJson<'a>(&'a OwnedEntry);
+
+impl std::fmt::Display for EntryJson<'_> {
+    /// The fields of [`OwnedEntry::to_value`] in the order its JSON rendering
+    /// sorts them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::value::write_json_str;
+        let entry = self.0;
+        let (tick, seq) = entry.at();
+        // The same wrapping casts as `to_value`.
+        let (tick, seq) = (tick as i64, seq as i64);
+        let kind = entry.kind();
+        match entry {
+            OwnedEntry::Delivery(e) => {
+                f.write_str("{\"from\":")?;
+                write_json_str(f, &e.from)?;
+                write!(f, ",\"kind\":\"{kind}\",\"payload\":")?;
+                e.payload.write_json(f)?;
+                write!(f, ",\"seq\":{seq},\"tick\":{tick},\"to\":")?;
+                write_json_str(f, &e.to)?;
+                f.write_str(",\"topic\":")?;
+                write_json_str(f, &e.topic)?;
+                write!(f, ",\"trace\":{}}}", e.trace.0 as i64)
+            }
+            OwnedEntry::Cycle { record, .. } => {
+                write!(f, "{{\"kind\":\"{kind}\",\"payload\":")?;
+                record.to_value().write_json(f)?;
+                write!(f, ",\"seq\":{seq},\"tick\":{tick}}}")
+            }
+            OwnedEntry::Frame { frame, .. } => {
+                write!(f, "{{\"kind\":\"{kind}\",\"payload\":")?;
+                frame.to_value().write_json(f)?;
+                write!(f, ",\"seq\":{seq},\"tick\":{tick}}}")
+            }
+        }
     }
 }

@@ -23,7 +23,7 @@ mod value;
 
 pub use bus::{Actor, Bus, BusError, BusLimits, DeliveryPoint, Egress, IngressReport, Outbox};
 pub use envelope::{Envelope, Name, TraceId, INGRESS, NOBODY};
-pub use journal::{Entry, Journal, JournalError, MemoryJournal, NoJournal, OwnedEntry};
+pub use journal::{Entry, EntryJson, Journal, JournalError, MemoryJournal, NoJournal, OwnedEntry};
 pub use records::{CycleRecord, MetaFrame, ShapeError};
 pub use rng::{stream_of, ActorRng, RngState};
-pub use value::{FieldDiff, Fixed, Key, QuantizeError, Value};
+pub use value::{write_json_str, FieldDiff, Fixed, Key, QuantizeError, Value};

@@ -241,10 +241,101 @@ fn join(path: &str, key: &str) -> String {
 }
 
 impl fmt::Display for Value {
-    /// Compact JSON text, with `Fixed` numbers exact.
+    /// Compact JSON text, with `Fixed` numbers exact: the text of
+    /// [`Value::to_json`], written as a stream (see [`Value::write_json`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.to_json())
+        self.write_json(f)
     }
+}
+
+impl Value {
+    /// Writes the JSON rendering of [`Value::to_json`], byte for byte the
+    /// same text, without building it: a value's text never has to fit in
+    /// memory beside it (a 60 MiB `Bytes` is 60 Mi JSON numbers, which as a
+    /// `serde_json::Value` take some 2 GB). Record fields come out sorted by
+    /// key, and of a repeated key the last, as `serde_json`'s map makes them.
+    pub fn write_json(&self, f: &mut dyn fmt::Write) -> fmt::Result {
+        match self {
+            Value::Unit => f.write_str("null"),
+            Value::Bool(b) => f.write_str(if *b { "true" } else { "false" }),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Fixed(x) => match serde_json::Number::from_f64(x.to_f64()) {
+                Some(n) => write!(f, "{n}"),
+                None => f.write_str("null"),
+            },
+            Value::Text(s) => write_json_str(f, s),
+            Value::Bytes(bytes) => {
+                f.write_char('[')?;
+                for (i, b) in bytes.iter().enumerate() {
+                    if i > 0 {
+                        f.write_char(',')?;
+                    }
+                    write!(f, "{b}")?;
+                }
+                f.write_char(']')
+            }
+            Value::List(items) => {
+                f.write_char('[')?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_char(',')?;
+                    }
+                    item.write_json(f)?;
+                }
+                f.write_char(']')
+            }
+            Value::Record(fields) => {
+                let mut sorted: Vec<&(Key, Value)> = fields.iter().collect();
+                sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                f.write_char('{')?;
+                let mut first = true;
+                for (i, (key, value)) in sorted.iter().map(|kv| (&kv.0, &kv.1)).enumerate() {
+                    // Of equal keys (adjacent after a stable sort) the last wins.
+                    if sorted.get(i + 1).is_some_and(|next| next.0 == *key) {
+                        continue;
+                    }
+                    if !first {
+                        f.write_char(',')?;
+                    }
+                    first = false;
+                    write_json_str(f, key)?;
+                    f.write_char(':')?;
+                    value.write_json(f)?;
+                }
+                f.write_char('}')
+            }
+        }
+    }
+}
+
+/// A JSON string literal, escaped as `serde_json` escapes it: `\"`, `\\`,
+/// `\b`, `\f`, `\n`, `\r`, `\t`, and `\u00XX` for the other controls below
+/// 0x20.
+pub fn write_json_str(f: &mut dyn fmt::Write, s: &str) -> fmt::Result {
+    f.write_char('"')?;
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        f.write_str(&s[start..i])?;
+        if escape.is_empty() {
+            write!(f, "\\u{b:04x}")?;
+        } else {
+            f.write_str(escape)?;
+        }
+        start = i + 1;
+    }
+    f.write_str(&s[start..])?;
+    f.write_char('"')
 }
 
 #[cfg(test)]
@@ -288,7 +379,30 @@ mod tests {
         assert!(a.diff(&a).is_empty());
     }
 
+    fn any_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Unit),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            (-1_000_000_000_000_000i64..=1_000_000_000_000_000i64).prop_map(|m| Value::Fixed(Fixed::from_micros(m))),
+            "[\\x00-\\x7f\u{80}-\u{10ffff}]{0,8}".prop_map(Value::Text),
+            proptest::collection::vec(any::<u8>(), 0..8).prop_map(Value::Bytes),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::List),
+                proptest::collection::vec(("[ab\"\\\\\n]{0,2}", inner), 0..4)
+                    .prop_map(|fields| Value::Record(fields.into_iter().map(|(k, v)| (k.into(), v)).collect())),
+            ]
+        })
+    }
+
     proptest! {
+        #[test]
+        fn streamed_json_is_the_text_of_to_json(v in any_value()) {
+            prop_assert_eq!(v.to_string(), v.to_json().to_string());
+        }
+
         #[test]
         fn grid_roundtrip_is_exact(m in -1_000_000_000_000_000i64..=1_000_000_000_000_000i64) {
             let f = Fixed::from_micros(m);

@@ -4,10 +4,13 @@
 
 pub mod bench;
 mod bench_live;
+mod output;
 pub mod run;
 
+pub use output::{write_csv_field, Escaped, EscapedLines, OutputFile};
+
 use std::fs;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -15,6 +18,10 @@ use metagov_actors::{bus_limits, MetaSupervisor, ACTOR_NAMES};
 use metagov_bus::OwnedEntry;
 use metagov_config::{Config, DEFAULT_TOML};
 use metagov_storage::{verify_file, verify_replay, ChronicleReader, IntegrityStatus, ReplayError, Tail};
+
+// The verdict every chronicle command shares (docs/chronicle-format.md,
+// "Verdicts and exit codes"): `sealed`, `unsealed`, `torn` or `corrupt`, as
+// storage's one walk over the frames gives it.
 
 use crate::priors;
 use crate::scenario::Scenario;
@@ -37,24 +44,67 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn open(file: &Path) -> Result<ChronicleReader> {
-    ChronicleReader::open(file).with_context(|| format!("cannot read chronicle {}", file.display()))
+    ChronicleReader::open(file).with_context(|| format!("cannot read chronicle {}", Escaped(file.display())))
 }
 
-/// `metagov inspect`.
+/// Says on standard error what a command that printed records (query,
+/// export) learned about the file's end: nothing when sealed, a warning when
+/// unsealed or torn (the records are those of the whole frames), an error
+/// when corrupt, which fails the command.
+fn report_verdict(file: &Path, status: &IntegrityStatus, records: u64) -> Outcome {
+    let file = Escaped(file.display());
+    match status {
+        IntegrityStatus::Sealed => Outcome::Success,
+        IntegrityStatus::Unsealed | IntegrityStatus::Torn { .. } => {
+            eprintln!("metagov: warning: {file}: {}; {records} records read", Escaped(status));
+            Outcome::Success
+        }
+        IntegrityStatus::Corrupt { .. } => {
+            eprintln!(
+                "metagov: error: {file}: {}; {records} records of the whole frames before it were read",
+                Escaped(status)
+            );
+            Outcome::Failure
+        }
+    }
+}
+
+/// The verdict a reader's open found, as verify states it: what `query`
+/// knows without reading every payload.
+fn tail_status(tail: &Tail) -> IntegrityStatus {
+    match tail {
+        Tail::Sealed => IntegrityStatus::Sealed,
+        Tail::Unsealed => IntegrityStatus::Unsealed,
+        &Tail::Torn { offset, dropped_bytes } => IntegrityStatus::Torn { offset, dropped_bytes },
+        Tail::Corrupt { location, offset, reason } => {
+            IntegrityStatus::Corrupt { location: *location, offset: *offset, reason: reason.clone() }
+        }
+    }
+}
+
+/// `metagov inspect`: exits non-zero when the file is corrupt.
 pub fn inspect(file: &Path, all_frames: bool, out: &mut dyn Write) -> Result<Outcome> {
     let reader = open(file)?;
     let ctx = reader.context();
-    writeln!(out, "chronicle    {}", file.display())?;
-    writeln!(out, "run id       {}", ctx.run_id)?;
+    writeln!(out, "chronicle    {}", Escaped(file.display()))?;
+    writeln!(out, "run id       {}", Escaped(&ctx.run_id))?;
     writeln!(out, "seed         {}", ctx.seed)?;
-    writeln!(out, "config sha   {}", ctx.config_sha256)?;
-    writeln!(out, "environment  {}", ctx.environment)?;
-    writeln!(out, "actors       {}", ctx.actors.join(", "))?;
-    writeln!(out, "producer     {}", ctx.producer)?;
+    writeln!(out, "config sha   {}", Escaped(&ctx.config_sha256))?;
+    writeln!(out, "environment  {}", Escaped(&ctx.environment))?;
+    writeln!(out, "actors       {}", Escaped(ctx.actors.join(", ")))?;
+    writeln!(out, "producer     {}", Escaped(&ctx.producer))?;
     writeln!(out, "frames       {}", reader.frame_count())?;
     writeln!(out, "records      {}", reader.record_count())?;
-    writeln!(out, "tail         {}", reader.tail())?;
-    let frames = reader.frames()?;
+    match reader.frames() {
+        Ok(frames) => write_frames(&frames, all_frames, out)?,
+        Err(e) => writeln!(out, "\nframes       cannot be listed: {}", Escaped(format!("{e:#}")))?,
+    }
+    let report = verify_file(file).with_context(|| format!("cannot verify {}", Escaped(file.display())))?;
+    writeln!(out, "\nintegrity    {}", Escaped(&report.status))?;
+    Ok(if matches!(report.status, IntegrityStatus::Corrupt { .. }) { Outcome::Failure } else { Outcome::Success })
+}
+
+fn write_frames(frames: &[metagov_storage::FrameInfo], all_frames: bool, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "\n{:>7}  {:>12}  {:>21}  {:>21}", "frame", "offset", "first (tick.seq)", "last (tick.seq)")?;
     let n = frames.len();
     for (i, f) in frames.iter().enumerate() {
@@ -73,15 +123,13 @@ pub fn inspect(file: &Path, all_frames: bool, out: &mut dyn Write) -> Result<Out
             format!("{}.{}", f.last_tick, f.last_seq),
         )?;
     }
-    let report = verify_file(file).with_context(|| format!("cannot verify {}", file.display()))?;
-    writeln!(out, "\nintegrity    {}", report.status)?;
-    Ok(Outcome::Success)
+    Ok(())
 }
 
 /// `metagov verify`.
 pub fn verify(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
-    let report = verify_file(file).with_context(|| format!("cannot verify {}", file.display()))?;
-    writeln!(out, "{}: {}", file.display(), report.status)?;
+    let report = verify_file(file).with_context(|| format!("cannot verify {}", Escaped(file.display())))?;
+    writeln!(out, "{}: {}", Escaped(file.display()), Escaped(&report.status))?;
     writeln!(
         out,
         "  frames {}, records {}, bytes {}, chain head {}",
@@ -98,17 +146,25 @@ fn keep(entry: &OwnedEntry, topic: Option<&str>) -> bool {
     }
 }
 
+/// One entry of `query`: a JSON line, or a table row for a person, every
+/// field escaped.
 fn write_row(entry: &OwnedEntry, json: bool, out: &mut dyn Write) -> io::Result<()> {
     if json {
-        return writeln!(out, "{}", entry.to_value());
+        return writeln!(out, "{}", entry.json());
     }
     let (tick, seq) = entry.at();
     match entry {
-        OwnedEntry::Delivery(e) => {
-            writeln!(out, "{tick}.{seq}  {}  {} -> {}  {}  {}", e.topic, e.from, e.to, e.trace, e.payload)
-        }
-        OwnedEntry::Cycle { record, .. } => writeln!(out, "{tick}.{seq}  (cycle)  {}", record.to_value()),
-        OwnedEntry::Frame { frame, .. } => writeln!(out, "{tick}.{seq}  (meta frame)  {}", frame.to_value()),
+        OwnedEntry::Delivery(e) => writeln!(
+            out,
+            "{tick}.{seq}  {}  {} -> {}  {}  {}",
+            Escaped(&e.topic),
+            Escaped(&e.from),
+            Escaped(&e.to),
+            e.trace,
+            Escaped(&e.payload)
+        ),
+        OwnedEntry::Cycle { record, .. } => writeln!(out, "{tick}.{seq}  (cycle)  {}", Escaped(record.to_value())),
+        OwnedEntry::Frame { frame, .. } => writeln!(out, "{tick}.{seq}  (meta frame)  {}", Escaped(frame.to_value())),
     }
 }
 
@@ -116,118 +172,91 @@ fn write_row(entry: &OwnedEntry, json: bool, out: &mut dyn Write) -> io::Result<
 pub fn query(file: &Path, from: u64, to: u64, topic: Option<&str>, json: bool, out: &mut dyn Write) -> Result<Outcome> {
     anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
     let reader = open(file)?;
+    let mut count = 0;
     reader
         .visit_range(from, to, |entry| -> Result<()> {
+            count += 1;
             if keep(&entry, topic) {
                 write_row(&entry, json, out)?;
             }
             Ok(())
         })
-        .with_context(|| format!("cannot query {}", file.display()))?;
-    Ok(Outcome::Success)
+        .with_context(|| format!("cannot query {}", Escaped(file.display())))?;
+    out.flush()?;
+    Ok(report_verdict(file, &tail_status(reader.tail()), count))
 }
 
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
-}
-
-/// Whether `a` and `b` are the same file (the same device and inode, links
-/// followed). A path that does not exist is nobody's twin.
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
-/// Runs `write` on standard output, or on a temporary file beside `output`
-/// that replaces `output` only once everything was written — so a failed
-/// command never leaves a half-written file, and never touches its input
-/// (`output` naming the same file as `input` is refused up front).
-pub fn write_output<T>(
-    input: &Path,
-    output: Option<&Path>,
-    stdout: &mut dyn Write,
-    write: impl FnOnce(&mut dyn Write) -> Result<T>,
-) -> Result<T> {
-    let Some(path) = output else { return write(stdout) };
-    anyhow::ensure!(
-        !same_file(input, path),
-        "refusing to write {}: it is the input {} (a command never writes to what it reads)",
-        path.display(),
-        input.display()
-    );
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut temp =
-        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
-    let result = {
-        let mut out = BufWriter::new(temp.as_file_mut());
-        let result = write(&mut out)?;
-        out.flush().with_context(|| format!("cannot write {}", path.display()))?;
-        result
-    };
-    temp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(result)
-}
-
-/// `metagov export`.
+/// `metagov export`: every record of the whole frames, then the verdict.
+/// With `-o` the output is written to a temporary file beside it and renamed
+/// into place, and an output that is the input is refused.
 pub fn export(file: &Path, json: bool, output: Option<&Path>, stdout: &mut dyn Write) -> Result<Outcome> {
     let reader = open(file)?;
-    write_output(file, output, stdout, |out| export_entries(&reader, file, json, out))?;
-    if matches!(reader.tail(), Tail::Torn { .. }) {
-        eprintln!("metagov: warning: {}: {}", file.display(), reader.tail());
-    }
-    Ok(Outcome::Success)
+    let Some(path) = output else { return export_to(file, &reader, json, stdout) };
+    let mut out = OutputFile::create(file, path)?;
+    let outcome = export_to(file, &reader, json, out.writer())?;
+    out.commit()?;
+    Ok(outcome)
 }
 
-fn export_entries(reader: &ChronicleReader, file: &Path, json: bool, out: &mut dyn Write) -> Result<()> {
+fn export_to(file: &Path, reader: &ChronicleReader, json: bool, out: &mut dyn Write) -> Result<Outcome> {
     if !json {
         writeln!(out, "kind,tick,seq,topic,from,to,trace,payload")?;
     }
-    for entry in reader.records() {
-        let entry = entry.with_context(|| format!("cannot read {}", file.display()))?;
-        if json {
-            writeln!(out, "{}", entry.to_value())?;
-            continue;
-        }
-        let (tick, seq) = entry.at();
-        let (topic, from, to, trace, payload) = match &entry {
-            OwnedEntry::Delivery(e) => (
-                e.topic.to_string(),
-                e.from.to_string(),
-                e.to.to_string(),
-                e.trace.0.to_string(),
-                e.payload.to_string(),
-            ),
-            OwnedEntry::Cycle { record, .. } => {
-                (String::new(), String::new(), String::new(), String::new(), record.to_value().to_string())
-            }
-            OwnedEntry::Frame { frame, .. } => {
-                (String::new(), String::new(), String::new(), String::new(), frame.to_value().to_string())
+    let mut records = reader.records();
+    let mut damage = None;
+    let mut count = 0;
+    for entry in records.by_ref() {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                damage = Some(e);
+                break;
             }
         };
-        writeln!(
-            out,
-            "{},{tick},{seq},{},{},{},{trace},{}",
-            entry.kind(),
-            csv_field(&topic),
-            csv_field(&from),
-            csv_field(&to),
-            csv_field(&payload)
-        )?;
+        count += 1;
+        if json {
+            writeln!(out, "{}", entry.json())?;
+            continue;
+        }
+        write_csv_row(&entry, out)?;
     }
     out.flush()?;
-    Ok(())
+    match records.status() {
+        Some(status) => Ok(report_verdict(file, status, count)),
+        None => Err(damage.map_or_else(|| anyhow::anyhow!("the read ended without a verdict"), Into::into))
+            .with_context(|| format!("cannot read {}", Escaped(file.display()))),
+    }
+}
+
+fn write_csv_row(entry: &OwnedEntry, out: &mut dyn Write) -> io::Result<()> {
+    let (tick, seq) = entry.at();
+    write!(out, "{},{tick},{seq},", entry.kind())?;
+    match entry {
+        OwnedEntry::Delivery(e) => {
+            for name in [&e.topic, &e.from, &e.to] {
+                write_csv_field(out, &&**name)?;
+                out.write_all(b",")?;
+            }
+            write!(out, "{},", e.trace.0)?;
+            write_csv_field(out, &*e.payload)?;
+        }
+        OwnedEntry::Cycle { record, .. } => {
+            out.write_all(b",,,,")?;
+            write_csv_field(out, &record.to_value())?;
+        }
+        OwnedEntry::Frame { frame, .. } => {
+            out.write_all(b",,,,")?;
+            write_csv_field(out, &frame.to_value())?;
+        }
+    }
+    out.write_all(b"\n")
 }
 
 /// `metagov replay --verify`: rebuilds the recorded actor set from the
-/// chronicle's own config and compares every entry.
-pub fn replay_verify(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
+/// chronicle's own config and compares every entry. Only a sealed recording
+/// that matched to its end succeeds; an unsealed or torn one succeeds with
+/// `allow_partial`, a corrupt one never.
+pub fn replay_verify(file: &Path, allow_partial: bool, out: &mut dyn Write) -> Result<Outcome> {
     let reader = open(file)?;
     let result = verify_replay(&reader, |ctx, journal| {
         let config = Config::from_toml_str(&ctx.config_text, "the chronicle's config").map_err(|e| e.to_string())?;
@@ -239,25 +268,38 @@ pub fn replay_verify(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
         }
         Err(format!("no known actor set matches the recorded actors {:?}", ctx.actors))
     });
+    let name = Escaped(file.display());
     match result {
+        Ok(report) if report.status == IntegrityStatus::Sealed && report.complete => {
+            writeln!(
+                out,
+                "{name}: replay matches: {} ingress packets re-injected, {} entries identical",
+                report.ingress, report.entries
+            )?;
+            Ok(Outcome::Success)
+        }
         Ok(report) => {
             writeln!(
                 out,
-                "{}: replay matches: {} ingress packets re-injected, {} entries identical",
-                file.display(),
-                report.ingress,
-                report.entries
+                "{name}: replay matches the recording as far as it goes: {} ingress packets re-injected, {} entries identical",
+                report.ingress, report.entries
             )?;
-            if !report.complete {
-                writeln!(out, "  (the recording is {}; it matched up to its last whole frame)", reader.tail())?;
+            writeln!(out, "  but the recording is {}", Escaped(&report.status))?;
+            if matches!(report.status, IntegrityStatus::Corrupt { .. }) {
+                return Ok(Outcome::Failure);
             }
-            Ok(Outcome::Success)
-        }
-        Err(ReplayError::Diverged(d)) => {
-            write!(out, "{}: {d}", file.display())?;
+            if allow_partial {
+                writeln!(out, "  (accepted as partial: --allow-partial)")?;
+                return Ok(Outcome::Success);
+            }
+            writeln!(out, "  nothing vouches that the run is complete; pass --allow-partial to accept it")?;
             Ok(Outcome::Failure)
         }
-        Err(e) => Err(e).with_context(|| format!("cannot replay {}", file.display())),
+        Err(ReplayError::Diverged(d)) => {
+            write!(out, "{name}: {}", EscapedLines(&d))?;
+            Ok(Outcome::Failure)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot replay {name}")),
     }
 }
 
@@ -303,7 +345,12 @@ pub fn simulate(args: &SimulateArgs, out: &mut dyn Write) -> Result<Outcome> {
         );
     }
     let seed = config.run.seed;
-    writeln!(out, "metagov simulate: scenario `{}` ({}), seed {seed}", scenario.name(), scenario.description())?;
+    writeln!(
+        out,
+        "metagov simulate: scenario `{}` ({}), seed {seed}",
+        Escaped(scenario.name()),
+        Escaped(scenario.description())
+    )?;
     if let Some(dir) = &args.prior_dir {
         start_from_prior(dir, &mut config, out)?;
     }

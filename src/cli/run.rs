@@ -246,9 +246,16 @@ pub fn export_telemetry(file: &Path, output: Option<&Path>, stdout: &mut dyn Wri
         }
         Ok(packets)
     };
-    let packets = super::write_output(file, output, stdout, write_all)?;
-    if let Some(path) = output {
-        eprintln!("{packets} telemetry packets written to {}", path.display());
+    match output {
+        None => {
+            write_all(stdout)?;
+        }
+        Some(path) => {
+            let mut out = super::OutputFile::create(file, path)?;
+            let packets = write_all(out.writer())?;
+            out.commit()?;
+            eprintln!("{packets} telemetry packets written to {}", super::Escaped(path.display()));
+        }
     }
     Ok(Outcome::Success)
 }

@@ -719,9 +719,124 @@ pub fn check_frame(
     Ok(last)
 }
 
+/// A frame's decoding tables, kept between records by [`FrameStream`].
+#[derive(Debug, Default)]
+struct Tables {
+    strings: Vec<Arc<str>>,
+    nodes: Vec<Node>,
+    shapes: Vec<u32>,
+    state: Vec<i64>,
+    decoded_bytes: u64,
+}
+
+impl<'a> Decoder<'a> {
+    /// A decoder over `payload` from `pos`, taking the tables (cheap moves).
+    fn resume(payload: &'a [u8], pos: usize, t: &mut Tables, materialize: bool) -> Decoder<'a> {
+        Decoder {
+            c: Cursor::at(payload, pos),
+            strings: std::mem::take(&mut t.strings),
+            nodes: std::mem::take(&mut t.nodes),
+            shapes: std::mem::take(&mut t.shapes),
+            state: std::mem::take(&mut t.state),
+            decoded_bytes: t.decoded_bytes,
+            materialize,
+        }
+    }
+
+    /// Gives the tables back and returns the position reached.
+    fn suspend(self, t: &mut Tables) -> usize {
+        *t = Tables {
+            strings: self.strings,
+            nodes: self.nodes,
+            shapes: self.shapes,
+            state: self.state,
+            decoded_bytes: self.decoded_bytes,
+        };
+        self.c.pos()
+    }
+}
+
+/// Where a walk over a frame's records is: the previous position, the order
+/// rule, and how many records are done.
+#[derive(Debug)]
+struct Progress {
+    first: (u64, u64),
+    tick: u64,
+    seq: u64,
+    order: JournalOrder,
+    done: u32,
+}
+
+impl Progress {
+    fn new(first_tick: u64, first_seq: u64) -> Progress {
+        Progress {
+            first: (first_tick, first_seq),
+            tick: first_tick,
+            seq: first_seq,
+            order: JournalOrder::default(),
+            done: 0,
+        }
+    }
+}
+
+/// Decodes or checks the next record (built when `materialize`). Cycle
+/// records and meta frames are always built: their shape is part of what is
+/// checked.
+fn next_record(
+    d: &mut Decoder<'_>,
+    p: &mut Progress,
+    materialize: bool,
+) -> Result<(Option<OwnedEntry>, (u64, u64)), DecodeError> {
+    d.spend(RECORD_DECODED_BYTES)?;
+    let at = d.c.pos() as u64;
+    let kind = d.c.u8()?;
+    let dt = d.c.uvarint()?;
+    let ds = d.c.uvarint()?;
+    let tick = p.tick.checked_add(dt).ok_or_else(|| d.c.error("tick overflows u64"))?;
+    let seq = if dt == 0 { p.seq.checked_add(ds).ok_or_else(|| d.c.error("seq overflows u64"))? } else { ds };
+    (p.tick, p.seq) = (tick, seq);
+    if p.done == 0 && (tick, seq) != p.first {
+        return Err(DecodeError { offset: at, reason: "first record is not at the frame's first (tick, seq)".into() });
+    }
+    p.order.admit(kind == KIND_DELIVERY, (tick, seq)).map_err(|reason| DecodeError { offset: at, reason })?;
+    let shape_error = |e: metagov_bus::ShapeError| DecodeError { offset: at, reason: e.to_string() };
+    let mut built = || {
+        d.materialize = true;
+        let value = d.value();
+        d.materialize = materialize;
+        value
+    };
+    let entry = match kind {
+        KIND_DELIVERY => {
+            let topic = d.strref()?;
+            let from = d.strref()?;
+            let to = d.strref()?;
+            let trace = TraceId(tick.wrapping_add(unzigzag(d.c.uvarint()?) as u64));
+            let payload = Arc::new(d.value()?);
+            materialize.then_some(OwnedEntry::Delivery(Envelope { tick, seq, topic, from, to, trace, payload }))
+        }
+        KIND_CYCLE => {
+            Some(OwnedEntry::Cycle { tick, seq, record: CycleRecord::from_value(&built()?).map_err(shape_error)? })
+        }
+        KIND_FRAME => {
+            Some(OwnedEntry::Frame { tick, seq, frame: MetaFrame::from_value(&built()?).map_err(shape_error)? })
+        }
+        k => return Err(DecodeError { offset: at, reason: format!("unknown record kind {k}") }),
+    };
+    p.done += 1;
+    Ok((entry, (tick, seq)))
+}
+
+/// The payload must end exactly after its last record.
+fn check_end(d: &Decoder<'_>) -> Result<(), DecodeError> {
+    if d.c.remaining() != 0 {
+        return Err(d.c.error(format!("{} bytes after the last record", d.c.remaining())));
+    }
+    Ok(())
+}
+
 /// Decodes or checks every record of a payload, handing each (built when
-/// `materialize`) and its position to `each`. Cycle records and meta frames
-/// are always built: their shape is part of what is checked.
+/// `materialize`) and its position to `each`.
 fn walk_frame(
     payload: &[u8],
     first_tick: u64,
@@ -730,62 +845,63 @@ fn walk_frame(
     materialize: bool,
     mut each: impl FnMut(Option<OwnedEntry>, (u64, u64)),
 ) -> Result<(), DecodeError> {
-    let mut d = Decoder {
-        c: Cursor::new(payload),
-        strings: Vec::new(),
-        nodes: Vec::new(),
-        shapes: Vec::new(),
-        state: Vec::new(),
-        decoded_bytes: 0,
-        materialize,
-    };
-    let (mut tick, mut seq) = (first_tick, first_seq);
-    let mut order = JournalOrder::default();
-    for i in 0..record_count {
-        d.spend(RECORD_DECODED_BYTES)?;
-        let at = d.c.pos() as u64;
-        let kind = d.c.u8()?;
-        let dt = d.c.uvarint()?;
-        let ds = d.c.uvarint()?;
-        tick = tick.checked_add(dt).ok_or_else(|| d.c.error("tick overflows u64"))?;
-        seq = if dt == 0 { seq.checked_add(ds).ok_or_else(|| d.c.error("seq overflows u64"))? } else { ds };
-        if i == 0 && (tick, seq) != (first_tick, first_seq) {
-            return Err(DecodeError {
-                offset: at,
-                reason: "first record is not at the frame's first (tick, seq)".into(),
-            });
+    let mut d = Decoder::resume(payload, 0, &mut Tables::default(), materialize);
+    let mut p = Progress::new(first_tick, first_seq);
+    for _ in 0..record_count {
+        let (entry, at) = next_record(&mut d, &mut p, materialize)?;
+        each(entry, at);
+    }
+    check_end(&d)
+}
+
+/// One frame's records decoded one at a time, from a payload it owns: memory
+/// holds the payload, the frame's tables and the record being handed out,
+/// never the whole decoded frame. The same rules, limits and errors as
+/// [`decode_frame`].
+#[derive(Debug)]
+pub struct FrameStream {
+    payload: Vec<u8>,
+    pos: usize,
+    tables: Tables,
+    progress: Progress,
+    record_count: u32,
+    last: Option<(u64, u64)>,
+}
+
+impl FrameStream {
+    /// A stream over `payload`, a frame of `record_count` records whose first
+    /// is at `(first_tick, first_seq)`.
+    pub fn new(payload: Vec<u8>, first_tick: u64, first_seq: u64, record_count: u32) -> FrameStream {
+        FrameStream {
+            payload,
+            pos: 0,
+            tables: Tables::default(),
+            progress: Progress::new(first_tick, first_seq),
+            record_count,
+            last: None,
         }
-        order.admit(kind == KIND_DELIVERY, (tick, seq)).map_err(|reason| DecodeError { offset: at, reason })?;
-        let shape_error = |e: metagov_bus::ShapeError| DecodeError { offset: at, reason: e.to_string() };
-        let mut built = || {
-            d.materialize = true;
-            let value = d.value();
-            d.materialize = materialize;
-            value
-        };
-        let entry = match kind {
-            KIND_DELIVERY => {
-                let topic = d.strref()?;
-                let from = d.strref()?;
-                let to = d.strref()?;
-                let trace = TraceId(tick.wrapping_add(unzigzag(d.c.uvarint()?) as u64));
-                let payload = Arc::new(d.value()?);
-                materialize.then_some(OwnedEntry::Delivery(Envelope { tick, seq, topic, from, to, trace, payload }))
-            }
-            KIND_CYCLE => {
-                Some(OwnedEntry::Cycle { tick, seq, record: CycleRecord::from_value(&built()?).map_err(shape_error)? })
-            }
-            KIND_FRAME => {
-                Some(OwnedEntry::Frame { tick, seq, frame: MetaFrame::from_value(&built()?).map_err(shape_error)? })
-            }
-            k => return Err(DecodeError { offset: at, reason: format!("unknown record kind {k}") }),
-        };
-        each(entry, (tick, seq));
     }
-    if d.c.remaining() != 0 {
-        return Err(d.c.error(format!("{} bytes after the last record", d.c.remaining())));
+
+    /// The next record; `Ok(None)` after the last one, once the payload is
+    /// known to end there.
+    pub fn next_entry(&mut self) -> Result<Option<OwnedEntry>, DecodeError> {
+        let mut d = Decoder::resume(&self.payload, self.pos, &mut self.tables, true);
+        let result = if self.progress.done < self.record_count {
+            next_record(&mut d, &mut self.progress, true).map(|(entry, at)| {
+                self.last = Some(at);
+                entry
+            })
+        } else {
+            check_end(&d).map(|()| None)
+        };
+        self.pos = d.suspend(&mut self.tables);
+        result
     }
-    Ok(())
+
+    /// Position of the last record decoded.
+    pub fn last(&self) -> Option<(u64, u64)> {
+        self.last
+    }
 }
 
 #[cfg(test)]

@@ -127,10 +127,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The context of a run with this seed, canonical
-/// config text and actor set. The same arguments give the same run id.
-pub fn init_session(seed: u64, config_text: &str, actors: Vec<String>) -> RunContext {
-    let config_sha256 = sha256_hex(config_text.as_bytes());
+/// The run id of a run with this seed and config hash: a UUID (version 8)
+/// made of the first 16 bytes of SHA-256("metagov-run\0" ‖ seed ‖ hash).
+pub fn run_id_for(seed: u64, config_sha256: &str) -> String {
     let mut h = Sha256::new();
     h.update(b"metagov-run\0");
     h.update(seed.to_le_bytes());
@@ -138,8 +137,34 @@ pub fn init_session(seed: u64, config_text: &str, actors: Vec<String>) -> RunCon
     let digest = h.finalize();
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
+    uuid::Uuid::new_v8(bytes).to_string()
+}
+
+/// The `seed` of the `[run]` table of a canonical config text, if it states
+/// one. The canonical text is what the config crate writes (`[run]` on its
+/// own line, then `seed = N`), so a line scan reads it; storage does not
+/// depend on the config crate.
+pub fn config_run_seed(config_text: &str) -> Option<u64> {
+    let mut in_run = false;
+    for line in config_text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_run = line == "[run]";
+        } else if in_run {
+            if let Some(value) = line.strip_prefix("seed").map(str::trim_start).and_then(|r| r.strip_prefix('=')) {
+                return value.trim().parse().ok();
+            }
+        }
+    }
+    None
+}
+
+/// The context of a run with this seed, canonical
+/// config text and actor set. The same arguments give the same run id.
+pub fn init_session(seed: u64, config_text: &str, actors: Vec<String>) -> RunContext {
+    let config_sha256 = sha256_hex(config_text.as_bytes());
     RunContext {
-        run_id: uuid::Uuid::new_v8(bytes).to_string(),
+        run_id: run_id_for(seed, &config_sha256),
         config_sha256,
         config_text: config_text.to_string(),
         environment: Environment::detect(),

@@ -33,6 +33,11 @@ impl fmt::Display for Location {
     }
 }
 
+/// `5e a5 0d 0c`: bytes as two-digit hex, space separated.
+fn hex_bytes(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+}
+
 /// What went wrong writing or reading a chronicle.
 #[derive(Debug, thiserror::Error)]
 pub enum ChronicleError {
@@ -47,12 +52,26 @@ pub enum ChronicleError {
         source: io::Error,
     },
     /// The file does not start with the chronicle magic.
-    #[error("`{}` is not a chronicle: it starts with {found_magic:#010x}, not {MAGIC:#010x}", path.display())]
+    #[error(
+        "`{}` is not a chronicle: it starts with the bytes {}, not {}",
+        path.display(),
+        hex_bytes(found),
+        hex_bytes(&MAGIC.to_le_bytes())
+    )]
     NotAChronicle {
         /// The file.
         path: PathBuf,
-        /// Its first four bytes, read little-endian.
-        found_magic: u32,
+        /// Its first four bytes, in file order.
+        found: [u8; 4],
+    },
+    /// The path names something that is not a regular file (a directory, a
+    /// FIFO, a socket, a device): reading it could block or never end.
+    #[error("`{}` is not a regular file but {kind}", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead ("a FIFO", "a directory", …).
+        kind: &'static str,
     },
     /// The file is a chronicle of a version this build does not read.
     #[error("`{}` is chronicle format version {version}; this build reads version {VERSION}", path.display())]

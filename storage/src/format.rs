@@ -124,6 +124,12 @@ impl<'a> Cursor<'a> {
         Cursor { bytes, pos: 0 }
     }
 
+    /// A cursor at `pos` of `bytes` (clamped to the end): how a decoder
+    /// that owns its bytes resumes between calls.
+    pub fn at(bytes: &'a [u8], pos: usize) -> Self {
+        Cursor { bytes, pos: pos.min(bytes.len()) }
+    }
+
     /// Bytes consumed so far.
     pub fn pos(&self) -> usize {
         self.pos
@@ -224,8 +230,8 @@ pub fn put_str(out: &mut Vec<u8>, s: &str) {
 pub enum PreambleError {
     /// The magic is not [`MAGIC`].
     NotAChronicle {
-        /// The first four bytes, read little-endian.
-        found_magic: u32,
+        /// The first four bytes, in file order.
+        found: [u8; 4],
     },
     /// The preamble CRC holds but the version is not [`VERSION`].
     UnsupportedVersion(u16),
@@ -259,9 +265,8 @@ impl Preamble {
     /// corruption, not as a version from the future.
     pub fn from_bytes(b: &[u8; PREAMBLE_BYTES as usize]) -> Result<Preamble, PreambleError> {
         let le32 = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        let found_magic = le32(0);
-        if found_magic != MAGIC {
-            return Err(PreambleError::NotAChronicle { found_magic });
+        if le32(0) != MAGIC {
+            return Err(PreambleError::NotAChronicle { found: [b[0], b[1], b[2], b[3]] });
         }
         let stored = u64::from_le_bytes([b[12], b[13], b[14], b[15], b[16], b[17], b[18], b[19]]);
         if crc64(&b[0..12]) != stored {

@@ -2,8 +2,10 @@
 //!
 //! [`ChronicleReader::open`] reads the header and, on a sealed file, the
 //! footer; on an unsealed file it walks the frame headers (skipping payloads)
-//! to find the frames and the torn tail. [`ChronicleReader::records`] streams
-//! every record one frame at a time, [`ChronicleReader::query_range`]
+//! to find the frames and the torn tail (or the damage, keeping the whole
+//! frames before it). [`ChronicleReader::records`] streams every record, one
+//! record decoded at a time, through the same walk as [`verify_file`], so it
+//! ends with the same verdict; [`ChronicleReader::query_range`]
 //! binary-searches the on-disk index with positioned reads and decodes only
 //! the frames it needs, and [`verify_file`] scans the whole file checking
 //! every CRC, chain link, count and payload.
@@ -19,8 +21,8 @@ use std::path::{Path, PathBuf};
 
 use metagov_bus::OwnedEntry;
 
-use crate::codec::{check_frame, decode_frame};
-use crate::context::{sha256_hex, RunContext};
+use crate::codec::{check_frame, FrameStream};
+use crate::context::{config_run_seed, run_id_for, sha256_hex, RunContext};
 use crate::error::{ChronicleError, Location};
 use crate::format::{
     chain_anchor, crc64, decode_header_body, decode_index, hex, index_count, Chain, Cursor, Footer, FrameHeader,
@@ -43,6 +45,16 @@ pub enum Tail {
         offset: u64,
         /// Bytes from `offset` to the end of the file.
         dropped_bytes: u64,
+    },
+    /// The walk over the frames found damage: every whole frame before it is
+    /// kept, nothing from it on is read.
+    Corrupt {
+        /// The damaged structure.
+        location: Location,
+        /// File offset where it starts.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
     },
 }
 
@@ -81,11 +93,25 @@ struct Source {
 }
 
 impl Source {
+    /// Opens `path` for reading, refusing anything that is not a regular
+    /// file: opening a FIFO with no writer blocks forever, and a device or
+    /// socket has no length to check structures against. The kind is checked
+    /// before the open (so a FIFO is never opened) and again on the open
+    /// handle (so a swap in between is caught).
     fn open(path: &Path) -> Result<Source, ChronicleError> {
         let io_error = |source| ChronicleError::Io { path: path.to_path_buf(), source };
+        let not_a_file = |meta: &std::fs::Metadata| {
+            (!meta.is_file()).then(|| ChronicleError::NotAFile { path: path.to_path_buf(), kind: file_kind(meta) })
+        };
+        if let Some(e) = not_a_file(&std::fs::metadata(path).map_err(io_error)?) {
+            return Err(e);
+        }
         let file = File::open(path).map_err(io_error)?;
-        let len = file.metadata().map_err(io_error)?.len();
-        Ok(Source { path: path.to_path_buf(), file, len })
+        let meta = file.metadata().map_err(io_error)?;
+        if let Some(e) = not_a_file(&meta) {
+            return Err(e);
+        }
+        Ok(Source { path: path.to_path_buf(), file, len: meta.len() })
     }
 
     /// Reads `len` bytes at `offset`; the caller has checked they are inside
@@ -129,6 +155,28 @@ impl Source {
     }
 }
 
+/// What a path that is not a regular file is, for [`ChronicleError::NotAFile`].
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        return "a directory";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+    }
+    "not a regular file"
+}
+
 /// The header of a chronicle, read and checked.
 #[derive(Debug)]
 struct Header {
@@ -145,16 +193,16 @@ fn read_header(src: &Source) -> Result<Header, ChronicleError> {
     let have = src.len.min(PREAMBLE_BYTES) as usize;
     src.read(0, &mut preamble[..have])?;
     if have >= 4 && preamble[0..4] != MAGIC.to_le_bytes() {
-        let found_magic = u32::from_le_bytes([preamble[0], preamble[1], preamble[2], preamble[3]]);
-        return Err(ChronicleError::NotAChronicle { path: src.path.clone(), found_magic });
+        let found = [preamble[0], preamble[1], preamble[2], preamble[3]];
+        return Err(ChronicleError::NotAChronicle { path: src.path.clone(), found });
     }
     if have < PREAMBLE_BYTES as usize {
         return Err(torn(PREAMBLE_BYTES));
     }
     let header_len = match Preamble::from_bytes(&preamble) {
         Ok(p) => u64::from(p.header_len),
-        Err(PreambleError::NotAChronicle { found_magic }) => {
-            return Err(ChronicleError::NotAChronicle { path: src.path.clone(), found_magic })
+        Err(PreambleError::NotAChronicle { found }) => {
+            return Err(ChronicleError::NotAChronicle { path: src.path.clone(), found })
         }
         Err(PreambleError::UnsupportedVersion(version)) => {
             return Err(ChronicleError::UnsupportedVersion { path: src.path.clone(), version })
@@ -181,7 +229,24 @@ fn read_header(src: &Source) -> Result<Header, ChronicleError> {
             context.config_sha256
         )));
     }
+    check_context(&context).map_err(corrupt)?;
     Ok(Header { context, frames_start, anchor: chain_anchor(&bytes) })
+}
+
+/// The header's fields that are also stated elsewhere must agree: the run id
+/// is derived from the seed and the config hash, and the config text states
+/// the seed again as `run.seed`.
+fn check_context(context: &RunContext) -> Result<(), String> {
+    if let Some(config_seed) = config_run_seed(&context.config_text) {
+        if config_seed != context.seed {
+            return Err(format!("seed {} disagrees with run.seed {config_seed} in config_text", context.seed));
+        }
+    }
+    let expected = run_id_for(context.seed, &context.config_sha256);
+    if context.run_id != expected {
+        return Err(format!("run_id {:?} is not the one the seed and config hash give ({expected})", context.run_id));
+    }
+    Ok(())
 }
 
 /// Checks a frame header read at frame number `index`: CRC and field rules,
@@ -206,18 +271,8 @@ fn check_header(
     Ok(header)
 }
 
-/// Checks a payload against its header (CRC, decoding, last position) and
-/// returns its records.
-fn check_payload(header: &FrameHeader, payload: &[u8]) -> Result<Vec<OwnedEntry>, String> {
-    check_crc(header, payload)?;
-    let records = decode_frame(payload, header.first_tick, header.first_seq, header.record_count)
-        .map_err(|e| format!("payload {e}"))?;
-    check_last(header, records.last().map(OwnedEntry::at))?;
-    Ok(records)
-}
-
-/// [`check_payload`] without building the records: the same checks, for
-/// `verify`, which needs no values.
+/// The checks of a frame read record by record ([`ChronicleReader::next_in`])
+/// without building the records, for `verify`, which needs no values.
 fn check_payload_only(header: &FrameHeader, payload: &[u8]) -> Result<(), String> {
     check_crc(header, payload)?;
     let last = check_frame(payload, header.first_tick, header.first_seq, header.record_count)
@@ -239,6 +294,12 @@ fn check_last(header: &FrameHeader, last: Option<(u64, u64)>) -> Result<(), Stri
     Ok(())
 }
 
+/// The reason for a frame whose payload ends at `end`, past `limit` (the
+/// index block of a sealed file).
+fn runs_past(header: &FrameHeader, end: u64, limit: u64) -> String {
+    format!("payload_len {} runs to byte {end}, past the index block at {limit}", header.payload_len)
+}
+
 /// How a walk over the frames ended.
 #[derive(Debug)]
 enum WalkEnd {
@@ -248,10 +309,11 @@ enum WalkEnd {
     Sealed,
 }
 
-/// One step of a walk: on to the next offset, or the end.
+/// One step of a walk: a whole frame (its header checked) and the offset
+/// after it, or the end.
 #[derive(Debug)]
 enum Step {
-    Next(u64),
+    Next(u64, FrameHeader),
     End(WalkEnd),
 }
 
@@ -274,7 +336,7 @@ fn walk(src: &Source, header: &Header, check_payloads: bool, index_at: Option<u6
     let mut offset = header.frames_start;
     w.end = loop {
         match walk_step(src, &mut w, offset, check_payloads, index_at) {
-            Ok(Step::Next(next)) => offset = next,
+            Ok(Step::Next(next, _)) => offset = next,
             Ok(Step::End(end)) => break Ok(end),
             Err(e) => break Err(e),
         }
@@ -315,6 +377,11 @@ fn walk_step(
             check_header(&head, index, Some(&w.chain), prev_last).map_err(|r| src.corrupt(location, offset, r))?;
         let payload_at = offset + FRAME_HEADER_BYTES;
         let end = payload_at + u64::from(header.payload_len);
+        // With a valid footer the frames end at the index block: a frame
+        // that runs past it is corruption, never a torn tail.
+        if let Some(at) = index_at.filter(|&at| end > at) {
+            return Err(src.corrupt(location, offset, runs_past(&header, end, at)));
+        }
         if end > src.len {
             return Ok(Step::End(WalkEnd::Torn(offset)));
         }
@@ -325,7 +392,7 @@ fn walk_step(
         w.frames.push(header.info(offset));
         w.records += u64::from(header.record_count);
         w.chain = header.chain;
-        return Ok(Step::Next(end));
+        return Ok(Step::Next(end, header));
     }
     if tag == INDEX_MAGIC && index_at.is_none_or(|at| at == offset) {
         return sealed_tail(src, w, offset).map(Step::End);
@@ -421,6 +488,8 @@ pub struct ChronicleReader {
     frame_count: u32,
     record_count: u64,
     layout: Layout,
+    /// Where a valid footer puts the index block (the end of the frames).
+    index_at: Option<u64>,
 }
 
 impl ChronicleReader {
@@ -429,27 +498,35 @@ impl ChronicleReader {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, ChronicleError> {
         let src = Source::open(path.as_ref())?;
         let header = read_header(&src)?;
-        if let Some(footer) = valid_footer(&src, header.frames_start)? {
+        // A damaged footer or index head is found again, and located, by the
+        // walk below, which keeps every whole frame before the damage.
+        let footer = match valid_footer(&src, header.frames_start) {
+            Ok(footer) => footer,
+            Err(ChronicleError::Corrupt { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(footer) = footer {
             let head = src.read_array(footer.index_offset, Location::Index)?;
-            let count = index_count(&head).map_err(|r| src.corrupt(Location::Index, footer.index_offset, r))?;
-            if count != footer.frame_count {
-                let reason = format!("index counts {count} frames, the footer {}", footer.frame_count);
-                return Err(src.corrupt(Location::Index, footer.index_offset, reason));
+            if index_count(&head) == Ok(footer.frame_count) {
+                return Ok(ChronicleReader {
+                    tail: Tail::Sealed,
+                    frame_count: footer.frame_count,
+                    record_count: footer.record_count,
+                    layout: Layout::Sealed { index_offset: footer.index_offset },
+                    index_at: Some(footer.index_offset),
+                    src,
+                    header,
+                });
             }
-            return Ok(ChronicleReader {
-                tail: Tail::Sealed,
-                frame_count: footer.frame_count,
-                record_count: footer.record_count,
-                layout: Layout::Sealed { index_offset: footer.index_offset },
-                src,
-                header,
-            });
         }
-        let w = walk(&src, &header, false, None);
-        let tail = match w.end? {
-            WalkEnd::Unsealed => Tail::Unsealed,
-            WalkEnd::Sealed => Tail::Sealed,
-            WalkEnd::Torn(offset) => Tail::Torn { offset, dropped_bytes: src.len - offset },
+        let index_at = footer.map(|f| f.index_offset);
+        let w = walk(&src, &header, false, index_at);
+        let tail = match w.end {
+            Ok(WalkEnd::Unsealed) => Tail::Unsealed,
+            Ok(WalkEnd::Sealed) => Tail::Sealed,
+            Ok(WalkEnd::Torn(offset)) => Tail::Torn { offset, dropped_bytes: src.len - offset },
+            Err(ChronicleError::Corrupt { location, offset, reason, .. }) => Tail::Corrupt { location, offset, reason },
+            Err(e) => return Err(e),
         };
         Ok(ChronicleReader {
             tail,
@@ -457,6 +534,7 @@ impl ChronicleReader {
             frame_count: w.frames.len() as u32,
             record_count: w.records,
             layout: Layout::Walked(w.frames),
+            index_at,
             src,
             header,
         })
@@ -500,16 +578,23 @@ impl ChronicleReader {
         }
     }
 
-    /// Every record, in journal order, decoded one frame at a time.
+    /// Every record, in journal order, decoded one record at a time. The
+    /// frames are walked in file order with exactly the checks of
+    /// [`verify_file`] (headers, chain from the run header, payloads, and on
+    /// a sealed file the index block and footer against the frames), so
+    /// once the iterator has ended, [`Records::status`] is the verdict
+    /// `verify_file` gives for the same file. Damage ends the stream with
+    /// one error after every record before it.
     pub fn records(&self) -> Records<'_> {
         Records {
             reader: self,
-            next_frame: 0,
+            walk: Walk { frames: Vec::new(), records: 0, chain: self.header.anchor, end: Ok(WalkEnd::Unsealed) },
             offset: self.header.frames_start,
-            chain: self.header.anchor,
-            last: None,
-            buffer: Vec::new().into_iter(),
-            failed: false,
+            current: None,
+            frames_read: 0,
+            records_read: 0,
+            finished: false,
+            status: None,
         }
     }
 
@@ -531,7 +616,8 @@ impl ChronicleReader {
 
     /// [`ChronicleReader::query_range`] as a stream: hands each entry whose
     /// tick is in `[start_tick, end_tick]` to `each`, in order, holding one
-    /// frame in memory at a time; stops at the first error `each` returns.
+    /// frame's payload and one decoded record in memory at a time; stops at
+    /// the first error `each` returns.
     pub fn visit_range<E: From<ChronicleError>>(
         &self,
         start_tick: u64,
@@ -550,22 +636,22 @@ impl ChronicleReader {
                 hi = mid;
             }
         }
-        // The frame before the first one: its chain and last position, from
-        // its own checked header.
-        let (mut chain, mut last) = match lo.checked_sub(1) {
-            None => (self.header.anchor, None),
-            Some(before) => {
-                let h = self.read_header(&self.frame_info(before)?, None, None)?;
-                (h.chain, Some((h.last_tick, h.last_seq)))
-            }
-        };
+        // The chain of every frame before the first one, from the run
+        // header on: only their headers are read (through the index), so
+        // frames that do not belong to this header are refused.
+        let (mut chain, mut last) = (self.header.anchor, None);
+        for k in 0..lo {
+            let h = self.read_header(&self.frame_info(k)?, Some(&chain), last)?;
+            (chain, last) = (h.chain, Some((h.last_tick, h.last_seq)));
+        }
         for k in lo..self.frame_count {
             let info = self.frame_info(k)?;
             let header = self.read_header(&info, Some(&chain), last)?;
             if header.first_tick > end_tick {
                 break;
             }
-            for entry in self.read_payload(&header, info.offset)? {
+            let mut frame = self.open_frame(&header, info.offset)?;
+            while let Some(entry) = self.next_in(&mut frame)? {
                 if (start_tick..=end_tick).contains(&entry.at().0) {
                     each(entry)?;
                 }
@@ -620,36 +706,85 @@ impl ChronicleReader {
         Ok(header)
     }
 
-    /// Reads, checks and decodes the payload of the frame at `offset`.
-    fn read_payload(&self, header: &FrameHeader, offset: u64) -> Result<Vec<OwnedEntry>, ChronicleError> {
+    /// Reads the payload of the frame at `offset` and checks its CRC, ready
+    /// to be decoded record by record.
+    fn open_frame(&self, header: &FrameHeader, offset: u64) -> Result<OpenFrame, ChronicleError> {
         let location = Location::Frame(header.frame_index);
+        let end = offset + FRAME_HEADER_BYTES + u64::from(header.payload_len);
+        if let Some(at) = self.index_at.filter(|&at| end > at) {
+            return Err(self.src.corrupt(location, offset, runs_past(header, end, at)));
+        }
+        if end > self.src.len {
+            let reason = format!("payload_len {} runs to byte {end}, past the end of the file", header.payload_len);
+            return Err(self.src.corrupt(location, offset, reason));
+        }
         let payload = self.src.read_vec(offset + FRAME_HEADER_BYTES, u64::from(header.payload_len), location)?;
-        check_payload(header, &payload).map_err(|r| self.src.corrupt(location, offset, r))
+        check_crc(header, &payload).map_err(|r| self.src.corrupt(location, offset, r))?;
+        let stream = FrameStream::new(payload, header.first_tick, header.first_seq, header.record_count);
+        Ok(OpenFrame { header: *header, offset, stream })
+    }
+
+    /// The next record of an open frame; `Ok(None)` after its last, once the
+    /// payload's end and the header's last position are checked.
+    fn next_in(&self, frame: &mut OpenFrame) -> Result<Option<OwnedEntry>, ChronicleError> {
+        let corrupt = |reason| self.src.corrupt(Location::Frame(frame.header.frame_index), frame.offset, reason);
+        match frame.stream.next_entry() {
+            Ok(Some(entry)) => Ok(Some(entry)),
+            Ok(None) => check_last(&frame.header, frame.stream.last()).map(|()| None).map_err(corrupt),
+            Err(e) => Err(corrupt(format!("payload {e}"))),
+        }
     }
 }
 
-/// The records of a chronicle, frame by frame: memory holds one decoded
-/// frame at a time. Yields an error once and then ends.
+/// A frame being decoded record by record: its checked header, its offset
+/// and the payload stream.
+#[derive(Debug)]
+struct OpenFrame {
+    header: FrameHeader,
+    offset: u64,
+    stream: FrameStream,
+}
+
+/// The records of a chronicle, decoded one at a time: memory holds one
+/// frame's payload and tables and the record handed out, never a whole
+/// decoded frame. Yields an error once (the damage) and then ends.
 #[derive(Debug)]
 pub struct Records<'a> {
     reader: &'a ChronicleReader,
-    next_frame: u32,
+    walk: Walk,
     offset: u64,
-    chain: Chain,
-    last: Option<(u64, u64)>,
-    buffer: std::vec::IntoIter<OwnedEntry>,
-    failed: bool,
+    current: Option<OpenFrame>,
+    frames_read: u32,
+    records_read: u64,
+    finished: bool,
+    status: Option<IntegrityStatus>,
 }
 
 impl Records<'_> {
-    fn next_frame(&mut self) -> Result<(), ChronicleError> {
-        let header = self.reader.frame_header(self.next_frame, self.offset, Some(&self.chain), self.last)?;
-        self.buffer = self.reader.read_payload(&header, self.offset)?.into_iter();
-        self.next_frame += 1;
-        self.offset += FRAME_HEADER_BYTES + u64::from(header.payload_len);
-        self.chain = header.chain;
-        self.last = Some((header.last_tick, header.last_seq));
-        Ok(())
+    /// The verdict on the file, once the iteration has ended: the same as
+    /// [`verify_file`]'s. `None` before the end, or when the read failed for
+    /// a reason that is not the file's content (I/O).
+    pub fn status(&self) -> Option<&IntegrityStatus> {
+        self.status.as_ref()
+    }
+
+    /// Whole frames decoded so far.
+    pub fn frames_read(&self) -> u32 {
+        self.frames_read
+    }
+
+    /// Records handed out so far.
+    pub fn records_read(&self) -> u64 {
+        self.records_read
+    }
+
+    fn fail(&mut self, e: ChronicleError) -> Option<Result<OwnedEntry, ChronicleError>> {
+        self.finished = true;
+        if let ChronicleError::Corrupt { location, offset, reason, .. } = &e {
+            self.status =
+                Some(IntegrityStatus::Corrupt { location: *location, offset: *offset, reason: reason.clone() });
+        }
+        Some(Err(e))
     }
 }
 
@@ -658,15 +793,45 @@ impl Iterator for Records<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(entry) = self.buffer.next() {
-                return Some(Ok(entry));
+            if let Some(frame) = &mut self.current {
+                match self.reader.next_in(frame) {
+                    Ok(Some(entry)) => {
+                        self.records_read += 1;
+                        return Some(Ok(entry));
+                    }
+                    Ok(None) => {
+                        self.current = None;
+                        self.frames_read += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        self.current = None;
+                        return self.fail(e);
+                    }
+                }
             }
-            if self.failed || self.next_frame >= self.reader.frame_count {
+            if self.finished {
                 return None;
             }
-            if let Err(e) = self.next_frame() {
-                self.failed = true;
-                return Some(Err(e));
+            let src = &self.reader.src;
+            match walk_step(src, &mut self.walk, self.offset, false, self.reader.index_at) {
+                Ok(Step::Next(next, header)) => match self.reader.open_frame(&header, self.offset) {
+                    Ok(frame) => {
+                        self.current = Some(frame);
+                        self.offset = next;
+                    }
+                    Err(e) => return self.fail(e),
+                },
+                Ok(Step::End(end)) => {
+                    self.finished = true;
+                    self.status = Some(match end {
+                        WalkEnd::Sealed => IntegrityStatus::Sealed,
+                        WalkEnd::Unsealed => IntegrityStatus::Unsealed,
+                        WalkEnd::Torn(offset) => IntegrityStatus::Torn { offset, dropped_bytes: src.len - offset },
+                    });
+                    return None;
+                }
+                Err(e) => return self.fail(e),
             }
         }
     }
@@ -762,6 +927,9 @@ impl std::fmt::Display for Tail {
                 write!(f, "unsealed (whole frames, no footer: a run in progress or killed between frames)")
             }
             Tail::Torn { offset, dropped_bytes } => write_torn(f, *offset, *dropped_bytes),
+            Tail::Corrupt { location, offset, reason } => {
+                write!(f, "corrupt: {location} at byte {offset}: {reason} (the whole frames before it are kept)")
+            }
         }
     }
 }

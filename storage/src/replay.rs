@@ -12,7 +12,7 @@ use std::path::Path;
 use metagov_bus::{Bus, BusError, Entry, FieldDiff, Journal, JournalError, OwnedEntry, Value, INGRESS};
 
 use crate::context::RunContext;
-use crate::reader::{ChronicleReader, Tail};
+use crate::reader::{ChronicleReader, IntegrityStatus, Records};
 use crate::ChronicleError;
 
 /// The first place where a replay and its recording part ways.
@@ -55,9 +55,13 @@ pub struct ReplayReport {
     pub ingress: u64,
     /// Entries compared and found identical.
     pub entries: u64,
-    /// False when the recording is unsealed or torn and ended inside a tick:
-    /// everything it holds matched, and the replay went on past its end.
+    /// False when the recording ended (unsealed, torn or at damage) inside a
+    /// tick: everything read matched, and the replay went on past its end.
     pub complete: bool,
+    /// The verdict on the recording as the replay read it, the same as
+    /// `verify_file`'s: only `Sealed` vouches that the whole run was
+    /// compared. On `Corrupt`, the entries before the damage matched.
+    pub status: IntegrityStatus,
 }
 
 /// Why a replay could not be completed or did not match.
@@ -80,7 +84,9 @@ pub enum ReplayError {
 /// A journal that, instead of writing, checks each entry against the next
 /// recorded one and refuses the first that differs.
 pub struct ComparingJournal<'r> {
-    expected: std::iter::Peekable<Box<dyn Iterator<Item = Result<OwnedEntry, ChronicleError>> + 'r>>,
+    records: Records<'r>,
+    /// The next recorded entry, once peeked (`Some(None)`: the end).
+    peeked: Option<Option<Result<OwnedEntry, ChronicleError>>>,
     compared: u64,
     divergence: Option<Divergence>,
     read_error: Option<ChronicleError>,
@@ -96,22 +102,26 @@ fn divergence(expected: Option<OwnedEntry>, actual: Option<OwnedEntry>) -> Diver
 }
 
 impl<'r> ComparingJournal<'r> {
-    fn new(records: impl Iterator<Item = Result<OwnedEntry, ChronicleError>> + 'r) -> Self {
-        let boxed: Box<dyn Iterator<Item = Result<OwnedEntry, ChronicleError>> + 'r> = Box::new(records);
-        ComparingJournal {
-            expected: boxed.peekable(),
-            compared: 0,
-            divergence: None,
-            read_error: None,
-            exhausted: false,
-        }
+    fn new(records: Records<'r>) -> Self {
+        ComparingJournal { records, peeked: None, compared: 0, divergence: None, read_error: None, exhausted: false }
     }
 
     /// The next recorded ingress `(topic, payload)`, `Ok(None)` at the end of
     /// the recording, or the divergence when the next recorded entry is not
     /// an ingress delivery opening a tick.
+    fn peek(&mut self) -> Option<&Result<OwnedEntry, ChronicleError>> {
+        self.peeked.get_or_insert_with(|| self.records.next()).as_ref()
+    }
+
+    fn next_expected(&mut self) -> Option<Result<OwnedEntry, ChronicleError>> {
+        match self.peeked.take() {
+            Some(peeked) => peeked,
+            None => self.records.next(),
+        }
+    }
+
     fn next_ingress(&mut self) -> Result<Option<(String, Value)>, ReplayError> {
-        match self.expected.peek() {
+        match self.peek() {
             None => return Ok(None),
             Some(Ok(OwnedEntry::Delivery(e))) if &*e.from == INGRESS && e.seq == 0 => {
                 return Ok(Some((e.topic.to_string(), (*e.payload).clone())))
@@ -119,7 +129,7 @@ impl<'r> ComparingJournal<'r> {
             Some(Ok(other)) => return Err(ReplayError::Diverged(Box::new(divergence(Some(other.clone()), None)))),
             Some(Err(_)) => {}
         }
-        match self.expected.next() {
+        match self.next_expected() {
             Some(Err(e)) => Err(ReplayError::Chronicle(e)),
             _ => Ok(None),
         }
@@ -129,7 +139,7 @@ impl<'r> ComparingJournal<'r> {
 impl Journal for ComparingJournal<'_> {
     fn record(&mut self, entry: Entry<'_>) -> Result<(), JournalError> {
         let actual = OwnedEntry::from(entry);
-        match self.expected.next() {
+        match self.next_expected() {
             Some(Ok(expected)) if expected == actual => {
                 self.compared += 1;
                 Ok(())
@@ -181,23 +191,50 @@ where
         )));
     }
     let mut ingress = 0;
-    while let Some((topic, payload)) = bus.journal_mut().next_ingress()? {
+    loop {
+        let next = match bus.journal_mut().next_ingress() {
+            Ok(next) => next,
+            Err(ReplayError::Chronicle(e)) => return at_damage(bus.journal(), ingress, e),
+            Err(e) => return Err(e),
+        };
+        let Some((topic, payload)) = next else { break };
         ingress += 1;
         if let Err(error) = bus.ingress(&topic, payload) {
             let journal = bus.journal_mut();
-            if journal.exhausted && !matches!(reader.tail(), Tail::Sealed) {
-                return Ok(ReplayReport { ingress, entries: journal.compared, complete: false });
+            if journal.exhausted {
+                if let Some(status) = journal.records.status().filter(|s| **s != IntegrityStatus::Sealed) {
+                    let status = status.clone();
+                    return Ok(ReplayReport { ingress, entries: journal.compared, complete: false, status });
+                }
             }
             if let Some(d) = journal.divergence.take() {
                 return Err(ReplayError::Diverged(Box::new(d)));
             }
             if let Some(e) = journal.read_error.take() {
-                return Err(ReplayError::Chronicle(e));
+                return at_damage(journal, ingress, e);
             }
             return Err(ReplayError::Bus(error));
         }
     }
-    Ok(ReplayReport { ingress, entries: bus.journal().compared, complete: true })
+    let journal = bus.journal();
+    // Invariant: the loop ends when the recording has no entry left, and
+    // then its walk has given its verdict.
+    let status = journal.records.status().cloned().expect("an exhausted recording has a verdict");
+    Ok(ReplayReport { ingress, entries: journal.compared, complete: true, status })
+}
+
+/// The recording could not be read past some point: damage there ends the
+/// comparison (everything before it matched); an I/O error is an error.
+fn at_damage(journal: &ComparingJournal<'_>, ingress: u64, e: ChronicleError) -> Result<ReplayReport, ReplayError> {
+    match e {
+        ChronicleError::Corrupt { location, offset, reason, .. } => Ok(ReplayReport {
+            ingress,
+            entries: journal.compared,
+            complete: false,
+            status: IntegrityStatus::Corrupt { location, offset, reason },
+        }),
+        e => Err(ReplayError::Chronicle(e)),
+    }
 }
 
 /// Opens `path` and runs [`verify_replay`] on it.

@@ -823,7 +823,8 @@ mod damage {
             assert_eq!(reader.tail(), &expected_tail, "cut {cut}");
             assert_eq!(reader.frame_count() as usize, whole, "cut {cut}");
             let records: usize = l.counts[..whole].iter().sum();
-            let got: Vec<OwnedEntry> = reader.records().collect::<Result<_, _>>().unwrap();
+            let mut stream = reader.records();
+            let got: Vec<OwnedEntry> = stream.by_ref().collect::<Result<_, _>>().unwrap();
             assert_eq!(got[..], l.entries[..records], "cut {cut}");
             assert_eq!(reader.query_range(0, u64::MAX).unwrap(), got, "cut {cut}");
             let report = verify_file(&path).unwrap();
@@ -831,8 +832,10 @@ mod damage {
                 Tail::Sealed => IntegrityStatus::Sealed,
                 Tail::Unsealed => IntegrityStatus::Unsealed,
                 Tail::Torn { offset, dropped_bytes } => IntegrityStatus::Torn { offset, dropped_bytes },
+                Tail::Corrupt { .. } => panic!("cut {cut}: a cut is never corruption"),
             };
             assert_eq!(report.status, expected_status, "cut {cut}");
+            assert_eq!(stream.status(), Some(&expected_status), "cut {cut}: the readers' verdict is verify's");
             assert_eq!((report.frames as usize, report.records as usize), (whole, records), "cut {cut}");
         }
     }
@@ -859,7 +862,12 @@ mod damage {
                 let report = verify_file(&path);
                 // Whatever else happens, reading never panics and never invents records.
                 if let Ok(reader) = ChronicleReader::open(&path) {
-                    let _ = reader.records().collect::<Vec<_>>();
+                    let mut records = reader.records();
+                    records.by_ref().for_each(drop);
+                    // Every reader gives verify's verdict.
+                    if let Ok(report) = &report {
+                        assert_eq!(records.status(), Some(&report.status), "byte {at} ^ {mask:#x}");
+                    }
                     let _ = reader.query_range(0, u64::MAX);
                     let _ = reader.frames();
                 }
@@ -890,7 +898,7 @@ mod damage {
         let path = temp_file(&dir, "text.cmeta", b"[run]\nseed = 42\n not a chronicle at all");
         assert!(matches!(
             ChronicleReader::open(&path),
-            Err(ChronicleError::NotAChronicle { found_magic: 0x6e75_725b, .. })
+            Err(ChronicleError::NotAChronicle { found: [0x5b, 0x72, 0x75, 0x6e], .. })
         ));
         let mut bytes = small_sealed().bytes;
         bytes[4] = 2;
@@ -902,6 +910,197 @@ mod damage {
         assert!(err.to_string().contains("version 2"), "{err}");
         let empty = temp_file(&dir, "empty.cmeta", b"");
         assert!(matches!(ChronicleReader::open(&empty), Err(ChronicleError::TornHeader { file_len: 0, .. })));
+    }
+}
+
+/// Issue 9's damaged files: every reader reads the intact prefix, checks
+/// each frame against the run header, and gives verify's verdict.
+mod readers {
+    use metagov_bus::OwnedEntry;
+    use metagov_storage::format::{chain_anchor, encode_header, Footer, FrameHeader, FOOTER_BYTES, PREAMBLE_BYTES};
+    use metagov_storage::{
+        entry_ref, init_session, verify_file, Arch, ChronicleError, ChronicleReader, ChronicleWriter, Environment,
+        IntegrityStatus, Location, Os, RunContext, Tail, WriterOptions,
+    };
+
+    use crate::support::*;
+
+    fn context_seeded(seed: u64) -> RunContext {
+        let mut c = init_session(seed, &format!("[run]\nseed = {seed}\n"), vec!["validator".into()]);
+        c.environment = Environment { os: Os::Linux, arch: Arch::X86_64 };
+        c.producer = "metagov 0.1.0".into();
+        c
+    }
+
+    /// A sealed file of `stream(ticks)` under `ctx`, four records a frame.
+    fn sealed_with(ctx: &RunContext, ticks: u64) -> Vec<u8> {
+        let options = WriterOptions { frame_records_max: 4, ..WriterOptions::default() };
+        let mut w = ChronicleWriter::new(Vec::new(), ctx, options).unwrap();
+        for e in &stream(ticks) {
+            w.append(entry_ref(e)).unwrap();
+        }
+        w.seal().unwrap()
+    }
+
+    fn header_end(bytes: &[u8]) -> usize {
+        PREAMBLE_BYTES as usize + u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize + 8
+    }
+
+    /// Applies `edit` to every frame header of a sealed file, then
+    /// recomputes every header CRC, every chain link from the run header on,
+    /// and the footer: a forgery every CRC and link vouches for.
+    fn rechain(bytes: &mut [u8], mut edit: impl FnMut(&mut FrameHeader)) {
+        let footer_at = bytes.len() - FOOTER_BYTES as usize;
+        let mut footer = Footer::from_bytes(bytes[footer_at..].try_into().unwrap()).unwrap();
+        let mut chain = chain_anchor(&bytes[..header_end(bytes)]);
+        let mut offset = header_end(bytes);
+        while offset < footer.index_offset as usize {
+            let mut h = FrameHeader::from_bytes(bytes[offset..offset + 96].try_into().unwrap()).unwrap();
+            let next = offset + 96 + h.payload_len as usize;
+            edit(&mut h);
+            h.chain = h.expected_chain(&chain);
+            chain = h.chain;
+            bytes[offset..offset + 96].copy_from_slice(&h.to_bytes());
+            offset = next;
+        }
+        footer.chain_head = chain;
+        bytes[footer_at..].copy_from_slice(&footer.to_bytes());
+    }
+
+    /// Every record a full read yields, the error it ends with, and its verdict.
+    fn read_all(reader: &ChronicleReader) -> (Vec<OwnedEntry>, Option<ChronicleError>, IntegrityStatus) {
+        let mut records = reader.records();
+        let (mut got, mut error) = (Vec::new(), None);
+        for r in records.by_ref() {
+            match r {
+                Ok(e) => got.push(e),
+                Err(e) => error = Some(e),
+            }
+        }
+        (got, error, records.status().cloned().expect("a finished read has a verdict"))
+    }
+
+    fn corrupt_at(status: &IntegrityStatus) -> (Location, u64) {
+        match status {
+            IntegrityStatus::Corrupt { location, offset, .. } => (*location, *offset),
+            other => panic!("expected corruption, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_frame_running_past_the_index_of_a_sealed_file_is_corrupt_at_the_frame_not_torn() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = sealed_with(&context_seeded(42), 4);
+        let frame0 = header_end(&bytes) as u64;
+        rechain(&mut bytes, |h| {
+            if h.frame_index == 0 {
+                h.payload_len = 64 << 20;
+            }
+        });
+        let path = temp_file(&dir, "long.cmeta", &bytes);
+        let report = verify_file(&path).unwrap();
+        assert_eq!(corrupt_at(&report.status), (Location::Frame(0), frame0), "{}", report.status);
+        assert!(report.status.to_string().contains("past the index block"), "{}", report.status);
+        let reader = ChronicleReader::open(&path).unwrap();
+        let (got, error, status) = read_all(&reader);
+        assert!(got.is_empty() && error.is_some());
+        assert_eq!(status, report.status, "records() gives verify's verdict");
+        match reader.query_range(0, u64::MAX).unwrap_err() {
+            ChronicleError::Corrupt { location, offset, .. } => {
+                assert_eq!((location, offset), (Location::Frame(0), frame0))
+            }
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn a_range_query_checks_every_frame_against_the_run_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = sealed_with(&context_seeded(42), 20);
+        let mut swapped = sealed_with(&context_seeded(43), 20);
+        let end = header_end(&ours);
+        assert_eq!(end, header_end(&swapped), "the two headers have the same length");
+        swapped[..end].copy_from_slice(&ours[..end]);
+        let path = temp_file(&dir, "swapped.cmeta", &swapped);
+        let report = verify_file(&path).unwrap();
+        assert_eq!(corrupt_at(&report.status), (Location::Frame(0), end as u64));
+        let reader = ChronicleReader::open(&path).unwrap();
+        assert!(reader.frames().unwrap().iter().any(|f| f.first_tick > 18), "the range is not in frame 0");
+        let err = reader.query_range(18, 22).unwrap_err();
+        assert!(err.to_string().contains("broken chain link"), "{err}");
+        assert_eq!(read_all(&reader).2, report.status);
+    }
+
+    #[test]
+    fn a_zero_filled_tail_keeps_the_intact_frames_and_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = sealed_with(&context_seeded(42), 4);
+        let first = ChronicleReader::open(temp_file(&dir, "good.cmeta", &good)).unwrap().frames().unwrap();
+        let cut = first[1].offset as usize;
+        let mut bytes = good[..cut].to_vec();
+        bytes.extend(std::iter::repeat_n(0u8, 4096));
+        let path = temp_file(&dir, "zeroed.cmeta", &bytes);
+        let report = verify_file(&path).unwrap();
+        assert_eq!(corrupt_at(&report.status), (Location::Frame(1), cut as u64));
+        let reader = ChronicleReader::open(&path).unwrap();
+        assert!(matches!(reader.tail(), Tail::Corrupt { location: Location::Frame(1), .. }), "{}", reader.tail());
+        assert_eq!(reader.frame_count(), 1);
+        let (got, error, status) = read_all(&reader);
+        assert_eq!(got, stream(4)[..4], "frame 0's four records");
+        assert!(error.is_some());
+        assert_eq!(status, report.status);
+        assert_eq!(reader.query_range(0, u64::MAX).unwrap(), got);
+    }
+
+    #[test]
+    fn a_header_seed_that_disagrees_with_its_config_or_run_id_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = sealed_with(&context_seeded(42), 4);
+        let end = header_end(&good);
+        // The seed edited alone (run id and config kept), then the run id
+        // edited alone: each disagrees with what states it again.
+        for (edit, expected) in [(0, "seed 43 disagrees with run.seed 42"), (1, "run_id \"forged\" is not")] {
+            let mut ctx = context_seeded(42);
+            if edit == 0 {
+                ctx.seed = 43;
+            } else {
+                ctx.run_id = "forged".into();
+                ctx.producer = format!("{}{}", ctx.producer, "x".repeat(36 - "forged".len()));
+            }
+            let header = encode_header(&ctx).unwrap();
+            assert_eq!(header.len(), end);
+            let mut bytes = good.clone();
+            bytes[..end].copy_from_slice(&header);
+            rechain(&mut bytes, |_| {});
+            let path = temp_file(&dir, "forged.cmeta", &bytes);
+            let report = verify_file(&path).unwrap();
+            assert_eq!(corrupt_at(&report.status), (Location::Header, 0), "{}", report.status);
+            assert!(report.status.to_string().contains(expected), "{}", report.status);
+            assert!(ChronicleReader::open(&path).is_err());
+        }
+    }
+
+    #[test]
+    fn not_a_chronicle_names_the_four_bytes_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = temp_file(&dir, "text.cmeta", b"em #  notes");
+        let err = ChronicleReader::open(&path).unwrap_err();
+        assert!(err.to_string().contains("starts with the bytes 65 6d 20 23, not 5e a5 0d 0c"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_or_a_directory_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe.cmeta");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        for (path, kind) in [(fifo, "a FIFO"), (dir.path().to_path_buf(), "a directory")] {
+            let err = verify_file(&path).unwrap_err();
+            assert!(matches!(err, ChronicleError::NotAFile { kind: k, .. } if k == kind), "{err}");
+            let err = ChronicleReader::open(&path).unwrap_err();
+            assert!(err.to_string().contains(&format!("is not a regular file but {kind}")), "{err}");
+        }
     }
 }
 
