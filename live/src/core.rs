@@ -186,7 +186,19 @@ fn open(options: &CoreOptions, board: &Board) -> Result<(Supervisor<Writer>, u64
                 dir: options.dir.clone(),
                 reason: format!("replay --verify failed: {e}"),
             })?;
-    tracing::info!(packets = report.ingress, complete = report.complete, "recorded run verified");
+    if let metagov_storage::IntegrityStatus::Corrupt { .. } = report.status {
+        // Acknowledged packets may sit behind the damage: resuming would
+        // silently drop them. A person decides.
+        return Err(LiveError::Resume {
+            dir: options.dir.clone(),
+            reason: format!(
+                "the chronicle is {}; nothing is resumed (its intact prefix reads with `metagov export`; \
+                 move the file aside to start a new run)",
+                report.status
+            ),
+        });
+    }
+    tracing::info!(packets = report.ingress, status = %report.status, "recorded run verified");
 
     let rewrite = with_suffix(&chronicle, RESUME_SUFFIX);
     if rewrite.exists() {

@@ -698,3 +698,25 @@ fn the_terminal_log_has_wall_clock_times_and_run_log_stays_deterministic() {
     let stamped = terminal.lines().filter(|l| l.len() > 20 && l.as_bytes()[4] == b'-' && l.contains('T')).count();
     assert!(stamped > 0, "the terminal log has wall-clock times:\n{terminal}");
 }
+
+#[test]
+fn a_corrupt_chronicle_is_never_resumed_and_never_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    for window in 1..=20 {
+        server.post(packet("bert-a", window, 0.1).as_bytes());
+    }
+    server.kill();
+    // What a crash on a filesystem that preallocates leaves: zeros after
+    // the last write.
+    let path = dir.path().join("run.cmeta");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let cut = bytes.len() - 100;
+    bytes.truncate(cut);
+    bytes.extend(std::iter::repeat_n(0u8, 4096));
+    std::fs::write(&path, &bytes).unwrap();
+    let output = Command::new(BIN).args(["run", "--listen", "127.0.0.1:0", "--out"]).arg(dir.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && text.contains("cannot resume") && text.contains("corrupt"), "{text}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "the damaged chronicle is left as it was");
+}
