@@ -169,6 +169,12 @@ impl MetaPacketValidator {
                 let rest = line.get(at..).unwrap_or_default();
                 match ["NaN", "Infinity", "-Infinity"].into_iter().find(|token| rest.starts_with(token)) {
                     Some(token) => reject(ReasonCode::NonFinite, format!("{token} at column {}", error.column())),
+                    // serde_json's words for a literal like 1e999 that no f64
+                    // holds: well-formed JSON, a number out of range.
+                    None if error.to_string().starts_with("number out of range") => reject(
+                        ReasonCode::OutOfRange,
+                        format!("a number beyond any 64-bit float at column {}", error.column()),
+                    ),
                     None => reject(ReasonCode::MalformedJson, error.to_string()),
                 }
             }

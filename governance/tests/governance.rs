@@ -248,6 +248,15 @@ mod validator {
     }
 
     #[test]
+    fn a_number_no_float_holds_is_out_of_range_not_malformed() {
+        let mut validator = MetaPacketValidator::new(MetaValidatorConfig::default());
+        let line = r#"{"job": "a", "domain": "d", "window": 1, "metrics": {"gain_p50": 1e999, "stability_mean": 0.5}}"#;
+        let rejection = validator.validate_telemetry_line(line).unwrap_err();
+        assert_eq!(rejection.reason, ReasonCode::OutOfRange, "{rejection:?}");
+        assert!(rejection.detail.contains("column"), "{rejection:?}");
+    }
+
+    #[test]
     fn a_key_named_twice_in_one_object_is_rejected() {
         let mut validator = MetaPacketValidator::new(MetaValidatorConfig::default());
         let nested = r#"{"job": "a", "domain": "d", "window": 1, "metrics": {"gain_p50": 0.1, "gain_p50": 0.9, "stability_mean": 0.5}}"#;
