@@ -115,7 +115,10 @@ pub fn run(options: CoreOptions, queue: Receiver<Message>, board: Arc<Board>) ->
     let log_tmp = with_suffix(&log_path, RESUME_SUFFIX);
     let log_file = File::create(&log_tmp).map_err(|e| LiveError::io(&log_tmp, e))?;
     log::capture(BufWriter::new(log_file), || {
-        let (mut supervisor, resumed_packets) = open(&options, &board)?;
+        let (mut supervisor, resumed_packets) = open(&options, &board).inspect_err(|_| {
+            // Nothing started: leave the directory as it was found.
+            let _ = fs::remove_file(&log_tmp);
+        })?;
         fs::rename(&log_tmp, &log_path).map_err(|e| LiveError::io(&log_path, e))?;
         tracing::info!(resumed_packets, "supervisor ready");
         board.set_ready();

@@ -719,4 +719,8 @@ fn a_corrupt_chronicle_is_never_resumed_and_never_touched() {
     let text = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && text.contains("cannot resume") && text.contains("corrupt"), "{text}");
     assert_eq!(std::fs::read(&path).unwrap(), bytes, "the damaged chronicle is left as it was");
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["run.cmeta", "run.log"], "nothing else is left in the directory");
 }
