@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use crate::board::{Board, JobDecision};
 use crate::metrics;
-use crate::supervisor::{Answer, Event, Packet, Supervisor};
+use crate::supervisor::{Answer, Event, JobState, Packet, Supervisor};
 use crate::LiveError;
 
 /// Requests the core takes into one group commit at most.
@@ -231,7 +231,7 @@ fn open(options: &CoreOptions, board: &Board) -> Result<(Supervisor<Writer>, u64
                 });
             }
         };
-        let answer = supervisor.submit(&packet).map_err(|e| LiveError::Chronicle(e.to_string()))?;
+        let answer = supervisor.submit(packet).map_err(|e| LiveError::Chronicle(e.to_string()))?;
         packets += 1;
         events.extend(answer.events);
         if events.len() > crate::board::EVENTS_KEPT_MAX {
@@ -248,6 +248,11 @@ fn open(options: &CoreOptions, board: &Board) -> Result<(Supervisor<Writer>, u64
         .collect();
     board.publish(jobs, supervisor.prior().cloned(), events, supervisor.tick());
     Ok((supervisor, packets))
+}
+
+/// A job's committed decision, as the board keeps it.
+fn decision(job: &str, state: &JobState) -> (String, JobDecision) {
+    (job.to_string(), JobDecision { tick: state.tick, json: state.to_json(job) })
 }
 
 fn sync_dir(dir: &Path) -> Result<(), LiveError> {
@@ -308,9 +313,9 @@ fn govern(
 ) -> Result<(), LiveError> {
     let mut answers = Vec::with_capacity(batch.len());
     let mut outcome = Ok(());
-    for request in batch.iter() {
+    for request in batch.iter_mut() {
         let mut these = Vec::with_capacity(request.packets.len());
-        for packet in &request.packets {
+        for packet in std::mem::take(&mut request.packets) {
             match supervisor.submit(packet) {
                 Ok(answer) => these.push(answer),
                 Err(e) => {
@@ -332,15 +337,18 @@ fn govern(
         }
         return Err(e);
     }
-    let mut jobs = Vec::new();
+    // Each job the batch touched, once; the events move to the board (the
+    // answers sent to clients do not carry them).
+    let mut touched = std::collections::BTreeSet::new();
     let mut events: Vec<Event> = Vec::new();
-    for answer in answers.iter().flatten() {
+    for answer in answers.iter_mut().flatten() {
         metrics::answered(answer);
-        if let Some(state) = answer.job.as_ref().and_then(|job| supervisor.jobs().get(job).map(|s| (job, s))) {
-            jobs.push((state.0.clone(), JobDecision { tick: state.1.tick, json: state.1.to_json(state.0) }));
+        if let Some(job) = &answer.job {
+            touched.insert(job.clone());
         }
-        events.extend(answer.events.iter().cloned());
+        events.append(&mut answer.events);
     }
+    let jobs = touched.iter().filter_map(|job| supervisor.jobs().get(job).map(|state| decision(job, state))).collect();
     board.publish(jobs, supervisor.prior().cloned(), events, supervisor.tick());
     for (request, answer) in batch.drain(..).zip(answers) {
         metrics::acknowledged(request.received.elapsed(), answer.len());

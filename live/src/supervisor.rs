@@ -43,10 +43,10 @@ impl Packet {
 
     /// The bus payload: the raw text, so the live path and a replay of it
     /// run the very same validator on the very same bytes.
-    pub fn to_value(&self) -> Value {
+    pub fn into_value(self) -> Value {
         match self {
-            Packet::Text(text) => Value::Text(text.clone()),
-            Packet::Bytes(bytes) => Value::Bytes(bytes.clone()),
+            Packet::Text(text) => Value::Text(text),
+            Packet::Bytes(bytes) => Value::Bytes(bytes),
         }
     }
 
@@ -100,7 +100,8 @@ pub struct Answer {
     pub hint: Option<ResourceHintView>,
     /// The job's knobs after it (every knob), when the job is known.
     pub knobs: Option<BTreeMap<String, f64>>,
-    /// The tick's egress as events, in emission order.
+    /// The tick's egress as events, in emission order (the core moves them
+    /// to the board; the answer a client gets does not carry them).
     pub events: Vec<Event>,
 }
 
@@ -113,8 +114,6 @@ impl Answer {
             Outcome::Duplicate => ("duplicate", Json::Null),
             Outcome::Conflict => ("conflict", Json::Null),
         };
-        let rules: Vec<Json> =
-            self.rules.iter().map(|r| json!({"rule": r.rule, "value": r.value, "threshold": r.threshold})).collect();
         json!({
             "status": status,
             "accepted": matches!(self.outcome, Outcome::Accepted | Outcome::Duplicate),
@@ -128,12 +127,17 @@ impl Answer {
             "decision": {
                 "knobs": self.knobs,
                 "changed": self.changed,
-                "rules": rules,
+                "rules": rules_json(&self.rules),
                 "rollback": self.rollback,
                 "hint": self.hint.as_ref().map(hint_json),
             },
         })
     }
+}
+
+/// Fired rules as JSON: each rule with its signal's value and threshold.
+fn rules_json(rules: &[FiredRuleView]) -> Json {
+    rules.iter().map(|r| json!({"rule": r.rule, "value": r.value, "threshold": r.threshold})).collect()
 }
 
 /// A resource hint as JSON.
@@ -197,9 +201,7 @@ impl JobState {
     /// serves).
     pub fn to_json(&self, job: &str) -> Json {
         let last_change = self.last_change.as_ref().map(|LastChange { tick, changed, rules, rollback }| {
-            let rules: Vec<Json> =
-                rules.iter().map(|r| json!({"rule": r.rule, "value": r.value, "threshold": r.threshold})).collect();
-            json!({"tick": tick, "changed": changed, "rules": rules, "rollback": rollback})
+            json!({"tick": tick, "changed": changed, "rules": rules_json(rules), "rollback": rollback})
         });
         json!({
             "job": job,
@@ -283,8 +285,8 @@ impl<J: Journal> Supervisor<J> {
 
     /// Takes one packet: answers a repeat from memory, or injects it as the
     /// next tick and reads the tick's egress.
-    pub fn submit(&mut self, packet: &Packet) -> Result<Answer, SupervisorError> {
-        let identity = identity(packet);
+    pub fn submit(&mut self, packet: Packet) -> Result<Answer, SupervisorError> {
+        let identity = identity(&packet);
         let mut answer = Answer {
             tick: None,
             outcome: Outcome::Accepted,
@@ -307,7 +309,7 @@ impl<J: Journal> Supervisor<J> {
                 }
             }
         }
-        let report = self.bus.ingress(TELEMETRY_RAW, packet.to_value())?;
+        let report = self.bus.ingress(TELEMETRY_RAW, packet.into_value())?;
         answer.tick = Some(report.tick);
         for egress in self.bus.egress() {
             answer.events.push(Event {

@@ -292,7 +292,7 @@ fn core_alone(dir: &Path, packets: u64, batch: u64, sync: bool) -> Result<f64> {
     let lines: Vec<metagov_live::Packet> =
         (0..packets).map(|i| metagov_live::Packet::Text(packet((i % 64) as usize, i / 64 + 1))).collect();
     let start = now();
-    for (i, line) in lines.iter().enumerate() {
+    for (i, line) in lines.into_iter().enumerate() {
         supervisor.submit(line)?;
         if (i as u64 + 1).is_multiple_of(batch) {
             let writer = supervisor.journal_mut();

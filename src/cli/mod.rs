@@ -202,25 +202,40 @@ fn export_to(file: &Path, reader: &ChronicleReader, json: bool, out: &mut dyn Wr
     if !json {
         writeln!(out, "kind,tick,seq,topic,from,to,trace,payload")?;
     }
+    let outcome = export_records(file, reader, |entry| {
+        if json {
+            writeln!(out, "{}", entry.json())
+        } else {
+            write_csv_row(&entry, out)
+        }
+    })?;
+    out.flush()?;
+    Ok(outcome)
+}
+
+/// Hands every record of the file's whole frames to `write`, in order, then
+/// gives the file's verdict (a warning for a partial file, an error for
+/// damage, after the records before it): what every exporting command does.
+fn export_records(
+    file: &Path,
+    reader: &ChronicleReader,
+    mut write: impl FnMut(OwnedEntry) -> io::Result<()>,
+) -> Result<Outcome> {
     let mut records = reader.records();
     let mut damage = None;
     let mut count = 0;
     for entry in records.by_ref() {
-        let entry = match entry {
-            Ok(entry) => entry,
+        match entry {
+            Ok(entry) => {
+                count += 1;
+                write(entry)?;
+            }
             Err(e) => {
                 damage = Some(e);
                 break;
             }
-        };
-        count += 1;
-        if json {
-            writeln!(out, "{}", entry.json())?;
-            continue;
         }
-        write_csv_row(&entry, out)?;
     }
-    out.flush()?;
     match records.status() {
         Some(status) => Ok(report_verdict(file, status, count)),
         None => Err(damage.map_or_else(|| anyhow::anyhow!("the read ended without a verdict"), Into::into))

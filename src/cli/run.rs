@@ -163,12 +163,9 @@ pub fn simulate_telemetry(file: &Path, config: Config, out_dir: &Path, out: &mut
     );
     let actors = ACTOR_NAMES.iter().map(|a| a.to_string()).collect();
     let context = init_session(config.run.seed, &config.canonical_toml(), actors);
-    let options = metagov_storage::WriterOptions {
-        frame_records_max: config.chronicle.frame_records_max,
-        frame_bytes_max: config.chronicle.frame_bytes_max,
-    };
-    let writer = metagov_storage::ChronicleWriter::create(&chronicle, &context, options)
-        .with_context(|| format!("cannot create {}", chronicle.display()))?;
+    let writer =
+        metagov_storage::ChronicleWriter::create(&chronicle, &context, crate::simulate::writer_options(&config))
+            .with_context(|| format!("cannot create {}", chronicle.display()))?;
     let mut supervisor = metagov_live::Supervisor::new(&config, writer)?;
     let log_path = out_dir.join(metagov_live::core::LOG_FILE);
     let log_file = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
@@ -192,7 +189,7 @@ pub fn simulate_telemetry(file: &Path, config: Config, out_dir: &Path, out: &mut
                 continue;
             }
             let packet = metagov_live::Packet::from_bytes(line.clone());
-            let answer = supervisor.submit(&packet).with_context(|| format!("{}:{lines}", file.display()))?;
+            let answer = supervisor.submit(packet).with_context(|| format!("{}:{lines}", file.display()))?;
             let key = match &answer.outcome {
                 metagov_live::Outcome::Rejected { reason, .. } => format!("rejected {reason}"),
                 other => format!("{other:?}").to_lowercase(),
@@ -226,36 +223,33 @@ pub fn simulate_telemetry(file: &Path, config: Config, out_dir: &Path, out: &mut
 /// lines, one packet per line as it arrived, so it can be re-run with
 /// `simulate --telemetry` (under another config, say).
 pub fn export_telemetry(file: &Path, output: Option<&Path>, stdout: &mut dyn Write) -> Result<Outcome> {
-    let reader = metagov_storage::ChronicleReader::open(file)
-        .with_context(|| format!("cannot read chronicle {}", file.display()))?;
-    let write_all = |sink: &mut dyn Write| -> Result<u64> {
+    let reader = super::open(file)?;
+    let write_all = |sink: &mut dyn Write| -> Result<(u64, Outcome)> {
         let mut packets = 0;
-        for entry in reader.records() {
-            let entry = entry.with_context(|| format!("cannot read chronicle {}", file.display()))?;
-            let metagov_bus::OwnedEntry::Delivery(d) = entry else { continue };
+        let outcome = super::export_records(file, &reader, |entry| {
+            let metagov_bus::OwnedEntry::Delivery(d) = entry else { return Ok(()) };
             if &*d.from != metagov_bus::INGRESS || &*d.topic != metagov_actors::messages::TELEMETRY_RAW {
-                continue;
+                return Ok(());
             }
             match &*d.payload {
                 metagov_bus::Value::Text(line) if !line.contains('\n') => sink.write_all(line.as_bytes())?,
                 metagov_bus::Value::Bytes(bytes) if !bytes.contains(&b'\n') => sink.write_all(bytes)?,
                 other => sink.write_all(other.to_json().to_string().as_bytes())?,
             }
-            sink.write_all(b"\n")?;
             packets += 1;
-        }
-        Ok(packets)
+            sink.write_all(b"\n")
+        })?;
+        sink.flush()?;
+        Ok((packets, outcome))
     };
     match output {
-        None => {
-            write_all(stdout)?;
-        }
+        None => Ok(write_all(stdout)?.1),
         Some(path) => {
             let mut out = super::OutputFile::create(file, path)?;
-            let packets = write_all(out.writer())?;
+            let (packets, outcome) = write_all(out.writer())?;
             out.commit()?;
             eprintln!("{packets} telemetry packets written to {}", super::Escaped(path.display()));
+            Ok(outcome)
         }
     }
-    Ok(Outcome::Success)
 }

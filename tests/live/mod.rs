@@ -650,7 +650,7 @@ fn the_supervisor_gives_identical_chronicle_bytes_for_the_same_packets() {
         let mut supervisor = Supervisor::new(&config, writer).unwrap();
         let mut answers = Vec::new();
         for (i, line) in lines.iter().enumerate() {
-            answers.push(supervisor.submit(&Packet::Text(line.clone())).unwrap());
+            answers.push(supervisor.submit(Packet::Text(line.clone())).unwrap());
             if i % 7 == 0 {
                 supervisor.journal_mut().flush().unwrap();
             }
