@@ -1,12 +1,9 @@
-//! The `metagov` binary's library half: the command implementations (so the
-//! integration tests can drive them) and the synthetic workload.
+//! The `metagov` binary's library half: the command implementations, so the
+//! integration tests can drive them.
 //!
-//! This is the only crate that may touch the terminal, the network, signals
-//! and the wall clock (for benchmarks); it never holds governance logic.
+//! This is the only crate that may touch the terminal, signals and the wall
+//! clock (for benchmarks and progress bars); it holds no governance logic
+//! and no simulation: it parses arguments, calls the library crates and
+//! prints what they return.
 
 pub mod cli;
-pub mod priors;
-pub mod scenario;
-pub mod simulate;
-pub mod summary;
-pub mod workload;

@@ -1,6 +1,6 @@
 //! metagov's integration tests: one binary, one module per concern.
 //!
-//! The workload is the synthetic telemetry pipeline (`metagov::workload`):
+//! The workload is the synthetic telemetry pipeline (`metagov_sim::workload`):
 //! seeded packets in, a validator, a learner that draws from its RNG and
 //! emits cycle records and meta frames, and hooks that publish to a topic
 //! nobody subscribes to.
@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use metagov::workload::{self, TelemetryStream, TELEMETRY_RAW};
 use metagov_bus::{Actor, Bus, BusError, BusLimits, Envelope, MemoryJournal, Outbox, OwnedEntry, Value};
+use metagov_sim::workload::{self, TelemetryStream, TELEMETRY_RAW};
 use metagov_storage::{init_session, ChronicleWriter, RunContext, WriterOptions};
 
 /// Seeds every determinism test runs under; a failure names the seed.
@@ -218,7 +218,7 @@ mod failures {
         use metagov_actors::messages::EGRESS_TOPICS;
         let config = metagov_config::Config::default();
         let mut bus = metagov_actors::MetaSupervisor::build(&config, MemoryJournal::new(1 << 20)).unwrap();
-        let scenario = metagov::scenario::Scenario::builtin("default").unwrap();
+        let scenario = metagov_sim::scenario::Scenario::builtin("default").unwrap();
         let mut egress = Vec::new();
         let garbage = std::iter::once(Value::Text("{\"job\": ".into()));
         for packet in scenario.stream(42, Some(60)).chain(garbage) {
@@ -525,7 +525,7 @@ fn governed_run(
     windows: u64,
     skip: impl Fn(u64) -> bool,
 ) -> Vec<OwnedEntry> {
-    let scenario = metagov::scenario::Scenario::builtin(scenario).unwrap();
+    let scenario = metagov_sim::scenario::Scenario::builtin(scenario).unwrap();
     let mut bus = metagov_actors::MetaSupervisor::build(config, MemoryJournal::new(1 << 24)).unwrap();
     for (i, packet) in scenario.stream(config.run.seed, Some(windows)).enumerate() {
         if !skip(i as u64) {
@@ -873,7 +873,7 @@ mod governance_scenarios {
     /// floor, one was dropped from every aggregate on 6 of them).
     #[test]
     fn ordinary_domains_are_never_dropped_as_outliers() {
-        let scenario = metagov::scenario::Scenario::from_toml_str(
+        let scenario = metagov_sim::scenario::Scenario::from_toml_str(
             "name = \"four-domains\"\nwindows = 120\n[[jobs]]\nname = \"job\"\ncount = 8\ndomains = [\"nlp\", \"vision\", \"speech\", \"robotics\"]\n",
             "four-domains",
         )
@@ -928,14 +928,13 @@ mod governance_scenarios {
     fn a_reward_collapse_rolls_the_knobs_back_and_the_summary_counts_it() {
         for seed in seeds() {
             let dir = tempfile::tempdir().unwrap();
-            let simulation = metagov::simulate::Simulation {
-                scenario: metagov::scenario::Scenario::builtin("collapse").unwrap(),
+            let simulation = metagov_sim::simulate::Simulation {
+                scenario: metagov_sim::scenario::Scenario::builtin("collapse").unwrap(),
                 config: seeded_config(seed),
                 windows: Some(620),
                 out_dir: dir.path().to_path_buf(),
-                progress: false,
             };
-            let report = metagov::simulate::run(&simulation).unwrap();
+            let report = metagov_sim::simulate::run(&simulation, &mut metagov_sim::simulate::NoProgress).unwrap();
             let reader = metagov_storage::ChronicleReader::open(&report.chronicle).unwrap();
             let entries: Vec<OwnedEntry> = reader.records().map(Result::unwrap).collect();
             let floor = simulation.config.safety.reward_floor;
@@ -997,8 +996,8 @@ mod governance_scenarios {
 mod governance_determinism {
     use super::*;
     use metagov::cli::{self, Outcome};
-    use metagov::scenario::Scenario;
-    use metagov::simulate::{run, Simulation};
+    use metagov_sim::scenario::Scenario;
+    use metagov_sim::simulate::{run, Simulation};
 
     /// Federation policy packs (the second ingress topic) mixed into
     /// telemetry: the same inputs give the same chronicle bytes, and replay
@@ -1078,9 +1077,8 @@ mod governance_determinism {
             config: seeded_config(seed),
             windows: Some(windows(scenario)),
             out_dir: dir.to_path_buf(),
-            progress: false,
         };
-        let report = run(&simulation)
+        let report = run(&simulation, &mut metagov_sim::simulate::NoProgress)
             .unwrap_or_else(|e| panic!("{} failed: {e:#}; rerun with METAGOV_SEED={seed}", scenario.name()));
         Run {
             chronicle: std::fs::read(&report.chronicle).unwrap(),
@@ -1296,8 +1294,8 @@ mod simulate_cli {
         assert!(shown.contains("409600000000 packets") && shown.contains("free"), "{shown}");
         assert!(!out_dir.join("run.cmeta.partial").exists() && !out_dir.join("run.log").exists(), "nothing written");
 
-        let estimate = metagov::simulate::estimate_chronicle(
-            &metagov::scenario::Scenario::resolve("steady").unwrap(),
+        let estimate = metagov_sim::simulate::estimate_chronicle(
+            &metagov_sim::scenario::Scenario::resolve("steady").unwrap(),
             &metagov_config::Config::default(),
             Some(600),
         )
@@ -1314,7 +1312,7 @@ mod simulate_cli {
     /// are refused by `config check`, at the key, naming the minimum.
     #[test]
     fn config_check_refuses_bus_bounds_the_actor_set_cannot_run_with() {
-        let needed = metagov::simulate::limits_needed(&metagov_config::Config::default()).unwrap();
+        let needed = metagov_sim::simulate::limits_needed(&metagov_config::Config::default()).unwrap();
         assert!(needed.queue_len_max > 1 && needed.outbox_len_max > 1, "{needed:?}");
         let dir = tempfile::tempdir().unwrap();
         for (key, text) in
@@ -1340,11 +1338,11 @@ mod simulate_cli {
     #[test]
     fn the_bus_minimum_is_exactly_what_the_probe_packets_need() {
         let config = metagov_config::Config::default();
-        let needed = metagov::simulate::limits_needed(&config).unwrap();
+        let needed = metagov_sim::simulate::limits_needed(&config).unwrap();
         let at = |queue: u32, outbox: u32| {
             let mut config = config.clone();
             (config.bus.queue_len_max, config.bus.outbox_len_max) = (queue, outbox);
-            metagov::simulate::run_probe(&config)
+            metagov_sim::simulate::run_probe(&config)
         };
         assert_eq!(at(needed.queue_len_max, needed.outbox_len_max).unwrap(), needed);
         let err = at(needed.queue_len_max - 1, needed.outbox_len_max).unwrap_err();
@@ -1505,7 +1503,7 @@ temprature = 0.05
         assert_eq!(r.unwrap(), Outcome::Success, "{text}");
         assert!(text.contains("no valid version") && text.contains("saved as version 1"), "{text}");
         let config = metagov_config::Config::default();
-        let v1 = metagov::priors::load_newest(&priors, &config).unwrap().prior.expect("version 1");
+        let v1 = metagov_sim::priors::load_newest(&priors, &config).unwrap().prior.expect("version 1");
         assert_eq!(v1.version, 1);
 
         let (r, text) = run(|o| cli::simulate(&with_prior("two"), o));
@@ -1545,7 +1543,7 @@ temprature = 0.05
         let err = run(|o| cli::simulate(&args("platoe", Some(out_dir.clone())), o)).0.unwrap_err();
         let message = format!("{err:#}");
         assert!(message.contains("platoe"), "{message}");
-        for name in metagov::scenario::Scenario::builtin_names() {
+        for name in metagov_sim::scenario::Scenario::builtin_names() {
             assert!(message.contains(name), "{name} not listed: {message}");
         }
         assert!(!out_dir.exists(), "nothing is written for a refused run");

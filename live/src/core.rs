@@ -144,13 +144,6 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn writer_options(config: &Config) -> WriterOptions {
-    WriterOptions {
-        frame_records_max: config.chronicle.frame_records_max,
-        frame_bytes_max: config.chronicle.frame_bytes_max,
-    }
-}
-
 /// Starts a new run, or rebuilds the one recorded in the directory: its
 /// recorded ingress is verified by replay, then re-submitted into a fresh
 /// chronicle (same context) that atomically replaces the old one, so every
@@ -159,7 +152,7 @@ fn writer_options(config: &Config) -> WriterOptions {
 fn open(options: &CoreOptions, board: &Board) -> Result<(Supervisor<Writer>, u64), LiveError> {
     let chronicle = options.dir.join(CHRONICLE_FILE);
     let create = |path: &Path, context: &RunContext, config: &Config| {
-        let writer = ChronicleWriter::create(path, context, writer_options(config))
+        let writer = ChronicleWriter::create(path, context, WriterOptions::from(&config.chronicle))
             .map_err(|e| LiveError::Chronicle(e.to_string()))?;
         Supervisor::new(config, writer).map_err(|e| LiveError::Chronicle(e.to_string()))
     };

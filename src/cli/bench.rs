@@ -17,10 +17,10 @@ use metagov_bus::{ActorRng, BusLimits, Entry, Envelope, Journal, JournalError, N
 use metagov_storage::{init_session, verify_file, ChronicleReader, ChronicleWriter, WriterOptions};
 
 use super::Outcome;
-use crate::scenario::Scenario;
-use crate::simulate::{self, Simulation};
-use crate::workload::{self, TelemetryStream, TELEMETRY_RAW};
 use metagov_config::Config;
+use metagov_sim::scenario::Scenario;
+use metagov_sim::simulate::{self, Simulation};
+use metagov_sim::workload::{self, TelemetryStream, TELEMETRY_RAW};
 
 /// Which benchmark to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -62,7 +62,7 @@ fn context(actors: &[&str]) -> metagov_storage::RunContext {
 fn run_pipeline<J: Journal>(packets: u64, journal: J, label: &str) -> Result<(u64, Duration, J)> {
     let mut bus = workload::build_bus(42, BusLimits::default(), journal)?;
     let mut stream = TelemetryStream::new(42, 16, 4);
-    let bar = simulate::progress_bar(packets, true, label);
+    let bar = super::progress::progress_bar(packets, true, label);
     let (mut deliveries, mut spent) = (0, Duration::ZERO);
     let mut done = 0;
     while done < packets {
@@ -359,7 +359,7 @@ fn write_chronicle(path: &Path, deliveries: u64, label: &str) -> Result<u64> {
     let writer = fresh_writer(path, &ctx)?;
     let mut bus = workload::build_bus(42, BusLimits::default(), writer)?;
     let mut stream = TelemetryStream::new(42, 16, 4);
-    let bar = simulate::progress_bar(deliveries, true, label);
+    let bar = super::progress::progress_bar(deliveries, true, label);
     let mut made = 0;
     while made < deliveries {
         made += bus.ingress(TELEMETRY_RAW, stream.next_packet())?.deliveries;
@@ -475,15 +475,10 @@ domains = ["nlp"]
 "#;
 
 fn simulate_throughput(scenario: Scenario, windows: u64, dir: &Path) -> Result<(u64, u64, Duration)> {
-    let simulation = Simulation {
-        scenario,
-        config: Config::default(),
-        windows: Some(windows),
-        out_dir: dir.join("bench-simulate"),
-        progress: false,
-    };
+    let simulation =
+        Simulation { scenario, config: Config::default(), windows: Some(windows), out_dir: dir.join("bench-simulate") };
     let start = now();
-    let report = simulate::run(&simulation)?;
+    let report = simulate::run(&simulation, &mut simulate::NoProgress)?;
     let spent = start.elapsed();
     Ok((report.summary.packets, report.summary.deliveries, spent))
 }

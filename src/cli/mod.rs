@@ -5,6 +5,7 @@
 pub mod bench;
 mod bench_live;
 mod output;
+mod progress;
 pub mod run;
 
 pub use output::{write_csv_field, Escaped, EscapedLines, OutputFile};
@@ -23,10 +24,10 @@ use metagov_storage::{verify_file, verify_replay, ChronicleReader, IntegrityStat
 // "Verdicts and exit codes"): `sealed`, `unsealed`, `torn` or `corrupt`, as
 // storage's one walk over the frames gives it.
 
-use crate::priors;
-use crate::scenario::Scenario;
-use crate::simulate::{self as sim, Simulation};
-use crate::workload;
+use metagov_sim::priors;
+use metagov_sim::scenario::Scenario;
+use metagov_sim::simulate::{self as sim, Simulation};
+use metagov_sim::workload;
 
 /// How a command ended when it did not fail outright.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -376,8 +377,8 @@ pub fn simulate(args: &SimulateArgs, out: &mut dyn Write) -> Result<Outcome> {
     // --force.
     clear_earlier_run(&out_dir, args.force || args.out.is_none())?;
     out.flush()?;
-    let simulation = Simulation { scenario, config, windows: args.windows, out_dir, progress: !args.quiet };
-    let report = sim::run(&simulation)?;
+    let simulation = Simulation { scenario, config, windows: args.windows, out_dir };
+    let report = sim::run(&simulation, &mut progress::Bar::new(!args.quiet))?;
     writeln!(out, "\n{}", report.summary)?;
     writeln!(out, "chronicle    {}", report.chronicle.display())?;
     writeln!(out, "log          {}", report.log.display())?;

@@ -163,9 +163,12 @@ pub fn simulate_telemetry(file: &Path, config: Config, out_dir: &Path, out: &mut
     );
     let actors = ACTOR_NAMES.iter().map(|a| a.to_string()).collect();
     let context = init_session(config.run.seed, &config.canonical_toml(), actors);
-    let writer =
-        metagov_storage::ChronicleWriter::create(&chronicle, &context, crate::simulate::writer_options(&config))
-            .with_context(|| format!("cannot create {}", chronicle.display()))?;
+    let writer = metagov_storage::ChronicleWriter::create(
+        &chronicle,
+        &context,
+        metagov_storage::WriterOptions::from(&config.chronicle),
+    )
+    .with_context(|| format!("cannot create {}", chronicle.display()))?;
     let mut supervisor = metagov_live::Supervisor::new(&config, writer)?;
     let log_path = out_dir.join(metagov_live::core::LOG_FILE);
     let log_file = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;

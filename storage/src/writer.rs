@@ -35,6 +35,13 @@ pub struct WriterOptions {
     pub frame_bytes_max: u32,
 }
 
+impl From<&metagov_config::ChronicleConfig> for WriterOptions {
+    /// The frame limits a config's `[chronicle]` section asks for.
+    fn from(config: &metagov_config::ChronicleConfig) -> Self {
+        WriterOptions { frame_records_max: config.frame_records_max, frame_bytes_max: config.frame_bytes_max }
+    }
+}
+
 impl Default for WriterOptions {
     /// 4096 records or 1 MiB, whichever comes first.
     fn default() -> Self {

@@ -368,7 +368,7 @@ fn kill_9_at_random_points_loses_no_acknowledged_packet_and_the_run_resumes() {
 
 /// The `plateau` scenario's telemetry (seed 42) as JSON lines.
 fn scenario_lines(windows: u64) -> Vec<String> {
-    let scenario = metagov::scenario::Scenario::builtin("plateau").unwrap();
+    let scenario = metagov_sim::scenario::Scenario::builtin("plateau").unwrap();
     scenario
         .stream(42, Some(windows))
         .map(|value| match value {

@@ -28,16 +28,16 @@ use file::{EventSpec, JobSpec};
 
 /// The built-in scenarios, by name, in the order `metagov simulate` lists them.
 const BUILTINS: [(&str, &str); 10] = [
-    ("default", include_str!("../../scenarios/default.toml")),
-    ("steady", include_str!("../../scenarios/steady.toml")),
-    ("plateau", include_str!("../../scenarios/plateau.toml")),
-    ("drift", include_str!("../../scenarios/drift.toml")),
-    ("oscillation", include_str!("../../scenarios/oscillation.toml")),
-    ("memory-spikes", include_str!("../../scenarios/memory-spikes.toml")),
-    ("nan-burst", include_str!("../../scenarios/nan-burst.toml")),
-    ("collapse", include_str!("../../scenarios/collapse.toml")),
-    ("outlier-domain", include_str!("../../scenarios/outlier-domain.toml")),
-    ("many-jobs", include_str!("../../scenarios/many-jobs.toml")),
+    ("default", include_str!("../../../scenarios/default.toml")),
+    ("steady", include_str!("../../../scenarios/steady.toml")),
+    ("plateau", include_str!("../../../scenarios/plateau.toml")),
+    ("drift", include_str!("../../../scenarios/drift.toml")),
+    ("oscillation", include_str!("../../../scenarios/oscillation.toml")),
+    ("memory-spikes", include_str!("../../../scenarios/memory-spikes.toml")),
+    ("nan-burst", include_str!("../../../scenarios/nan-burst.toml")),
+    ("collapse", include_str!("../../../scenarios/collapse.toml")),
+    ("outlier-domain", include_str!("../../../scenarios/outlier-domain.toml")),
+    ("many-jobs", include_str!("../../../scenarios/many-jobs.toml")),
 ];
 
 const BUILTIN_NAMES: [&str; BUILTINS.len()] = {

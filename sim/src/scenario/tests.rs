@@ -333,7 +333,7 @@ fn domains_start_from_slightly_different_knobs() {
 #[test]
 fn resolve_tries_builtins_then_files() {
     assert_eq!(Scenario::resolve("drift").unwrap(), builtin("drift"));
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/steady.toml");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/steady.toml");
     assert_eq!(Scenario::resolve(path).unwrap().name(), "steady");
     let missing = Scenario::resolve("no-such-scenario").unwrap_err();
     assert!(matches!(missing, ScenarioError::NotFound { .. }));
@@ -445,7 +445,7 @@ fn hostile_files_get_located_errors_and_never_panic() {
 
 #[test]
 fn the_documented_example_parses() {
-    let doc = include_str!("../../docs/scenarios.md");
+    let doc = include_str!("../../../docs/scenarios.md");
     let start = doc.find("```toml\n").expect("docs/scenarios.md has a TOML example") + "```toml\n".len();
     let example = &doc[start..start + doc[start..].find("```").unwrap()];
     let scenario = parse(example);

@@ -12,7 +12,6 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use metagov_actors::{messages::TELEMETRY_RAW, MetaSupervisor, ACTOR_NAMES};
 use metagov_bus::log;
 use metagov_config::Config;
@@ -73,7 +72,7 @@ pub fn estimate_chronicle(scenario: &Scenario, config: &Config, windows: Option<
     let stream = scenario.stream(seed, windows);
     let packets = stream.total_packets();
     let probe_packets = packets.min(PROBE_PACKETS_MAX);
-    let writer = ChronicleWriter::new(ByteCount::default(), &context, writer_options(config))?;
+    let writer = ChronicleWriter::new(ByteCount::default(), &context, WriterOptions::from(&config.chronicle))?;
     let mut bus = MetaSupervisor::build(config, writer)?;
     let mut deliveries = 0_u64;
     for (i, packet) in stream.take(probe_packets as usize).enumerate() {
@@ -179,8 +178,6 @@ pub struct Simulation {
     pub windows: Option<u64>,
     /// Where the files go (created if missing).
     pub out_dir: PathBuf,
-    /// Draw a progress bar on standard error.
-    pub progress: bool,
 }
 
 /// What a simulation wrote.
@@ -193,31 +190,29 @@ pub struct SimulationReport {
     pub summary: Summary,
 }
 
-/// The writer options a config asks for.
-pub fn writer_options(config: &Config) -> WriterOptions {
-    WriterOptions {
-        frame_records_max: config.chronicle.frame_records_max,
-        frame_bytes_max: config.chronicle.frame_bytes_max,
-    }
+/// Where a long run reports how far it got: the shell draws a bar, tests
+/// and benchmarks pass [`NoProgress`]. Called from the run's own thread.
+pub trait Progress {
+    /// The run starts: `total` packets, under `label`.
+    fn start(&mut self, total: u64, label: &str);
+    /// `done` packets went through.
+    fn advance(&mut self, done: u64);
+    /// The run ended (also when it failed).
+    fn finish(&mut self);
 }
 
-/// A progress bar on standard error (drawn only when `show` and standard
-/// error is a terminal), labelled `message`, counting to `len`.
-pub fn progress_bar(len: u64, show: bool, message: &str) -> ProgressBar {
-    let target = if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-    let bar = ProgressBar::with_draw_target(Some(len), target);
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)")
-            // Invariant: the template above is a literal that indicatif accepts.
-            .expect("progress template is valid")
-            .progress_chars("=> "),
-    );
-    bar.set_message(message.to_string());
-    bar
+/// Reports nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&mut self, _total: u64, _label: &str) {}
+    fn advance(&mut self, _done: u64) {}
+    fn finish(&mut self) {}
 }
 
-/// Runs the simulation to the end and writes its files.
-pub fn run(sim: &Simulation) -> Result<SimulationReport> {
+/// Runs the simulation to the end and writes its files, reporting to
+/// `progress` every 1,024 packets.
+pub fn run(sim: &Simulation, progress: &mut dyn Progress) -> Result<SimulationReport> {
     fs::create_dir_all(&sim.out_dir).with_context(|| format!("cannot create {}", sim.out_dir.display()))?;
     let estimate = estimate_chronicle(&sim.scenario, &sim.config, sim.windows)?;
     let free = free_bytes(&sim.out_dir)?;
@@ -242,7 +237,7 @@ pub fn run(sim: &Simulation) -> Result<SimulationReport> {
     let seed = sim.config.run.seed;
     let actors = ACTOR_NAMES.iter().map(|a| a.to_string()).collect();
     let context = init_session(seed, &sim.config.canonical_toml(), actors);
-    let writer = ChronicleWriter::create(&partial, &context, writer_options(&sim.config))
+    let writer = ChronicleWriter::create(&partial, &context, WriterOptions::from(&sim.config.chronicle))
         .with_context(|| format!("cannot create {}", partial.display()))?;
     let stream = sim.scenario.stream(seed, sim.windows);
     let packets = stream.total_packets();
@@ -251,7 +246,7 @@ pub fn run(sim: &Simulation) -> Result<SimulationReport> {
     let mut bus = MetaSupervisor::build(&sim.config, writer)?;
 
     let log_file = File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    let bar = progress_bar(packets, sim.progress, &format!("{} (packets)", sim.scenario.name()));
+    progress.start(packets, &format!("{} (packets)", sim.scenario.name()));
     let outcome = log::capture(BufWriter::new(log_file), || -> Result<()> {
         tracing::info!(scenario = sim.scenario.name(), seed, packets, "simulation starts");
         for (i, packet) in stream.enumerate() {
@@ -259,13 +254,13 @@ pub fn run(sim: &Simulation) -> Result<SimulationReport> {
                 bus.ingress(TELEMETRY_RAW, packet).with_context(|| format!("the run stopped at packet {}", i + 1))?;
             summary.observe(&report, bus.egress()).with_context(|| format!("packet {}", i + 1))?;
             if i % 1024 == 0 {
-                bar.set_position(i as u64);
+                progress.advance(i as u64);
             }
         }
         tracing::info!("simulation ends");
         Ok(())
     });
-    bar.finish_and_clear();
+    progress.finish();
     let writer = bus.into_journal();
     if let Err(e) = outcome {
         // Keep what was recorded, sealed up to its last whole frame: also on
