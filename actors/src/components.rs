@@ -261,7 +261,8 @@ impl Actor for ReptileActor {
             return;
         }
         let aggregate = expect(aggregate_from_value(&envelope.payload));
-        let rolled_back = self.optimizer.should_rollback(aggregate.reward) && self.optimizer.rollback().is_some();
+        let rolled_back =
+            self.optimizer.should_rollback(aggregate.reward) && self.optimizer.rollback(aggregate.reward).is_some();
         if rolled_back {
             tracing::info!(reward = aggregate.reward, "prior rolled back");
         } else {

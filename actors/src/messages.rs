@@ -212,6 +212,7 @@ pub fn policy_update_to_value(d: &IntegrativeDecision) -> Value {
         ("knobs", map_record(&d.policy_updates)),
         ("rules", Value::List(rules)),
         ("rollback", d.rollback.map_or(Value::Unit, |r| text(rollback_code(r)))),
+        ("start", Value::Bool(d.start)),
     ])
 }
 
@@ -477,6 +478,7 @@ mod tests {
                 threshold: 0.002,
             }],
             blocked_knobs: Vec::new(),
+            start: false,
             rollback: None,
         };
         let v = policy_update_to_value(&decision);

@@ -37,6 +37,8 @@ pub struct PolicyUpdateView {
     pub rules: Vec<FiredRuleView>,
     /// The rollback reason code, when the knobs were rolled back.
     pub rollback: Option<String>,
+    /// The job's first window: the knobs it starts from under governance.
+    pub start: bool,
 }
 
 /// A `resource.hint` for one job.
@@ -67,6 +69,8 @@ pub struct RewardView {
     pub reward: f64,
     /// The smoothed reward after it.
     pub ema_reward: f64,
+    /// The job's reported loss, if any.
+    pub loss: Option<f64>,
 }
 
 /// A `telemetry.rejected`: a packet or pack the validator refused.
@@ -136,6 +140,7 @@ impl Output {
                     knobs: r.map("knobs")?,
                     rules,
                     rollback: r.field("rollback")?.as_str().map(str::to_string),
+                    start: matches!(r.field("start")?, Value::Bool(true)),
                 })
             }
             RESOURCE_HINT => {
@@ -156,6 +161,7 @@ impl Output {
                     window: r.uint("window")?,
                     reward: r.num("reward")?,
                     ema_reward: r.num("ema_reward")?,
+                    loss: r.field("loss")?.as_f64(),
                 })
             }
             CROSS_AGGREGATE => {

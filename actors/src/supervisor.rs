@@ -89,9 +89,9 @@ mod tests {
         let config = Config::default();
         let mut bus = MetaSupervisor::build(&config, MemoryJournal::new(1000)).unwrap();
         assert_eq!(bus.actor_names(), ACTOR_NAMES);
-        let keys = ["g_min", "gamma_diversity", "lambda_ci", "tau"];
-        bus.ingress(FEDERATION_POLICY_PACK, pack("vision", &keys, &[0.01, 0.3, 0.5, 0.9])).unwrap();
-        bus.ingress(FEDERATION_POLICY_PACK, pack("nlp", &keys[..3], &[0.01, 0.3, 0.5])).unwrap();
+        let keys = ["batch_size", "learning_rate"];
+        bus.ingress(FEDERATION_POLICY_PACK, pack("vision", &keys, &[64.0, 0.05])).unwrap();
+        bus.ingress(FEDERATION_POLICY_PACK, pack("nlp", &keys[..1], &[64.0])).unwrap();
         bus.ingress(FEDERATION_POLICY_PACK, Value::Text("not a pack".into())).unwrap();
         let entries = bus.into_journal().entries;
         assert_eq!(topics_at(&entries, 1), [FEDERATION_POLICY_PACK, DOMAIN_UPDATE]);

@@ -16,10 +16,6 @@ use crate::read::{join, suggestion};
 use crate::schema::Check;
 use crate::Config;
 
-/// Knobs the integrative layer's formulas read; every config must define
-/// them (a `[knobs]` section replaces the default knob set).
-pub const REQUIRED_KNOBS: [&str; 3] = ["g_min", "lambda_ci", "tau"];
-
 /// Most knobs in a config.
 const KNOBS_MAX: usize = 64;
 /// Most rules in a config.
@@ -35,7 +31,22 @@ const WINDOWS_MAX: u32 = 1_000_000;
 /// (`actors`, which joins the two, asserts so at compile time).
 pub const VALUE_ABS_MAX: f64 = 1.0e9;
 
-/// One governance knob: a number the supervisor steers for each job.
+/// What values a knob takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KnobKind {
+    /// Any real in `[min, max]` (on the bus's 1e-6 grid).
+    #[default]
+    Real,
+    /// Whole numbers: a change is rounded to the nearest integer.
+    Integer,
+    /// Powers of two (batch sizes): a change is rounded to the nearest power
+    /// of two in log scale.
+    PowerOfTwo,
+}
+
+/// One job knob: a number the training job applies (its learning rate, its
+/// batch size) and the supervisor steers, per job.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KnobConfig {
@@ -45,30 +56,83 @@ pub struct KnobConfig {
     pub min: f64,
     /// Highest value. Required.
     pub max: f64,
-    /// Largest change in one window, whatever the rules add up to. Required,
-    /// positive.
-    pub step: f64,
+    /// Largest additive change in one window, whatever the rules add up to.
+    /// Optional (none: only the bounds limit a change); positive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<f64>,
     /// Windows after a change during which the knob does not move again.
     /// Default 0.
     #[serde(default)]
     pub cooldown_windows: u32,
+    /// `real` (default), `integer` or `power_of_two`.
+    #[serde(default)]
+    pub kind: KnobKind,
 }
 
 impl KnobConfig {
-    fn new(initial: f64, min: f64, max: f64, step: f64) -> Self {
-        KnobConfig { initial, min, max, step, cooldown_windows: 0 }
+    /// `value` clipped to the bounds and rounded to the knob's kind.
+    #[must_use]
+    pub fn fit(&self, value: f64) -> f64 {
+        let rounded = match self.kind {
+            KnobKind::Real => value,
+            KnobKind::Integer => libm::round(value),
+            KnobKind::PowerOfTwo if value > 0.0 => libm::exp2(libm::round(libm::log2(value))),
+            KnobKind::PowerOfTwo => self.min,
+        };
+        rounded.clamp(self.min, self.max)
     }
 }
 
-/// The default knobs: `tau` 0.9 in [0.5, 0.999], `gamma_diversity` 0.3 in
-/// [0, 1], `g_min` 0.01 in [0, 0.5], `lambda_ci` 0.5 in [0.1, 2].
+/// The default knobs: a training job's `learning_rate` (0.1 in [1e-5, 10],
+/// moved by factors) and `batch_size` (128 in [8, 128], a power of two).
 pub(crate) fn default_knobs() -> BTreeMap<String, KnobConfig> {
     BTreeMap::from([
-        ("tau".to_owned(), KnobConfig::new(0.9, 0.5, 0.999, 0.01)),
-        ("gamma_diversity".to_owned(), KnobConfig::new(0.3, 0.0, 1.0, 0.05)),
-        ("g_min".to_owned(), KnobConfig::new(0.01, 0.0, 0.5, 0.005)),
-        ("lambda_ci".to_owned(), KnobConfig::new(0.5, 0.1, 2.0, 0.1)),
+        (
+            "learning_rate".to_owned(),
+            KnobConfig { initial: 0.1, min: 1e-5, max: 10.0, step: None, cooldown_windows: 0, kind: KnobKind::Real },
+        ),
+        (
+            "batch_size".to_owned(),
+            KnobConfig {
+                initial: 128.0,
+                min: 8.0,
+                max: 128.0,
+                step: None,
+                cooldown_windows: 0,
+                kind: KnobKind::PowerOfTwo,
+            },
+        ),
     ])
+}
+
+/// `[meta]`: the integrative layer's own parameters (its `MetaState`), one
+/// set for every job, each read by the formula it names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetaConfig {
+    /// EMA decay of the reward: `ema = tau·ema + (1 − tau)·reward`.
+    /// Default 0.9; valid 0..=0.999.
+    pub tau: f64,
+    /// Minimum useful gain: the reward's gain term is
+    /// `clamp((gain_p50 − g_min)/gain_scale, −1, 1)`. Default 0; valid −1..=1.
+    pub g_min: f64,
+    /// Scale of the reward's confidence band (its half-width is multiplied
+    /// by it). Default 1; valid 0..=100.
+    pub lambda_ci: f64,
+}
+
+impl Default for MetaConfig {
+    fn default() -> Self {
+        MetaConfig { tau: 0.9, g_min: 0.0, lambda_ci: 1.0 }
+    }
+}
+
+impl MetaConfig {
+    pub(crate) fn check(&self, check: &mut Check) {
+        check.range("meta.tau", self.tau, 0.0..=0.999);
+        check.range("meta.g_min", self.g_min, -1.0..=1.0);
+        check.range("meta.lambda_ci", self.lambda_ci, 0.0..=100.0);
+    }
 }
 
 /// `[reward]`: how a telemetry packet is scored.
@@ -131,6 +195,14 @@ pub enum Signal {
     VramHigh,
     /// Half-width of the reward's confidence band (none before 2 rewards).
     CiHalfWidth,
+    /// Relative improvement of `metrics.loss` on the job's best loss so far:
+    /// `(best − loss)/|best|` (none before the job's first loss). At most 0
+    /// when the window made no new best: what `ReduceLROnPlateau` watches.
+    LossImprovement,
+    /// Relative change of `metrics.loss` since the job's previous window:
+    /// `(loss − previous)/|previous|` (none before two losses). Positive
+    /// when the loss rises.
+    LossChange,
 }
 
 /// How a rule compares its signal with its threshold.
@@ -207,9 +279,15 @@ pub struct RuleConfig {
     /// 1..=1000000.
     #[serde(default = "one")]
     pub for_windows: u32,
-    /// Change of each named knob when the rule fires (signed, in the knob's
-    /// unit). Required, not empty.
+    /// Change added to each named knob when the rule fires (signed, in the
+    /// knob's unit). `adjust` and `scale` may not both be empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub adjust: BTreeMap<String, f64>,
+    /// Factor each named knob is multiplied by when the rule fires
+    /// (positive, not 1), as `ReduceLROnPlateau`'s `factor`; applied before
+    /// `adjust`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scale: BTreeMap<String, f64>,
     /// Windows after firing during which the rule does not fire. Default 0.
     #[serde(default)]
     pub cooldown_windows: u32,
@@ -219,31 +297,34 @@ fn one() -> u32 {
     1
 }
 
-/// The default rules, so that a default run visibly governs.
+/// The default rules: they govern a training job's learning rate and batch
+/// size (docs/governance.md, "The default rules").
 pub(crate) fn default_rules() -> Vec<RuleConfig> {
-    let rule =
-        |name: &str, signal, comparison, threshold, for_windows, adjust: (&str, f64), cooldown_windows| RuleConfig {
+    let rule = |name: &str, signal, comparison, threshold: f64, for_windows, scale: (&str, f64), cooldown_windows| {
+        RuleConfig {
             name: name.to_owned(),
             signal,
             comparison,
-            threshold,
+            threshold: Threshold::Value(threshold),
             for_windows,
-            adjust: BTreeMap::from([(adjust.0.to_owned(), adjust.1)]),
+            adjust: BTreeMap::new(),
+            scale: BTreeMap::from([(scale.0.to_owned(), scale.1)]),
             cooldown_windows,
-        };
+        }
+    };
     use Comparison::{Gt, Lt};
-    use Signal::{GainP50, RewardDelta, StabilityMean};
+    use Signal::{LossChange, LossImprovement, VramHigh};
     vec![
-        // Training stalled — the per-window gain is near zero: explore more.
-        // (The reward itself falls as a healthy job converges, so its change
-        // cannot tell a stall from convergence; the gain can.)
-        rule("plateau", GainP50, Lt, Threshold::Value(0.02), 10, ("gamma_diversity", 0.05), 10),
-        // The reward improves fast: exploit.
-        rule("improving", RewardDelta, Gt, Threshold::Value(0.01), 3, ("gamma_diversity", -0.05), 10),
-        // Training is unstable: smooth harder.
-        rule("unstable", StabilityMean, Lt, Threshold::Value(0.5), 3, ("tau", 0.01), 5),
-        // Gain stays below the minimum gain: lower the bar.
-        rule("gain_below_min", GainP50, Lt, Threshold::Knob("g_min".to_owned()), 5, ("g_min", -0.005), 10),
+        // The loss rises window after window: the step is too large for the
+        // curvature. Halve the rate at once, before it diverges.
+        rule("diverging", LossChange, Gt, 0.02, 3, ("learning_rate", 0.5), 3),
+        // No new best loss for 8 windows: training stalled at this rate's
+        // noise floor. Halve the rate (a gentler ReduceLROnPlateau).
+        rule("plateau", LossImprovement, Lt, 0.001, 8, ("learning_rate", 0.5), 8),
+        // Memory nearly full: halve the batch.
+        rule("memory_pressure", VramHigh, Gt, 0.9, 1, ("batch_size", 0.5), 2),
+        // Memory has been comfortable for 20 windows: give the batch back.
+        rule("memory_recovered", VramHigh, Lt, 0.45, 20, ("batch_size", 2.0), 20),
     ]
 }
 
@@ -264,8 +345,14 @@ pub struct SafetyConfig {
     /// Windows after a rollback during which no safety check runs.
     /// Default 10.
     pub rollback_cooldown_windows: u32,
-    /// Batch scale hinted under memory pressure. Default 0.75; valid 0.01..=1.
-    pub vram_batch_scale: f64,
+    /// `metrics.vram_high` (the fraction of device memory in use) above
+    /// which a job is under memory pressure. Default 0.9; valid 0.01..=1.
+    pub vram_high_max: f64,
+    /// Memory fraction a resource hint aims for: under pressure the hinted
+    /// batch scale is `vram_target / vram_high`, and the reward's memory
+    /// penalty counts only the use above it. Default 0.8; valid
+    /// 0.01..=`vram_high_max`.
+    pub vram_target: f64,
     /// Smallest batch scale ever hinted. Default 0.5; valid 0.01..=1.
     pub batch_scale_min: f64,
 }
@@ -277,7 +364,8 @@ impl Default for SafetyConfig {
             max_drop: 0.3,
             best_decay_per_window: 0.002,
             rollback_cooldown_windows: 10,
-            vram_batch_scale: 0.75,
+            vram_high_max: 0.9,
+            vram_target: 0.8,
             batch_scale_min: 0.5,
         }
     }
@@ -359,13 +447,24 @@ pub struct MetaOptimizerConfig {
     pub memory_damping: f64,
     /// Priors kept to roll back to. Default 8; valid 1..=1024.
     pub checkpoints_len: u32,
-    /// A reward below this calls for a rollback. Default 0.35.
-    pub rollback_reward_min: f64,
+    /// An aggregate reward more than this below the best recent aggregate
+    /// reward rolls the prior back. Default 0.3; positive.
+    pub rollback_drop: f64,
+    /// How far the best recent aggregate reward sinks at each update, so a
+    /// slow decline as training converges is not a drop. Default 0.01; valid
+    /// 0..=1.
+    pub best_decay_per_update: f64,
 }
 
 impl Default for MetaOptimizerConfig {
     fn default() -> Self {
-        MetaOptimizerConfig { lr: 0.1, memory_damping: 0.5, checkpoints_len: 8, rollback_reward_min: 0.35 }
+        MetaOptimizerConfig {
+            lr: 0.1,
+            memory_damping: 0.5,
+            checkpoints_len: 8,
+            rollback_drop: 0.3,
+            best_decay_per_update: 0.01,
+        }
     }
 }
 
@@ -439,10 +538,12 @@ impl Default for MetaStorageConfig {
     }
 }
 
-/// What the integrative layer reads: `[knobs]`, `[reward]`, `[[rules]]`,
-/// `[safety]`.
+/// What the integrative layer reads: `[meta]`, `[knobs]`, `[reward]`,
+/// `[[rules]]`, `[safety]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IntegrativeMetaConfig {
+    /// The layer's own parameters.
+    pub meta: MetaConfig,
     /// The knobs, by name.
     pub knobs: BTreeMap<String, KnobConfig>,
     /// Reward weights and the confidence band.
@@ -481,6 +582,7 @@ impl Config {
     #[must_use]
     pub fn integrative(&self) -> IntegrativeMetaConfig {
         IntegrativeMetaConfig {
+            meta: self.meta.clone(),
             knobs: self.knobs.clone(),
             reward: self.reward.clone(),
             rules: self.rules.clone(),
@@ -525,13 +627,6 @@ fn positive(check: &mut Check, key: &str, value: f64) {
 /// Checks the governance sections; `knobs`, `rules` are `Config` fields.
 pub(crate) fn check_knobs(knobs: &BTreeMap<String, KnobConfig>, check: &mut Check) {
     check.rule("knobs", knobs.len() <= KNOBS_MAX, || format!("{} knobs, at most {KNOBS_MAX}", knobs.len()));
-    for required in REQUIRED_KNOBS {
-        check.rule(&join("knobs", required), knobs.contains_key(required), || {
-            format!(
-                "missing knob `{required}` (the integrative layer reads it; a [knobs] section replaces the defaults)"
-            )
-        });
-    }
     for (name, knob) in knobs {
         let key = join("knobs", name);
         check_name(check, &key, "knob", name);
@@ -539,16 +634,18 @@ pub(crate) fn check_knobs(knobs: &BTreeMap<String, KnobConfig>, check: &mut Chec
         check.range(&field("min"), knob.min, -VALUE_ABS_MAX..=VALUE_ABS_MAX);
         check.range(&field("max"), knob.max, knob.min..=VALUE_ABS_MAX);
         check.range(&field("initial"), knob.initial, knob.min..=knob.max);
-        positive(check, &field("step"), knob.step);
+        if let Some(step) = knob.step {
+            positive(check, &field("step"), step);
+        }
         check.range(&field("cooldown_windows"), knob.cooldown_windows, 0..=WINDOWS_MAX);
-    }
-    if let Some(tau) = knobs.get("tau") {
-        // Reference: docs/governance.md, "One update, in order": ema = tau·ema + (1 − tau)·reward.
-        check.range("knobs.tau.min", tau.min, 0.0..=1.0);
-        check.range("knobs.tau.max", tau.max, tau.min..=1.0);
-    }
-    if let Some(lambda) = knobs.get("lambda_ci") {
-        check.range("knobs.lambda_ci.min", lambda.min, 0.0..=VALUE_ABS_MAX);
+        for (bound, value) in [("min", knob.min), ("max", knob.max), ("initial", knob.initial)] {
+            let (ok, what) = match knob.kind {
+                KnobKind::Real => (true, ""),
+                KnobKind::Integer => (value == libm::round(value), "an integer"),
+                KnobKind::PowerOfTwo => (value > 0.0 && knob.fit(value) == value, "a power of two"),
+            };
+            check.rule(&field(bound), ok, || format!("{value} is not {what}, as kind = {:?} needs", knob.kind));
+        }
     }
 }
 
@@ -569,7 +666,14 @@ pub(crate) fn check_rules(rules: &[RuleConfig], knobs: &BTreeMap<String, KnobCon
         }
         check.range(&key("for_windows"), rule.for_windows, 1..=WINDOWS_MAX);
         check.range(&key("cooldown_windows"), rule.cooldown_windows, 0..=WINDOWS_MAX);
-        check.rule(&key("adjust"), !rule.adjust.is_empty(), || "a rule must adjust at least one knob".to_owned());
+        let moves = !rule.adjust.is_empty() || !rule.scale.is_empty();
+        check.rule(&key("adjust"), moves, || "a rule must adjust or scale at least one knob".to_owned());
+        for (knob, factor) in &rule.scale {
+            let key = join(&key("scale"), knob);
+            check.rule(&key, knobs.contains_key(knob), || unknown_knob(knob));
+            let ok = factor.is_finite() && *factor > 0.0 && *factor != 1.0 && *factor <= VALUE_ABS_MAX;
+            check.rule(&key, ok, || format!("{factor} is not a positive factor other than 1"));
+        }
         for (knob, delta) in &rule.adjust {
             let key = join(&key("adjust"), knob);
             check.rule(&key, knobs.contains_key(knob), || unknown_knob(knob));
@@ -600,7 +704,8 @@ impl SafetyConfig {
         positive(check, "safety.max_drop", self.max_drop);
         check.range("safety.best_decay_per_window", self.best_decay_per_window, 0.0..=1.0);
         check.range("safety.rollback_cooldown_windows", self.rollback_cooldown_windows, 0..=WINDOWS_MAX);
-        check.range("safety.vram_batch_scale", self.vram_batch_scale, 0.01..=1.0);
+        check.range("safety.vram_high_max", self.vram_high_max, 0.01..=1.0);
+        check.range("safety.vram_target", self.vram_target, 0.01..=self.vram_high_max.max(0.01));
         check.range("safety.batch_scale_min", self.batch_scale_min, 0.01..=1.0);
     }
 }
@@ -631,7 +736,8 @@ impl MetaOptimizerConfig {
         check.rule("reptile.lr", self.lr != 0.0, || "0 would never move the prior".to_owned());
         check.range("reptile.memory_damping", self.memory_damping, 0.0..=1.0);
         check.range("reptile.checkpoints_len", self.checkpoints_len, 1..=1024);
-        check.range("reptile.rollback_reward_min", self.rollback_reward_min, -VALUE_ABS_MAX..=VALUE_ABS_MAX);
+        positive(check, "reptile.rollback_drop", self.rollback_drop);
+        check.range("reptile.best_decay_per_update", self.best_decay_per_update, 0.0..=1.0);
     }
 }
 

@@ -33,9 +33,9 @@ use sha2::{Digest, Sha256};
 
 pub use error::{shorten, ConfigError, ConfigProblem, PROBLEMS_SHOWN_MAX};
 pub use governance::{
-    is_name, Comparison, CrossMetaConfig, DomainMetaConfig, IntegrativeMetaConfig, KnobConfig, MetaLearningConfig,
-    MetaOptimizerConfig, MetaSchedulerConfig, MetaStorageConfig, MetaValidatorConfig, RewardConfig, RuleConfig,
-    SafetyConfig, Signal, Threshold, NAME_CHARS_MAX, REQUIRED_KNOBS, VALUE_ABS_MAX,
+    is_name, Comparison, CrossMetaConfig, DomainMetaConfig, IntegrativeMetaConfig, KnobConfig, KnobKind, MetaConfig,
+    MetaLearningConfig, MetaOptimizerConfig, MetaSchedulerConfig, MetaStorageConfig, MetaValidatorConfig, RewardConfig,
+    RuleConfig, SafetyConfig, Signal, Threshold, NAME_CHARS_MAX, VALUE_ABS_MAX,
 };
 pub use read::{suggestion, Located};
 pub use schema::{BusConfig, ChronicleConfig, Config, RunConfig};

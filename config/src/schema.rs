@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::governance::{
-    self, CrossMetaConfig, DomainMetaConfig, KnobConfig, MetaOptimizerConfig, MetaSchedulerConfig, MetaStorageConfig,
-    MetaValidatorConfig, RewardConfig, RuleConfig, SafetyConfig,
+    self, CrossMetaConfig, DomainMetaConfig, KnobConfig, MetaConfig, MetaOptimizerConfig, MetaSchedulerConfig,
+    MetaStorageConfig, MetaValidatorConfig, RewardConfig, RuleConfig, SafetyConfig,
 };
 
 /// A whole run config: one field per `[section]` of the TOML file.
@@ -32,8 +32,10 @@ pub struct Config {
     pub bus: BusConfig,
     /// `[chronicle]`: how the journal is cut into frames.
     pub chronicle: ChronicleConfig,
-    /// `[knobs.<name>]`: the governance knobs. Written, it replaces the
-    /// default set (`tau`, `gamma_diversity`, `g_min`, `lambda_ci`).
+    /// `[meta]`: the integrative layer's own parameters.
+    pub meta: MetaConfig,
+    /// `[knobs.<name>]`: the job knobs. Written, it replaces the default set
+    /// (`learning_rate`, `batch_size`).
     pub knobs: BTreeMap<String, KnobConfig>,
     /// `[reward]`: how a telemetry packet is scored.
     pub reward: RewardConfig,
@@ -62,6 +64,7 @@ impl Default for Config {
             run: RunConfig::default(),
             bus: BusConfig::default(),
             chronicle: ChronicleConfig::default(),
+            meta: MetaConfig::default(),
             knobs: governance::default_knobs(),
             reward: RewardConfig::default(),
             rules: governance::default_rules(),
@@ -83,6 +86,7 @@ impl Config {
         // `run`: any seed a file can hold is valid.
         self.bus.check(&mut check);
         self.chronicle.check(&mut check);
+        self.meta.check(&mut check);
         governance::check_knobs(&self.knobs, &mut check);
         self.reward.check(&mut check);
         governance::check_rules(&self.rules, &self.knobs, &mut check);

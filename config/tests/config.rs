@@ -67,33 +67,24 @@ outbox_len_max = 4096
 frame_records_max = 4096
 frame_bytes_max = 1048576
 
-[knobs.g_min]
-initial = 0.01
-min = 0.0
-max = 0.5
-step = 0.005
-cooldown_windows = 0
+[meta]
+tau = 0.9
+g_min = 0.0
+lambda_ci = 1.0
 
-[knobs.gamma_diversity]
-initial = 0.3
-min = 0.0
-max = 1.0
-step = 0.05
+[knobs.batch_size]
+initial = 128.0
+min = 8.0
+max = 128.0
 cooldown_windows = 0
+kind = \"power_of_two\"
 
-[knobs.lambda_ci]
-initial = 0.5
-min = 0.1
-max = 2.0
-step = 0.1
+[knobs.learning_rate]
+initial = 0.1
+min = 0.00001
+max = 10.0
 cooldown_windows = 0
-
-[knobs.tau]
-initial = 0.9
-min = 0.5
-max = 0.999
-step = 0.01
-cooldown_windows = 0
+kind = \"real\"
 
 [reward]
 gain_weight = 0.5
@@ -106,55 +97,56 @@ ci_window = 20
 ci_level = 0.95
 
 [[rules]]
-name = \"plateau\"
-signal = \"gain_p50\"
-comparison = \"lt\"
-threshold = 0.02
-for_windows = 10
-cooldown_windows = 10
-
-[rules.adjust]
-gamma_diversity = 0.05
-
-[[rules]]
-name = \"improving\"
-signal = \"reward_delta\"
+name = \"diverging\"
+signal = \"loss_change\"
 comparison = \"gt\"
-threshold = 0.01
+threshold = 0.02
 for_windows = 3
-cooldown_windows = 10
+cooldown_windows = 3
 
-[rules.adjust]
-gamma_diversity = -0.05
+[rules.scale]
+learning_rate = 0.5
 
 [[rules]]
-name = \"unstable\"
-signal = \"stability_mean\"
+name = \"plateau\"
+signal = \"loss_improvement\"
 comparison = \"lt\"
-threshold = 0.5
-for_windows = 3
-cooldown_windows = 5
+threshold = 0.001
+for_windows = 8
+cooldown_windows = 8
 
-[rules.adjust]
-tau = 0.01
+[rules.scale]
+learning_rate = 0.5
 
 [[rules]]
-name = \"gain_below_min\"
-signal = \"gain_p50\"
-comparison = \"lt\"
-threshold = \"g_min\"
-for_windows = 5
-cooldown_windows = 10
+name = \"memory_pressure\"
+signal = \"vram_high\"
+comparison = \"gt\"
+threshold = 0.9
+for_windows = 1
+cooldown_windows = 2
 
-[rules.adjust]
-g_min = -0.005
+[rules.scale]
+batch_size = 0.5
+
+[[rules]]
+name = \"memory_recovered\"
+signal = \"vram_high\"
+comparison = \"lt\"
+threshold = 0.45
+for_windows = 20
+cooldown_windows = 20
+
+[rules.scale]
+batch_size = 2.0
 
 [safety]
 reward_floor = -0.25
 max_drop = 0.3
 best_decay_per_window = 0.002
 rollback_cooldown_windows = 10
-vram_batch_scale = 0.75
+vram_high_max = 0.9
+vram_target = 0.8
 batch_scale_min = 0.5
 
 [domain]
@@ -175,7 +167,8 @@ gamma_diversity = 0.3
 lr = 0.1
 memory_damping = 0.5
 checkpoints_len = 8
-rollback_reward_min = 0.35
+rollback_drop = 0.3
+best_decay_per_update = 0.01
 
 [scheduler]
 update_interval_windows = 10
@@ -200,7 +193,7 @@ versions_kept = 5
 
     /// Checked with `sha256sum` on `DEFAULT_TEXT`. If this changes, every
     /// recorded run's config hash changes with it: do it on purpose only.
-    const DEFAULT_SHA256: &str = "7e567310150d1c9e78e48ac1087045a2ad55f4f0c74d602673476fe8d3b5a7b6";
+    const DEFAULT_SHA256: &str = "df819ceb6de083722cce42a6f5125f35df8a147ebb77bed24c795d9296b63b75";
 
     #[test]
     fn the_default_text_and_hash_are_pinned() {
@@ -528,7 +521,7 @@ mod hostile {
 /// meta-learning components.
 mod governance {
     use super::*;
-    use metagov_config::{Comparison, Signal, Threshold};
+    use metagov_config::{Comparison, KnobConfig, KnobKind, Signal, Threshold};
     use proptest::prelude::*;
 
     /// A `[knobs]` section defining just the required knobs.
@@ -551,21 +544,14 @@ step = 0.1
 ";
 
     #[test]
-    fn the_defaults_govern_four_knobs_with_four_rules() {
+    fn the_defaults_govern_a_learning_rate_and_a_batch_size_with_four_rules() {
         let config = Config::default();
         let knobs: Vec<(&str, f64, f64, f64)> =
             config.knobs.iter().map(|(name, k)| (name.as_str(), k.initial, k.min, k.max)).collect();
-        assert_eq!(
-            knobs,
-            [
-                ("g_min", 0.01, 0.0, 0.5),
-                ("gamma_diversity", 0.3, 0.0, 1.0),
-                ("lambda_ci", 0.5, 0.1, 2.0),
-                ("tau", 0.9, 0.5, 0.999),
-            ]
-        );
+        assert_eq!(knobs, [("batch_size", 128.0, 8.0, 128.0), ("learning_rate", 0.1, 1e-5, 10.0)]);
         let rules: Vec<&str> = config.rules.iter().map(|rule| rule.name.as_str()).collect();
-        assert_eq!(rules, ["plateau", "improving", "unstable", "gain_below_min"]);
+        assert_eq!(rules, ["diverging", "plateau", "memory_pressure", "memory_recovered"]);
+        assert_eq!((config.meta.tau, config.meta.g_min, config.meta.lambda_ci), (0.9, 0.0, 1.0));
         assert_eq!(config.scheduler.update_interval_windows, 10);
         assert_eq!(config.scheduler.latency_target_ms, 50.0);
         assert_eq!(config.aggregator.outlier_z_max, 3.5);
@@ -593,24 +579,32 @@ step = 0.1
     #[test]
     fn a_rule_naming_an_unknown_knob_is_placed_at_the_knob() {
         let text = "[[rules]]\nname = \"r\"\nsignal = \"reward\"\ncomparison = \"lt\"\nthreshold = 0\n\
-                    adjust = { gamma_diversty = 0.1, tau = 0.01 }\n";
+                    adjust = { learning_rat = 0.1, batch_size = 8 }\n";
         assert_eq!(
             problems(text),
-            ["gov.toml:6:29: rules[0].adjust.gamma_diversty: unknown knob `gamma_diversty`, did you mean `gamma_diversity`?"]
+            ["gov.toml:6:27: rules[0].adjust.learning_rat: unknown knob `learning_rat`, did you mean `learning_rate`?"]
+        );
+        let scaled = "[[rules]]\nname = \"r\"\nsignal = \"reward\"\ncomparison = \"lt\"\nthreshold = 0\n\
+                      scale = { batch_sise = 0.5 }\n";
+        assert_eq!(
+            problems(scaled),
+            ["gov.toml:6:28: rules[0].scale.batch_sise: unknown knob `batch_sise`, did you mean `batch_size`?"]
         );
     }
 
     #[test]
     fn a_threshold_naming_an_unknown_knob_is_placed_at_the_threshold() {
-        let text = "[[rules]]\nname = \"r\"\nsignal = \"gain_p50\"\ncomparison = \"lt\"\nthreshold = \"gmin\"\n\
-                    adjust = { g_min = -0.001 }\n";
-        assert_eq!(problems(text), ["gov.toml:5:13: rules[0].threshold: unknown knob `gmin`, did you mean `g_min`?"]);
-        let text = "[[rules]]\nname = \"r\"\nsignal = \"gain_p50\"\ncomparison = \"lt\"\nthreshold = \"x\"\n\
-                    adjust = { g_min = -0.001 }\n";
+        let text = "[[rules]]\nname = \"r\"\nsignal = \"loss\"\ncomparison = \"lt\"\nthreshold = \"learningrate\"\n\
+                    scale = { learning_rate = 0.5 }\n";
         assert_eq!(
             problems(text),
-            ["gov.toml:5:13: rules[0].threshold: unknown knob `x`, \
-                 expected one of `g_min`, `gamma_diversity`, `lambda_ci`, `tau`"]
+            ["gov.toml:5:13: rules[0].threshold: unknown knob `learningrate`, did you mean `learning_rate`?"]
+        );
+        let text = "[[rules]]\nname = \"r\"\nsignal = \"loss\"\ncomparison = \"lt\"\nthreshold = \"x\"\n\
+                    scale = { learning_rate = 0.5 }\n";
+        assert_eq!(
+            problems(text),
+            ["gov.toml:5:13: rules[0].threshold: unknown knob `x`, expected one of `batch_size`, `learning_rate`"]
         );
     }
 
@@ -618,7 +612,7 @@ step = 0.1
     fn an_unknown_signal_or_comparison_is_placed_with_a_suggestion() {
         // Unknown names are read as the first variant, so checking goes on.
         let text = "[[rules]]\nname = \"r\"\nsignal = \"reward_dleta\"\ncomparison = \"lte\"\nthreshold = true\n\
-                    adjust = { tau = 0.01 }\n";
+                    scale = { learning_rate = 0.5 }\n";
         assert_eq!(
             problems(text),
             [
@@ -632,7 +626,7 @@ step = 0.1
             [
                 "gov.toml:1:1: rules[0]: missing field `name`",
                 "gov.toml:2:10: rules[0].signal: expected one of `reward`, `ema_reward`, `reward_delta`, `gain_p50`, \
-                 `stability_mean`, `latency_ms`, `loss`, `vram_high`, `ci_half_width`, found integer 3"
+                 `stability_mean`, `latency_ms`, `loss`, `vram_high`, `ci_half_width`, `loss_improvement`, `loss_change`, found integer 3"
             ]
         );
     }
@@ -650,7 +644,7 @@ step = 0.1
                 "gov.toml:17:11: knobs.extra.initial: 3 is out of range 0..=1",
                 "gov.toml:20:8: knobs.extra.step: 0 is not a positive number at most 1000000000",
                 "gov.toml:26:15: rules[0].for_windows: 0 is out of range 1..=1000000",
-                "gov.toml:27:10: rules[0].adjust: a rule must adjust at least one knob",
+                "gov.toml:27:10: rules[0].adjust: a rule must adjust or scale at least one knob",
                 "gov.toml:29:8: rules[1].name: a rule named \"r\" comes earlier",
                 "gov.toml:33:18: rules[1].adjust.tau: 0 is not a non-zero finite change",
             ]
@@ -658,19 +652,31 @@ step = 0.1
     }
 
     #[test]
-    fn a_knobs_section_must_keep_the_knobs_the_math_reads() {
-        let text = "[knobs.tau]\ninitial = 0.9\nmin = 0.5\nmax = 1.5\nstep = 0.01\n[[rules]]\nname = \"r\"\n\
-                    signal = \"reward\"\ncomparison = \"lt\"\nthreshold = 0\nadjust = { tau = 0.01 }\n";
+    fn a_knob_kind_and_a_scale_are_checked() {
+        let text = "[knobs.batch]\ninitial = 100\nmin = 8\nmax = 128\nkind = \"power_of_two\"\n\
+                    [knobs.workers]\ninitial = 2.5\nmin = 1\nmax = 8\nkind = \"integer\"\n\
+                    [[rules]]\nname = \"r\"\nsignal = \"loss\"\ncomparison = \"lt\"\nthreshold = 0\n\
+                    scale = { batch = 1.0, workers = -2.0 }\n";
         assert_eq!(
             problems(text),
             [
-                "gov.toml:1:2: knobs.g_min: missing knob `g_min` (the integrative layer reads it; \
-                 a [knobs] section replaces the defaults)",
-                "gov.toml:1:2: knobs.lambda_ci: missing knob `lambda_ci` (the integrative layer reads it; \
-                 a [knobs] section replaces the defaults)",
-                "gov.toml:4:7: knobs.tau.max: 1.5 is out of range 0.5..=1",
+                "gov.toml:2:11: knobs.batch.initial: 100 is not a power of two, as kind = PowerOfTwo needs",
+                "gov.toml:7:11: knobs.workers.initial: 2.5 is not an integer, as kind = Integer needs",
+                "gov.toml:16:19: rules[0].scale.batch: 1 is not a positive factor other than 1",
+                "gov.toml:16:34: rules[0].scale.workers: -2 is not a positive factor other than 1",
             ]
         );
+    }
+
+    #[test]
+    fn a_knob_fits_a_value_to_its_kind_and_bounds() {
+        let knob = |kind| KnobConfig { initial: 16.0, min: 8.0, max: 128.0, step: None, cooldown_windows: 0, kind };
+        assert_eq!(knob(KnobKind::PowerOfTwo).fit(90.0), 64.0, "log2(90) = 6.49 rounds to 6");
+        assert_eq!(knob(KnobKind::PowerOfTwo).fit(91.0), 128.0, "log2(91) = 6.51 rounds to 7");
+        assert_eq!(knob(KnobKind::PowerOfTwo).fit(1000.0), 128.0);
+        assert_eq!(knob(KnobKind::Integer).fit(9.5), 10.0);
+        assert_eq!(knob(KnobKind::Real).fit(9.5), 9.5);
+        assert_eq!(knob(KnobKind::Real).fit(1.0), 8.0);
     }
 
     #[test]
@@ -735,7 +741,7 @@ versions_kept = 0
             config.reward.latency_weight = latency;
             config.rules[0].threshold = Threshold::Value(threshold);
             config.rules[0].for_windows = for_windows;
-            config.rules[0].adjust.insert("lambda_ci".to_owned(), delta);
+            config.rules[0].adjust.insert("learning_rate".to_owned(), delta);
             config.reptile.lr = lr;
             config
         }
@@ -799,13 +805,11 @@ mod hardening {
     #[test]
     fn every_real_bound_fits_the_bus_fixed_point_range() {
         assert_eq!(metagov_config::VALUE_ABS_MAX, 1e9);
-        let knob = "[knobs.gamma_diversity]\ninitial = 1\nmin = 0\nmax = 5e9\nstep = 1\n\
-                    [knobs.g_min]\ninitial = 0.01\nmin = 0\nmax = 1\nstep = 0.01\n\
-                    [knobs.tau]\ninitial = 0.9\nmin = 0.5\nmax = 1\nstep = 0.01\n\
-                    [knobs.lambda_ci]\ninitial = 0.5\nmin = 0\nmax = 1\nstep = 0.01\n";
+        let knob = "[knobs.learning_rate]\ninitial = 1\nmin = 0\nmax = 5e9\nstep = 1\n\
+                    [knobs.batch_size]\ninitial = 8\nmin = 8\nmax = 128\n";
         assert_eq!(
             problems(knob),
-            ["gov.toml:4:7: knobs.gamma_diversity.max: 5000000000 is out of range 0..=1000000000"]
+            ["gov.toml:4:7: knobs.learning_rate.max: 5000000000 is out of range 0..=1000000000"]
         );
         let others = "[validator]\nvalue_abs_max = 2e9\n[validator.ranges]\nloss = [0.0, 3e9]\n\
                       [reward]\ngain_scale = 1e10\n";

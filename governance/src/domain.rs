@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use metagov_config::{DomainMetaConfig, IntegrativeMetaConfig, RewardConfig};
+use metagov_config::{DomainMetaConfig, IntegrativeMetaConfig};
 use ndarray::Array1;
 
 use crate::stats::Welford;
@@ -42,27 +42,22 @@ struct DomainState {
 #[derive(Clone, Debug)]
 pub struct DomainMetaLearner {
     config: DomainMetaConfig,
-    reward: RewardConfig,
+    /// The integrative layer's config: its reward scores every packet,
+    /// one yardstick for all domains.
+    layer: IntegrativeMetaConfig,
     keys: Vec<String>,
     initial: Array1<f64>,
-    /// `g_min` every domain is scored with: one yardstick for all domains.
-    g_min: f64,
     domains: BTreeMap<String, DomainState>,
 }
 
 impl DomainMetaLearner {
     /// A learner over the integrative config's knobs (sorted by name) that
-    /// scores packets with its reward weights and `g_min`'s initial value.
-    ///
-    /// # Panics
-    ///
-    /// If the config has no `g_min` knob, which a checked config has.
+    /// scores packets with the integrative layer's reward.
     #[must_use]
     pub fn new(config: DomainMetaConfig, integrative: &IntegrativeMetaConfig) -> Self {
         let keys: Vec<String> = integrative.knobs.keys().cloned().collect();
         let initial = integrative.knobs.values().map(|knob| knob.initial).collect();
-        let g_min = integrative.knobs["g_min"].initial;
-        DomainMetaLearner { config, reward: integrative.reward.clone(), keys, initial, g_min, domains: BTreeMap::new() }
+        DomainMetaLearner { config, layer: integrative.clone(), keys, initial, domains: BTreeMap::new() }
     }
 
     /// The knob names the vectors are over, sorted.
@@ -85,7 +80,7 @@ impl DomainMetaLearner {
     ///
     /// If the packet was not admitted by the validator.
     pub fn observe(&mut self, packet: &TelemetryPacket) -> Option<DomainMetaUpdate> {
-        let reward = score(packet, self.g_min, &self.reward).total;
+        let reward = score(packet, &self.layer).total;
         let weight = (reward.clamp(-1.0, 1.0) + 1.0) / 2.0;
         let state = self.domains.entry(packet.domain.clone()).or_insert_with(|| DomainState {
             estimate: self.initial.clone(),

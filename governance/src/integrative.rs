@@ -4,19 +4,22 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use metagov_config::{Comparison, IntegrativeMetaConfig, RewardConfig, Signal, Threshold};
+use metagov_config::{Comparison, IntegrativeMetaConfig, Signal, Threshold};
 
 use crate::stats::Welford;
 use crate::TelemetryPacket;
 
-/// The weighted terms of one window's reward and their sum.
+/// The weighted terms of one window's reward and their sum. The reward lies
+/// in `[−(gain_weight + stability_weight + vram_weight + latency_weight),
+/// gain_weight + stability_weight]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Scoring {
     /// `gain_weight · clamp((gain_p50 − g_min)/gain_scale, −1, 1)`
     pub gain: f64,
     /// `stability_weight · (2·stability_mean − 1)`
     pub stability: f64,
-    /// `−vram_weight · vram_high`
+    /// `−vram_weight · clamp((vram_high − vram_target)/(1 − vram_target), 0, 1)`:
+    /// only memory use above the target costs, in proportion.
     pub vram: f64,
     /// `−latency_weight · clamp((latency_ms − target)/target, 0, 1)`, 0 if
     /// latency is not reported.
@@ -34,10 +37,14 @@ pub struct Scoring {
 /// If the packet lacks `gain_p50` or `stability_mean`: it was not admitted
 /// by the validator.
 #[must_use]
-pub fn score(packet: &TelemetryPacket, g_min: f64, config: &RewardConfig) -> Scoring {
+pub fn score(packet: &TelemetryPacket, layer: &IntegrativeMetaConfig) -> Scoring {
+    let config = &layer.reward;
+    let g_min = layer.meta.g_min;
     let gain = config.gain_weight * ((packet.required("gain_p50") - g_min) / config.gain_scale).clamp(-1.0, 1.0);
     let stability = config.stability_weight * (2.0 * packet.required("stability_mean") - 1.0);
-    let vram = -config.vram_weight * f64::from(u8::from(packet.vram_high()));
+    let target = layer.safety.vram_target;
+    let excess = if target < 1.0 { ((packet.vram_fraction() - target) / (1.0 - target)).clamp(0.0, 1.0) } else { 0.0 };
+    let vram = -config.vram_weight * excess;
     let target = config.latency_target_ms;
     let over = packet.metric("latency_ms").map_or(0.0, |latency| ((latency - target) / target).clamp(0.0, 1.0));
     let latency = -config.latency_weight * over;
@@ -49,7 +56,7 @@ pub fn score(packet: &TelemetryPacket, g_min: f64, config: &RewardConfig) -> Sco
 pub struct ResourceHint {
     /// Factor on the batch size, in `[batch_scale_min, 1]`; 1 means keep.
     pub batch_scale: f64,
-    /// The job reported memory pressure.
+    /// The job reported memory use above `safety.vram_high_max`.
     pub memory_high: bool,
     /// The job reported latency above `latency_target_ms`.
     pub latency_high: bool,
@@ -103,6 +110,10 @@ pub struct IntegrativeDecision {
     pub blocked_knobs: Vec<String>,
     /// Set when the knobs were rolled back to the last known-good snapshot.
     pub rollback: Option<RollbackReason>,
+    /// The job's first window reported knob values (as `params`) other than
+    /// the ones it starts from under governance (the initial values, or the
+    /// learned prior): `policy_updates` tells it the governed ones.
+    pub start: bool,
 }
 
 /// The layer's state for one job (`MetaState`; docs/governance.md).
@@ -129,6 +140,14 @@ pub struct MetaState {
     pub knob_cooldowns: BTreeMap<String, u64>,
     /// Last window (counted in `windows`) in which no safety check runs.
     pub rollback_cooldown: u64,
+    /// A rollback happened and its cause has not cleared yet (the smoothed
+    /// reward is still below the floor or too far below its best): no
+    /// second rollback for the same incident.
+    pub in_incident: bool,
+    /// Lowest `metrics.loss` the job reported.
+    pub best_loss: Option<f64>,
+    /// The job's previous `metrics.loss`.
+    pub last_loss: Option<f64>,
     /// Windows seen: this job's packets, the layer's clock for the job.
     pub windows: u64,
     /// Windows in which at least one knob changed.
@@ -150,6 +169,9 @@ impl MetaState {
             rule_cooldowns: BTreeMap::new(),
             knob_cooldowns: BTreeMap::new(),
             rollback_cooldown: 0,
+            in_incident: false,
+            best_loss: None,
+            last_loss: None,
             windows: 0,
             decision_count: 0,
             rollback_count: 0,
@@ -171,6 +193,8 @@ struct Signals<'a> {
     ema_reward: f64,
     reward_delta: Option<f64>,
     ci_half_width: Option<f64>,
+    loss_improvement: Option<f64>,
+    loss_change: Option<f64>,
 }
 
 impl Signals<'_> {
@@ -183,8 +207,10 @@ impl Signals<'_> {
             Signal::StabilityMean => self.packet.metric("stability_mean"),
             Signal::LatencyMs => self.packet.metric("latency_ms"),
             Signal::Loss => self.packet.metric("loss"),
-            Signal::VramHigh => Some(f64::from(u8::from(self.packet.vram_high()))),
+            Signal::VramHigh => Some(self.packet.vram_fraction()),
             Signal::CiHalfWidth => self.ci_half_width,
+            Signal::LossImprovement => self.loss_improvement,
+            Signal::LossChange => self.loss_change,
         }
     }
 }
@@ -219,15 +245,12 @@ impl MetaIntegrativeLayer {
     /// [`metagov_config::Config::from_toml_str`] rejects such configs.
     #[must_use]
     pub fn new(config: IntegrativeMetaConfig) -> Self {
-        for knob in metagov_config::REQUIRED_KNOBS {
-            assert!(config.knobs.contains_key(knob), "a checked config has knob {knob}");
-        }
         for rule in &config.rules {
             let threshold = match &rule.threshold {
                 Threshold::Knob(knob) => Some(knob),
                 Threshold::Value(_) => None,
             };
-            for knob in rule.adjust.keys().chain(threshold) {
+            for knob in rule.adjust.keys().chain(rule.scale.keys()).chain(threshold) {
                 assert!(config.knobs.contains_key(knob), "a checked config's rule {} names knob {knob}", rule.name);
             }
         }
@@ -276,9 +299,9 @@ impl MetaIntegrativeLayer {
         state.windows += 1;
 
         // Reward and its smoothing. Reference: docs/governance.md, "Reward" and "One update, in order".
-        let scoring = score(packet, state.knobs["g_min"], &config.reward);
+        let scoring = score(packet, config);
         let reward = scoring.total;
-        let tau = state.knobs["tau"];
+        let tau = config.meta.tau;
         let previous_ema = (state.windows > 1).then_some(state.ema_reward);
         state.ema_reward = previous_ema.map_or(reward, |ema| tau * ema + (1.0 - tau) * reward);
         let reward_delta = previous_ema.map(|ema| state.ema_reward - ema);
@@ -288,7 +311,15 @@ impl MetaIntegrativeLayer {
         }
         state.rewards.push_back(reward);
         let ci_level = config.reward.ci_level;
-        let ci_half_width = Welford::of(&state.rewards).t_half_width(ci_level).map(|hw| hw * state.knobs["lambda_ci"]);
+        let ci_half_width = Welford::of(&state.rewards).t_half_width(ci_level).map(|hw| hw * config.meta.lambda_ci);
+        let loss = packet.metric("loss");
+        let relative = |from: f64, to: f64| (to - from) / from.abs().max(f64::MIN_POSITIVE);
+        let loss_improvement = loss.zip(state.best_loss).map(|(loss, best)| -relative(best, loss));
+        let loss_change = loss.zip(state.last_loss).map(|(loss, last)| relative(last, loss));
+        if let Some(loss) = loss {
+            state.best_loss = Some(state.best_loss.map_or(loss, |best| best.min(loss)));
+            state.last_loss = Some(loss);
+        }
 
         let mut decision = IntegrativeDecision {
             job: packet.job.clone(),
@@ -302,7 +333,16 @@ impl MetaIntegrativeLayer {
             fired_rules: Vec::new(),
             blocked_knobs: Vec::new(),
             rollback: None,
+            start: false,
         };
+        if state.windows == 1 {
+            for (name, &value) in &state.knobs {
+                if packet.params.get(name).is_some_and(|&reported| reported != value) {
+                    decision.policy_updates.insert(name.clone(), value);
+                    decision.start = true;
+                }
+            }
+        }
 
         // The best sinks slowly, so only a fast fall is a drop from it.
         state.best_ema_reward -= config.safety.best_decay_per_window;
@@ -324,7 +364,15 @@ impl MetaIntegrativeLayer {
                 state.best_ema_reward = state.ema_reward;
                 state.good_knobs.clone_from(&state.knobs);
             }
-            let signals = Signals { packet, reward, ema_reward: state.ema_reward, reward_delta, ci_half_width };
+            let signals = Signals {
+                packet,
+                reward,
+                ema_reward: state.ema_reward,
+                reward_delta,
+                ci_half_width,
+                loss_improvement,
+                loss_change,
+            };
             apply_rules(state, config, &signals, &mut decision);
         }
         if !decision.policy_updates.is_empty() {
@@ -335,25 +383,34 @@ impl MetaIntegrativeLayer {
 }
 
 /// The rollback a window calls for, if any. Nothing is rolled back while the
-/// rollback cooldown runs, nor when the knobs already are the snapshot.
+/// rollback cooldown runs, nor when the knobs already are the snapshot, nor
+/// a second time in one incident: after a rollback, the next waits until a
+/// window in which neither condition holds.
 ///
 /// Reference: docs/governance.md, "One update, in order", step 4.
 fn safety_check(state: &mut MetaState, config: &IntegrativeMetaConfig, ci: Option<f64>) -> Option<RollbackReason> {
-    if cooling(Some(&state.rollback_cooldown), state.windows) || state.knobs == state.good_knobs {
-        return None;
-    }
     let drop = state.best_ema_reward - state.ema_reward;
-    if state.ema_reward < config.safety.reward_floor {
+    let cause = if state.ema_reward < config.safety.reward_floor {
         Some(RollbackReason::BelowFloor)
     } else if drop > config.safety.max_drop && drop > ci.unwrap_or(0.0) {
         Some(RollbackReason::DropFromBest)
     } else {
         None
+    };
+    if cause.is_none() {
+        state.in_incident = false;
     }
+    if state.in_incident || cooling(Some(&state.rollback_cooldown), state.windows) || state.knobs == state.good_knobs {
+        return None;
+    }
+    state.in_incident = cause.is_some();
+    cause
 }
 
-/// Runs every rule in config order, then moves each knob by the sum of the
-/// fired rules' changes, limited to ±step and clipped to its bounds.
+/// Runs every rule in config order, then moves each knob: multiplied by the
+/// product of the fired rules' factors, plus the sum of their changes,
+/// limited to ±step (if the knob has one), clipped to its bounds and
+/// rounded to its kind.
 ///
 /// Reference: docs/governance.md, "Rules"; the
 /// worked example in docs/governance.md.
@@ -363,7 +420,8 @@ fn apply_rules(
     signals: &Signals<'_>,
     decision: &mut IntegrativeDecision,
 ) {
-    let mut changes: BTreeMap<&str, f64> = BTreeMap::new();
+    // Per knob: (product of factors, sum of changes).
+    let mut changes: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
     for rule in &config.rules {
         let value = signals.get(rule.signal);
         let threshold = match &rule.threshold {
@@ -378,19 +436,24 @@ fn apply_rules(
             *streak = 0;
             state.rule_cooldowns.insert(rule.name.clone(), state.windows + u64::from(rule.cooldown_windows));
             decision.fired_rules.push(FiredRule { rule: rule.name.clone(), signal: rule.signal, value, threshold });
+            for (knob, factor) in &rule.scale {
+                changes.entry(knob).or_insert((1.0, 0.0)).0 *= factor;
+            }
             for (knob, delta) in &rule.adjust {
-                *changes.entry(knob).or_default() += delta;
+                changes.entry(knob).or_insert((1.0, 0.0)).1 += delta;
             }
         }
     }
-    for (name, change) in changes {
+    for (name, (factor, delta)) in changes {
         let knob = &config.knobs[name];
         if cooling(state.knob_cooldowns.get(name), state.windows) {
             decision.blocked_knobs.push(name.to_owned());
             continue;
         }
         let old = state.knobs[name];
-        let new = (old + change.clamp(-knob.step, knob.step)).clamp(knob.min, knob.max);
+        let change = old * factor + delta - old;
+        let change = knob.step.map_or(change, |step| change.clamp(-step, step));
+        let new = knob.fit(old + change);
         if new != old {
             state.knobs.insert(name.to_owned(), new);
             state.knob_cooldowns.insert(name.to_owned(), state.windows + u64::from(knob.cooldown_windows));
@@ -399,14 +462,17 @@ fn apply_rules(
     }
 }
 
-/// `batch_scale = max(batch_scale_min, m · l)` with m = `vram_batch_scale`
-/// under memory pressure (else 1) and l = `latency_target_ms / latency_ms`
-/// above the target (else 1).
+/// `batch_scale = clamp(m · l, batch_scale_min, 1)` with m =
+/// `vram_target / vram_high` when memory use is above `vram_high_max`
+/// (else 1) and l = `latency_target_ms / latency_ms` above the latency
+/// target (else 1): the factor that would bring the job back to its targets.
 fn resource_hint(packet: &TelemetryPacket, config: &IntegrativeMetaConfig) -> ResourceHint {
-    let memory_high = packet.vram_high();
+    let vram = packet.vram_fraction();
+    let memory_high = vram > config.safety.vram_high_max;
     let target = config.reward.latency_target_ms;
     let latency = packet.metric("latency_ms").filter(|&latency| latency > target);
-    let memory = if memory_high { config.safety.vram_batch_scale } else { 1.0 };
-    let batch_scale = (memory * latency.map_or(1.0, |latency| target / latency)).max(config.safety.batch_scale_min);
+    let memory = if memory_high { config.safety.vram_target / vram } else { 1.0 };
+    let batch_scale =
+        (memory * latency.map_or(1.0, |latency| target / latency)).clamp(config.safety.batch_scale_min, 1.0);
     ResourceHint { batch_scale, memory_high, latency_high: latency.is_some() }
 }

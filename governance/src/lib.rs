@@ -32,7 +32,8 @@
 //! let packet = validator.validate_telemetry_line(line).unwrap();
 //! let mut layer = MetaIntegrativeLayer::new(IntegrativeMetaConfig::default());
 //! let decision = layer.update(&packet);
-//! assert!((decision.scoring.total - 0.53).abs() < 1e-12);
+//! // gain 0.5·(0.15 − g_min 0)/0.2 = 0.375, stability 0.3·(2·0.8 − 1) = 0.18.
+//! assert!((decision.scoring.total - 0.555).abs() < 1e-12);
 //! ```
 #![deny(missing_docs)]
 

@@ -16,7 +16,7 @@ pub struct TelemetryPacket {
     pub window: u64,
     /// Training phase, if the job names one.
     pub phase: Option<String>,
-    /// Metrics by name, unknown ones included; `vram_high` is 0 or 1.
+    /// Metrics by name, unknown ones included; a boolean `vram_high` is 0 or 1.
     pub metrics: BTreeMap<String, f64>,
     /// The job's current parameter values by name.
     pub params: BTreeMap<String, f64>,
@@ -38,9 +38,10 @@ impl TelemetryPacket {
         self.metric(name).unwrap_or_else(|| panic!("an admitted packet has metrics.{name}"))
     }
 
-    /// Whether the job reports memory pressure (`vram_high` ≥ 0.5).
+    /// The fraction of device memory in use, `metrics.vram_high` (a
+    /// boolean reads as 0 or 1); 0 if not reported.
     #[must_use]
-    pub fn vram_high(&self) -> bool {
-        self.metric("vram_high").is_some_and(|v| v >= 0.5)
+    pub fn vram_fraction(&self) -> f64 {
+        self.metric("vram_high").unwrap_or(0.0)
     }
 }

@@ -16,6 +16,9 @@ pub struct OnlineReptileOptimizer {
     prior: Array1<f64>,
     /// Priors before each `apply`, oldest first; at most `checkpoints_len`.
     checkpoints: VecDeque<Array1<f64>>,
+    /// Best recent aggregate reward: the highest seen, sinking by
+    /// `best_decay_per_update` at every update, reset by a rollback.
+    best_reward: f64,
 }
 
 impl OnlineReptileOptimizer {
@@ -30,6 +33,7 @@ impl OnlineReptileOptimizer {
             max: knobs.values().map(|knob| knob.max).collect(),
             prior: knobs.values().map(|knob| knob.initial).collect(),
             checkpoints: VecDeque::new(),
+            best_reward: f64::NEG_INFINITY,
         }
     }
 
@@ -92,6 +96,7 @@ impl OnlineReptileOptimizer {
             self.checkpoints.pop_front();
         }
         self.checkpoints.push_back(self.prior.clone());
+        self.best_reward = (self.best_reward - self.config.best_decay_per_update).max(reward);
         let epsilon = self.step_size(reward, memory_pressure);
         Zip::from(&mut self.prior).and(aggregated).and(&self.min).and(&self.max).for_each(|theta, &phi, &min, &max| {
             *theta = (*theta + epsilon * (phi - *theta)).clamp(min, max);
@@ -99,17 +104,23 @@ impl OnlineReptileOptimizer {
         &self.prior
     }
 
-    /// Whether `reward` calls for a rollback: it is below
-    /// `rollback_reward_min` and a checkpoint is held.
+    /// Whether `reward` calls for a rollback: it is more than
+    /// `rollback_drop` below the best recent aggregate reward (the highest
+    /// seen, sinking by `best_decay_per_update` an update, so the threshold
+    /// follows a run whose reward declines as it converges) and a checkpoint
+    /// is held.
     #[must_use]
     pub fn should_rollback(&self, reward: f64) -> bool {
-        reward < self.config.rollback_reward_min && !self.checkpoints.is_empty()
+        self.best_reward - reward > self.config.rollback_drop && !self.checkpoints.is_empty()
     }
 
     /// Restores the newest checkpoint exactly and drops it; successive calls
-    /// walk back through the ring. `None` if no checkpoint is held.
-    pub fn rollback(&mut self) -> Option<&Array1<f64>> {
+    /// walk back through the ring. `None` if no checkpoint is held. The
+    /// `reward` that called for it becomes the best recent reward, so one
+    /// incident rolls back once, not at every update until it ends.
+    pub fn rollback(&mut self, reward: f64) -> Option<&Array1<f64>> {
         self.prior = self.checkpoints.pop_back()?;
+        self.best_reward = reward;
         Some(&self.prior)
     }
 

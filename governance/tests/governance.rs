@@ -20,6 +20,12 @@ fn packet(job: &str, window: u64, metrics: &[(&str, f64)]) -> TelemetryPacket {
     }
 }
 
+/// The four-knob config the rule-engine examples are written against
+/// (tests/data/four-knobs.toml): additive knobs with steps and bounds.
+fn four_knobs() -> Config {
+    config(include_str!("data/four-knobs.toml"))
+}
+
 /// A config read from TOML, panicking with the problems.
 fn config(text: &str) -> Config {
     Config::from_toml_str(text, "test.toml").unwrap_or_else(|error| panic!("{error}"))
@@ -35,7 +41,7 @@ mod seed_examples {
 
     #[test]
     fn update_scores_the_seed_packet() {
-        let mut layer = MetaIntegrativeLayer::new(IntegrativeMetaConfig::default());
+        let mut layer = MetaIntegrativeLayer::new(four_knobs().integrative());
         let decision =
             layer.update(&packet("bert-a", 1, &[("gain_p50", 0.15), ("stability_mean", 0.8), ("vram_high", 0.0)]));
         // gain 0.5·clamp((0.15 − 0.01)/0.2) = 0.35; stability 0.3·(2·0.8 − 1) = 0.18.
@@ -54,7 +60,7 @@ mod seed_examples {
 
     #[test]
     fn a_low_reward_rolls_the_reptile_prior_back() {
-        let config = Config::default();
+        let config = four_knobs();
         let mut optimizer = OnlineReptileOptimizer::new(config.reptile.clone(), &config.knobs);
         let initial = optimizer.prior().clone();
         assert!(!optimizer.should_rollback(0.3), "nothing to roll back to yet");
@@ -62,13 +68,13 @@ mod seed_examples {
         optimizer.apply(&array![0.02, 0.5, 1.0, 0.95], &keys, 0.85, false);
         assert!(optimizer.should_rollback(0.3));
         assert!(!optimizer.should_rollback(0.85));
-        assert_eq!(optimizer.rollback(), Some(&initial));
-        assert_eq!(optimizer.rollback(), None);
+        assert_eq!(optimizer.rollback(0.0), Some(&initial));
+        assert_eq!(optimizer.rollback(0.0), None);
     }
 
     #[test]
     fn the_reptile_rule_is_theta_plus_epsilon_phi_minus_theta() {
-        let config = Config::default();
+        let config = four_knobs();
         let mut optimizer = OnlineReptileOptimizer::new(config.reptile.clone(), &config.knobs);
         let keys = ["g_min", "gamma_diversity", "lambda_ci", "tau"].map(str::to_owned);
         assert_eq!(optimizer.keys(), keys);
@@ -91,7 +97,7 @@ mod seed_examples {
     #[test]
     fn the_validator_rejects_wrong_dimensions_nan_and_inf() {
         let validator = MetaPacketValidator::new(MetaValidatorConfig::default());
-        let keys: Vec<String> = Config::default().knobs.keys().cloned().collect();
+        let keys: Vec<String> = four_knobs().knobs.keys().cloned().collect();
         let good = DomainMetaUpdate {
             domain_id: "healthcare".to_owned(),
             keys: keys.clone(),
@@ -291,7 +297,8 @@ mod integrative {
     #[test]
     fn the_worked_example_of_patience_and_cooldown() {
         let config = config(
-            "[[rules]]\nname = \"unstable\"\nsignal = \"stability_mean\"\ncomparison = \"lt\"\nthreshold = 0.5\n\
+            "[knobs.tau]\ninitial = 0.9\nmin = 0.5\nmax = 0.999\nstep = 0.01\n\
+             [[rules]]\nname = \"unstable\"\nsignal = \"stability_mean\"\ncomparison = \"lt\"\nthreshold = 0.5\n\
              for_windows = 3\nadjust = { tau = 0.01 }\ncooldown_windows = 4\n",
         );
         let mut layer = MetaIntegrativeLayer::new(config.integrative());
@@ -338,9 +345,29 @@ mod integrative {
         assert_eq!((state.decision_count, state.rule_cooldowns["unstable"]), (3, 20));
     }
 
+    /// The default rules on a stalled job (loss stuck at 1): `plateau`
+    /// (no new best for 8 windows, cooldown 8) fires at window 9 — window 1
+    /// has no best to compare with — and again at 18, halving the
+    /// learning rate each time; `diverging` never fires on a flat loss.
+    #[test]
+    fn the_default_rules_halve_a_stalled_learning_rate() {
+        let mut layer = MetaIntegrativeLayer::new(IntegrativeMetaConfig::default());
+        let metrics = [("gain_p50", 0.0), ("stability_mean", 0.8), ("loss", 1.0)];
+        let mut cuts = Vec::new();
+        for window in 1..=18 {
+            let decision = layer.update(&packet("job", window, &metrics));
+            if let Some(&lr) = decision.policy_updates.get("learning_rate") {
+                let rules: Vec<String> = decision.fired_rules.into_iter().map(|f| f.rule).collect();
+                cuts.push((window, lr, rules));
+            }
+        }
+        let plateau = || vec!["plateau".to_owned()];
+        assert_eq!(cuts, [(9, 0.05, plateau()), (18, 0.025, plateau())]);
+    }
+
     #[test]
     fn a_default_run_governs_a_plateau() {
-        let mut layer = MetaIntegrativeLayer::new(IntegrativeMetaConfig::default());
+        let mut layer = MetaIntegrativeLayer::new(four_knobs().integrative());
         let metrics = [("gain_p50", 0.0), ("stability_mean", 0.8)];
         let fired: Vec<(u64, Vec<String>)> = (1..=21)
             .map(|window| (window, layer.update(&packet("job", window, &metrics))))
@@ -399,6 +426,10 @@ mod integrative {
 
     /// Knobs for the safety tests: a fast EMA and a narrow band.
     const SAFETY_KNOBS: &str = "\
+[meta]
+tau = 0.5
+g_min = 0.01
+lambda_ci = 0.1
 [knobs.tau]
 initial = 0.5
 min = 0.5
@@ -455,13 +486,14 @@ adjust = { g_min = 0.005 }
 
     #[test]
     fn resource_hints_follow_memory_and_latency() {
-        let mut layer = MetaIntegrativeLayer::new(IntegrativeMetaConfig::default());
+        let mut layer = MetaIntegrativeLayer::new(four_knobs().integrative());
         let base = [("gain_p50", 0.1), ("stability_mean", 0.8)];
         let hint = |layer: &mut MetaIntegrativeLayer, window, extra: &[(&str, f64)]| {
             let metrics: Vec<(&str, f64)> = base.iter().chain(extra).copied().collect();
             layer.update(&packet("job", window, &metrics)).resource_hint
         };
-        assert_eq!(hint(&mut layer, 1, &[("vram_high", 1.0)]).batch_scale, 0.75);
+        // Memory pressure aims at vram_target: 0.8 of memory from 1.0.
+        assert_eq!(hint(&mut layer, 1, &[("vram_high", 1.0)]).batch_scale, 0.8);
         let slow = hint(&mut layer, 2, &[("latency_ms", 62.5)]);
         assert_eq!((slow.batch_scale, slow.latency_high, slow.memory_high), (0.8, true, false));
         assert_eq!(hint(&mut layer, 3, &[("vram_high", 1.0), ("latency_ms", 100.0)]).batch_scale, 0.5);
@@ -472,7 +504,7 @@ adjust = { g_min = 0.005 }
 
     #[test]
     fn a_prior_sets_the_knobs_of_new_jobs_only() {
-        let mut layer = MetaIntegrativeLayer::new(IntegrativeMetaConfig::default());
+        let mut layer = MetaIntegrativeLayer::new(four_knobs().integrative());
         let metrics = [("gain_p50", 0.1), ("stability_mean", 0.8)];
         layer.update(&packet("old", 1, &metrics));
         layer.set_prior(&BTreeMap::from([("tau".to_owned(), 0.95), ("g_min".to_owned(), 9.0), ("x".to_owned(), 1.0)]));
@@ -490,7 +522,7 @@ mod domain {
 
     #[test]
     fn a_domain_reports_after_its_minimum_and_then_every_interval() {
-        let config = Config::default();
+        let config = four_knobs();
         let mut learner = DomainMetaLearner::new(config.domain.clone(), &config.integrative());
         let mut emitted = Vec::new();
         for window in 1..=15 {
@@ -511,7 +543,7 @@ mod domain {
 
     #[test]
     fn high_reward_windows_weigh_more_and_noise_lowers_confidence() {
-        let config = Config::default();
+        let config = four_knobs();
         let mut learner = DomainMetaLearner::new(config.domain.clone(), &config.integrative());
         let mut last = None;
         for window in 1..=5 {
@@ -577,7 +609,19 @@ mod aggregator {
     fn the_mad_floor_keeps_ordinary_spread_and_still_drops_outliers() {
         let knobs: BTreeMap<String, KnobConfig> = keys()
             .into_iter()
-            .map(|k| (k, KnobConfig { initial: 0.5, min: 0.0, max: 1.0, step: 0.1, cooldown_windows: 0 }))
+            .map(|k| {
+                (
+                    k,
+                    KnobConfig {
+                        initial: 0.5,
+                        min: 0.0,
+                        max: 1.0,
+                        step: Some(0.1),
+                        cooldown_windows: 0,
+                        kind: metagov_config::KnobKind::Real,
+                    },
+                )
+            })
             .collect();
         let spread = [
             update("d1", array![0.5000, 0.5], 0.5, 1.0),
@@ -795,7 +839,7 @@ mod properties {
             steps in prop::collection::vec((prop::array::uniform4(-1e6..1e6_f64), -5.0..5.0_f64, any::<bool>()), 1..20),
             lr in 1e-6..=1.0_f64,
         ) {
-            let config = Config::default();
+            let config = four_knobs();
             let reptile = MetaOptimizerConfig { lr, ..config.reptile.clone() };
             let mut optimizer = OnlineReptileOptimizer::new(reptile, &config.knobs);
             let keys = optimizer.keys().to_vec();
@@ -812,7 +856,7 @@ mod properties {
             steps in prop::collection::vec(prop::array::uniform4(-2.0..2.0_f64), 1..12),
             rollbacks in 1..12_usize,
         ) {
-            let config = Config::default();
+            let config = four_knobs();
             let mut optimizer = OnlineReptileOptimizer::new(config.reptile.clone(), &config.knobs);
             let keys = optimizer.keys().to_vec();
             let mut history = vec![optimizer.prior().clone()];
@@ -822,7 +866,7 @@ mod properties {
             let held = optimizer.checkpoints();
             prop_assert_eq!(held, steps.len().min(8));
             for back in 1..=rollbacks {
-                let restored = optimizer.rollback().cloned();
+                let restored = optimizer.rollback(0.0).cloned();
                 let expected = (back <= held).then(|| history[history.len() - 1 - back].clone());
                 prop_assert_eq!(restored, expected);
             }

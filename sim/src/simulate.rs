@@ -12,16 +12,48 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use metagov_actors::{messages::TELEMETRY_RAW, MetaSupervisor, ACTOR_NAMES};
-use metagov_bus::log;
+use metagov_actors::{messages::TELEMETRY_RAW, MetaSupervisor, Output, ACTOR_NAMES};
+use metagov_bus::{log, Bus, Egress, IngressReport, Journal};
 use metagov_config::Config;
 use metagov_storage::{init_session, ChronicleWriter, WriterOptions};
 
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, TelemetryStream};
 use crate::summary::{Summary, SummaryCollector};
 
 /// Packets an estimate runs before extrapolating (at most).
 const PROBE_PACKETS_MAX: u64 = 2048;
+
+/// Feeds at most `packets` packets of `stream` into `bus`, one tick each,
+/// and closes the loop: after each tick, every `policy.update` the actors
+/// emitted is applied to its job before the job's next window, so a model
+/// job trains under the knobs the supervisor set. The decisions are
+/// recorded deliveries and the next packets are ingress, so a replay of the
+/// chronicle needs nothing of the loop. `each` sees every tick's report and
+/// egress, with the packet's 1-based number.
+///
+/// # Errors
+///
+/// The bus's error, naming the packet; or the first error of `each`.
+pub fn drive<J: Journal>(
+    bus: &mut Bus<J>,
+    stream: &mut TelemetryStream,
+    packets: u64,
+    mut each: impl FnMut(u64, &IngressReport, &[Egress]) -> Result<()>,
+) -> Result<()> {
+    let mut n = 0;
+    while n < packets {
+        let Some(packet) = stream.next() else { break };
+        n += 1;
+        let report = bus.ingress(TELEMETRY_RAW, packet).with_context(|| format!("the run stopped at packet {n}"))?;
+        for message in bus.egress() {
+            if let Output::PolicyUpdate(update) = Output::from_egress(message).with_context(|| format!("packet {n}"))? {
+                stream.apply(&update.job, &update.knobs);
+            }
+        }
+        each(n, &report, bus.egress())?;
+    }
+    Ok(())
+}
 
 /// How large a run's chronicle will be, measured on its own first packets.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -69,17 +101,17 @@ pub fn estimate_chronicle(scenario: &Scenario, config: &Config, windows: Option<
     let seed = config.run.seed;
     let actors = ACTOR_NAMES.iter().map(|a| a.to_string()).collect();
     let context = init_session(seed, &config.canonical_toml(), actors);
-    let stream = scenario.stream(seed, windows);
+    let mut stream = scenario.stream(seed, windows);
     let packets = stream.total_packets();
     let probe_packets = packets.min(PROBE_PACKETS_MAX);
     let writer = ChronicleWriter::new(ByteCount::default(), &context, WriterOptions::from(&config.chronicle))?;
     let mut bus = MetaSupervisor::build(config, writer)?;
     let mut deliveries = 0_u64;
-    for (i, packet) in stream.take(probe_packets as usize).enumerate() {
-        let report =
-            bus.ingress(TELEMETRY_RAW, packet).with_context(|| format!("the run would stop at packet {}", i + 1))?;
+    drive(&mut bus, &mut stream, probe_packets, |_, report, _| {
         deliveries += report.deliveries;
-    }
+        Ok(())
+    })
+    .context("the run would stop the same way")?;
     let bytes_probe = bus.into_journal().seal().context("cannot seal the probe chronicle")?.0;
     #[allow(clippy::cast_precision_loss, reason = "an estimate: counts far below 2^53 in the probe")]
     let (deliveries_per_packet, bytes_per_delivery) =
@@ -122,9 +154,8 @@ pub fn run_probe(config: &Config) -> Result<metagov_bus::BusLimits> {
     // Invariant: the built-ins are checked by the scenario tests.
     let scenario = Scenario::builtin("default").expect("the built-in default scenario exists");
     let mut bus = MetaSupervisor::build(config, metagov_bus::NoJournal)?;
-    for (i, packet) in scenario.stream(config.run.seed, Some(PROBE_WINDOWS)).enumerate() {
-        bus.ingress(TELEMETRY_RAW, packet).with_context(|| format!("the probe stopped at packet {}", i + 1))?;
-    }
+    let mut stream = scenario.stream(config.run.seed, Some(PROBE_WINDOWS));
+    drive(&mut bus, &mut stream, u64::MAX, |_, _, _| Ok(())).context("the probe stopped")?;
     Ok(bus.limits_used())
 }
 
@@ -239,24 +270,23 @@ pub fn run(sim: &Simulation, progress: &mut dyn Progress) -> Result<SimulationRe
     let context = init_session(seed, &sim.config.canonical_toml(), actors);
     let writer = ChronicleWriter::create(&partial, &context, WriterOptions::from(&sim.config.chronicle))
         .with_context(|| format!("cannot create {}", partial.display()))?;
-    let stream = sim.scenario.stream(seed, sim.windows);
+    let mut stream = sim.scenario.stream(seed, sim.windows);
     let packets = stream.total_packets();
     let initial = sim.config.knobs.iter().map(|(k, knob)| (k.clone(), knob.initial)).collect();
-    let mut summary = SummaryCollector::new(initial, packets);
+    let mut summary = SummaryCollector::new(initial, packets, &stream.training());
     let mut bus = MetaSupervisor::build(&sim.config, writer)?;
 
     let log_file = File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
     progress.start(packets, &format!("{} (packets)", sim.scenario.name()));
     let outcome = log::capture(BufWriter::new(log_file), || -> Result<()> {
         tracing::info!(scenario = sim.scenario.name(), seed, packets, "simulation starts");
-        for (i, packet) in stream.enumerate() {
-            let report =
-                bus.ingress(TELEMETRY_RAW, packet).with_context(|| format!("the run stopped at packet {}", i + 1))?;
-            summary.observe(&report, bus.egress()).with_context(|| format!("packet {}", i + 1))?;
-            if i % 1024 == 0 {
-                progress.advance(i as u64);
+        drive(&mut bus, &mut stream, packets, |n, report, egress| {
+            summary.observe(report, egress).with_context(|| format!("packet {n}"))?;
+            if n % 1024 == 0 {
+                progress.advance(n);
             }
-        }
+            Ok(())
+        })?;
         tracing::info!("simulation ends");
         Ok(())
     });
@@ -282,7 +312,7 @@ pub fn run(sim: &Simulation, progress: &mut dyn Progress) -> Result<SimulationRe
     fs::rename(&partial, &chronicle)
         .with_context(|| format!("cannot rename {} to {}", partial.display(), chronicle.display()))?;
 
-    let summary = summary.finish();
+    let summary = summary.finish(&stream.training());
     let json = serde_json::to_string_pretty(&summary).context("cannot render the summary")?;
     write(&sim.out_dir.join("summary.json"), &(json + "\n"))?;
     write(&sim.out_dir.join("summary.txt"), &summary.to_string())?;

@@ -14,6 +14,8 @@ use metagov_actors::Output;
 use metagov_bus::{Egress, IngressReport};
 use serde::Serialize;
 
+use crate::scenario::JobTraining;
+
 /// One knob's path through the run: the mean over jobs at evenly spaced
 /// points, and its extremes.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -66,6 +68,31 @@ pub struct Summary {
     pub prior: BTreeMap<String, f64>,
     /// Cycle records journaled.
     pub cycles: u64,
+    /// How each closed-loop (model) job trained, by job: the scorecard's
+    /// numbers for this run.
+    pub training: BTreeMap<String, TrainingScore>,
+}
+
+/// A closed-loop job's scorecard numbers (docs/BENCHMARKS.md, "Governance
+/// scorecard").
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TrainingScore {
+    /// The loss the scenario counts windows to.
+    pub target_loss: f64,
+    /// The job's first window whose reported loss was at most the target.
+    pub windows_to_target: Option<u64>,
+    /// The job's last reported loss.
+    pub final_loss: f64,
+    /// Times the loss passed 100 × its start and the job restarted.
+    pub divergences: u64,
+    /// Windows the job reported.
+    pub windows: u64,
+    /// Knob changes (a job's start values not counted).
+    pub knob_changes: u64,
+    /// Knob changes per 1,000 windows.
+    pub knob_changes_per_1000: f64,
+    /// Knob rollbacks.
+    pub rollbacks: u64,
 }
 
 /// Builds a [`Summary`] from what each tick of a run of `packets` packets
@@ -79,12 +106,15 @@ pub struct SummaryCollector {
     last_reward: BTreeMap<String, f64>,
     sample_every: u64,
     next_sample: u64,
+    /// Closed-loop jobs' scores, by job, from their first reward on.
+    training: BTreeMap<String, TrainingScore>,
 }
 
 impl SummaryCollector {
     /// A collector for a run of `packets` packets whose knobs start at
-    /// `initial`.
-    pub fn new(initial: BTreeMap<String, f64>, packets: u64) -> Self {
+    /// `initial`; `training` names the closed-loop jobs (with their target
+    /// losses) whose scorecard numbers it keeps.
+    pub fn new(initial: BTreeMap<String, f64>, packets: u64, training: &[JobTraining]) -> Self {
         let knobs = initial
             .iter()
             .map(|(k, &v)| (k.clone(), KnobTrajectory { initial: v, samples: Vec::new(), min: v, max: v, changes: 0 }))
@@ -97,6 +127,12 @@ impl SummaryCollector {
             last_reward: BTreeMap::new(),
             sample_every: (packets / 4).max(1),
             next_sample: 0,
+            training: training
+                .iter()
+                .map(|job| {
+                    (job.job.clone(), TrainingScore { target_loss: job.target_loss, ..TrainingScore::default() })
+                })
+                .collect(),
         }
     }
 
@@ -111,9 +147,19 @@ impl SummaryCollector {
         }
     }
 
-    /// The finished summary.
-    pub fn finish(mut self) -> Summary {
+    /// The finished summary; `training` is each closed-loop job's state at
+    /// the end (its divergences).
+    pub fn finish(mut self, training: &[JobTraining]) -> Summary {
         self.sample();
+        for job in training {
+            if let Some(score) = self.training.get_mut(&job.job) {
+                score.divergences = job.divergences;
+                #[allow(clippy::cast_precision_loss, reason = "counts far below 2^53")]
+                let per_1000 = score.knob_changes as f64 * 1000.0 / score.windows.max(1) as f64;
+                score.knob_changes_per_1000 = per_1000;
+            }
+        }
+        self.summary.training = std::mem::take(&mut self.training);
         let mean =
             |m: &BTreeMap<String, f64>| if m.is_empty() { 0.0 } else { m.values().sum::<f64>() / m.len() as f64 };
         self.summary.reward_start = mean(&self.first_reward);
@@ -143,19 +189,34 @@ impl SummaryCollector {
         let s = &mut self.summary;
         match output {
             Output::Rejected(r) => *s.rejected.entry(r.reason).or_default() += 1,
-            Output::Reward(r) => match self.last_reward.get_mut(&r.job) {
-                Some(last) => *last = r.ema_reward,
-                None => {
-                    self.first_reward.insert(r.job.clone(), r.ema_reward);
-                    self.last_reward.insert(r.job.clone(), r.ema_reward);
-                    self.jobs.entry(r.job).or_insert_with(|| self.initial.clone());
+            Output::Reward(r) => {
+                if let Some(score) = self.training.get_mut(&r.job) {
+                    score.windows += 1;
+                    if let Some(loss) = r.loss {
+                        score.final_loss = loss;
+                        if loss <= score.target_loss && score.windows_to_target.is_none() {
+                            score.windows_to_target = Some(r.window);
+                        }
+                    }
                 }
-            },
+                match self.last_reward.get_mut(&r.job) {
+                    Some(last) => *last = r.ema_reward,
+                    None => {
+                        self.first_reward.insert(r.job.clone(), r.ema_reward);
+                        self.last_reward.insert(r.job.clone(), r.ema_reward);
+                        self.jobs.entry(r.job).or_insert_with(|| self.initial.clone());
+                    }
+                }
+            }
             Output::PolicyUpdate(update) => {
+                if let Some(score) = self.training.get_mut(&update.job).filter(|_| !update.start) {
+                    score.knob_changes += update.knobs.len() as u64;
+                    score.rollbacks += u64::from(update.rollback.is_some());
+                }
                 let knobs = self.jobs.entry(update.job).or_insert_with(|| self.initial.clone());
                 for (name, x) in update.knobs {
                     let Some(t) = s.knobs.get_mut(&name) else { continue };
-                    t.changes += 1;
+                    t.changes += u64::from(!update.start);
                     t.min = t.min.min(x);
                     t.max = t.max.max(x);
                     knobs.insert(name, x);
@@ -234,7 +295,26 @@ impl fmt::Display for Summary {
             writeln!(f, "  dropped    {n:>8}  domain {domain} (by the aggregator)")?;
         }
         let prior: Vec<String> = self.prior.iter().map(|(k, v)| format!("{k} = {}", significant(*v))).collect();
-        writeln!(f, "prior        {}", if prior.is_empty() { "(none yet)".to_string() } else { prior.join(", ") })
+        writeln!(f, "prior        {}", if prior.is_empty() { "(none yet)".to_string() } else { prior.join(", ") })?;
+        if !self.training.is_empty() {
+            writeln!(
+                f,
+                "\ntraining (closed loop)  target loss  windows to target  final loss  divergences  changes/1000w  rollbacks"
+            )?;
+            for (job, t) in &self.training {
+                let reached = t.windows_to_target.map_or_else(|| "not reached".to_string(), |w| w.to_string());
+                writeln!(
+                    f,
+                    "{job:<23} {:>11} {reached:>18} {:>11} {:>12} {:>14.1} {:>10}",
+                    significant(t.target_loss),
+                    significant(t.final_loss),
+                    t.divergences,
+                    t.knob_changes_per_1000,
+                    t.rollbacks
+                )?;
+            }
+        }
+        Ok(())
     }
 }
 

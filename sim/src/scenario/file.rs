@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use metagov_config::{ConfigError, Located as Spanned};
 use serde::Deserialize;
 
+use super::model::NqmSpec;
 use super::Scenario;
 
 /// Why a scenario could not be had.
@@ -68,8 +69,15 @@ pub(super) struct Shape {
 pub(super) enum Pattern {
     Steady,
     Plateau,
-    Drift { per_window: f64 },
-    Oscillation { period_windows: u64, amplitude: f64 },
+    Drift {
+        per_window: f64,
+    },
+    Oscillation {
+        period_windows: u64,
+        amplitude: f64,
+    },
+    /// Closed loop: the noisy quadratic model, following the knobs.
+    Nqm(NqmSpec),
 }
 
 /// One job of the scenario.
@@ -92,6 +100,10 @@ pub(super) enum EventKind {
     Outlier,
     NanBurst,
     GarbageBurst,
+    /// Model jobs: every curvature × `factor`.
+    CurvatureJump,
+    /// Model jobs: gradient noise × `factor`.
+    NoiseBurst,
 }
 
 /// One event, with its selection resolved to names that exist.
@@ -109,6 +121,9 @@ pub(super) struct EventSpec {
     pub rate: f64,
     /// Latency during a memory or latency spike.
     pub latency_ms: f64,
+    /// What a curvature jump, a noise burst or (on model jobs) a memory
+    /// spike multiplies.
+    pub factor: f64,
 }
 
 impl EventSpec {
@@ -139,6 +154,7 @@ enum PatternName {
     Plateau,
     Drift,
     Oscillation,
+    Nqm,
 }
 
 #[derive(Deserialize)]
@@ -160,6 +176,24 @@ struct JobsDocument {
     period_windows: Option<Spanned<u64>>,
     amplitude: Option<Spanned<f64>>,
     drift_per_window: Option<Spanned<f64>>,
+    nqm: Option<Spanned<NqmDocument>>,
+}
+
+/// `[jobs.nqm]`: the settings of a model job (docs/scenarios.md).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NqmDocument {
+    dims: Option<Spanned<u64>>,
+    curvature: Option<Spanned<f64>>,
+    exponent: Option<Spanned<f64>>,
+    noise: Option<Spanned<f64>>,
+    momentum: Option<Spanned<f64>>,
+    steps_per_window: Option<Spanned<u64>>,
+    memory_per_sample: Option<Spanned<f64>>,
+    memory_base: Option<Spanned<f64>>,
+    latency_per_sample_ms: Option<Spanned<f64>>,
+    target_loss: Option<Spanned<f64>>,
+    start_window: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +208,7 @@ struct EventDocument {
     domains: Vec<Spanned<String>>,
     rate: Option<Spanned<f64>>,
     latency_ms: Option<Spanned<f64>>,
+    factor: Option<Spanned<f64>>,
 }
 
 /// A problem at a byte offset of the text.
@@ -283,6 +318,7 @@ fn shape(group: &JobsDocument, windows: u64) -> Result<Shape, Problem> {
         (group.period_windows.as_ref().map(Spanned::span), "period_windows", PatternName::Oscillation, "oscillation"),
         (group.amplitude.as_ref().map(Spanned::span), "amplitude", PatternName::Oscillation, "oscillation"),
         (group.drift_per_window.as_ref().map(Spanned::span), "drift_per_window", PatternName::Drift, "drift"),
+        (group.nqm.as_ref().map(Spanned::span), "nqm", PatternName::Nqm, "nqm"),
     ];
     for (span, key, wanted, wanted_name) in pattern_only {
         if let Some(span) = span.filter(|_| group.pattern != wanted) {
@@ -310,6 +346,7 @@ fn shape(group: &JobsDocument, windows: u64) -> Result<Shape, Problem> {
             },
             amplitude: real(&group.amplitude, "amplitude", 0.0..=10.0, 0.1)?,
         },
+        PatternName::Nqm => Pattern::Nqm(nqm_spec(group.nqm.as_ref().map(Spanned::get_ref), group, windows)?),
     };
     let (from, to) = stretch(&group.from_window, &group.to_window, windows)?;
     Ok(Shape {
@@ -344,6 +381,20 @@ fn event_spec(
             return Err(problem(domain.span(), format!("no job is in domain `{}`", domain.get_ref())));
         }
     }
+    let factor_default = match kind {
+        EventKind::CurvatureJump => 10.0,
+        EventKind::NoiseBurst => 20.0,
+        EventKind::MemorySpike => 1.6,
+        _ => {
+            if let Some(factor) = &event.factor {
+                return Err(problem(
+                    factor.span(),
+                    "`factor` applies only to curvature_jump, noise_burst and memory_spike".into(),
+                ));
+            }
+            1.0
+        }
+    };
     let latency_default = match kind {
         EventKind::MemorySpike => 250.0,
         EventKind::LatencySpike => 400.0,
@@ -365,6 +416,44 @@ fn event_spec(
         domains: event.domains.iter().map(|domain| domain.get_ref().clone()).collect(),
         rate: real(&event.rate, "rate", 0.0..=1.0, 1.0)?,
         latency_ms: real(&event.latency_ms, "latency_ms", 0.0..=1e6, latency_default)?,
+        factor: real(&event.factor, "factor", 1e-3..=1e3, factor_default)?,
+    })
+}
+
+/// A model job's settings; every one has a default (docs/scenarios.md).
+fn nqm_spec(nqm: Option<&NqmDocument>, group: &JobsDocument, windows: u64) -> Result<NqmSpec, Problem> {
+    let none = NqmDocument {
+        dims: None,
+        curvature: None,
+        exponent: None,
+        noise: None,
+        momentum: None,
+        steps_per_window: None,
+        memory_per_sample: None,
+        memory_base: None,
+        latency_per_sample_ms: None,
+        target_loss: None,
+        start_window: None,
+    };
+    let d = nqm.unwrap_or(&none);
+    let count = |value: &Option<Spanned<u64>>, key, range: RangeInclusive<u64>, default| match value {
+        Some(value) => integer(value, key, range),
+        None => Ok(default),
+    };
+    Ok(NqmSpec {
+        // Invariant: the ranges below fit u32.
+        dims: count(&d.dims, "dims", 1..=1024, 100)? as u32,
+        curvature: real(&d.curvature, "curvature", 1e-6..=1e6, 1.0)?,
+        exponent: real(&d.exponent, "exponent", 0.0..=4.0, 2.0)?,
+        noise: real(&d.noise, "noise", 0.0..=1e6, 1.0)?,
+        momentum: real(&d.momentum, "momentum", 0.0..=0.999, 0.9)?,
+        steps_per_window: count(&d.steps_per_window, "steps_per_window", 1..=1000, 10)? as u32,
+        memory_per_sample: real(&d.memory_per_sample, "memory_per_sample", 0.0..=1.0, 0.005)?,
+        memory_base: real(&d.memory_base, "memory_base", 0.0..=1.0, 0.1)?,
+        latency_base_ms: real(&group.latency_ms, "latency_ms", 0.0..=1e6, 5.0)?,
+        latency_per_sample_ms: real(&d.latency_per_sample_ms, "latency_per_sample_ms", 0.0..=1e4, 0.2)?,
+        target_loss: real(&d.target_loss, "target_loss", 0.0..=1e6, 0.05)?,
+        start_window: count(&d.start_window, "start_window", 1..=windows, 1)?,
     })
 }
 

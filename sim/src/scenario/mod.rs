@@ -15,6 +15,7 @@
 //! stream is a pure function of the scenario, the seed and the window count.
 
 mod file;
+mod model;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -22,7 +23,7 @@ mod tests;
 use std::path::Path;
 
 pub use file::ScenarioError;
-pub use stream::TelemetryStream;
+pub use stream::{JobTraining, TelemetryStream};
 
 use file::{EventSpec, JobSpec};
 

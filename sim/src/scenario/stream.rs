@@ -14,6 +14,7 @@ use std::f64::consts::TAU;
 use metagov_bus::{ActorRng, Fixed, Key, Value};
 
 use super::file::{EventKind, Pattern, Shape};
+use super::model::{Disturbance, Nqm};
 use super::Scenario;
 
 /// Loss at the start of training and where it levels off.
@@ -27,12 +28,15 @@ const COLLAPSE_STABILITY: f64 = 0.2;
 const COLLAPSE_LOSS_RISE: f64 = 1.0;
 /// How far above its peers an outlier's gain sits.
 const OUTLIER_GAIN_SHIFT: f64 = 0.3;
-/// Knob values every domain starts near, and how far a domain strays:
-/// (name, default, spread). Reference: docs/governance.md, "Default knobs and rules".
-const KNOBS: [(&str, f64, f64); 4] =
-    [("tau", 0.9, 0.02), ("gamma_diversity", 0.3, 0.03), ("g_min", 0.01, 0.002), ("lambda_ci", 0.5, 0.05)];
+/// Knob values an open-loop job of every domain reports near, and how far a
+/// domain strays: (name, default, spread). They are the default config's
+/// knobs (docs/governance.md, "The default knobs").
+const KNOBS: [(&str, f64, f64); 2] = [("batch_size", 128.0, 0.0), ("learning_rate", 0.1, 0.01)];
 /// Knob values of an outlier domain, far from [`KNOBS`] defaults.
-const OUTLIER_KNOBS: [f64; 4] = [0.5, 0.9, 0.08, 2.0];
+const OUTLIER_KNOBS: [f64; 2] = [16.0, 5.0];
+/// Relative noise of one sample's loss: a window's measured loss and gain
+/// carry `OBSERVATION_NOISE / √(batch × steps)` of it.
+const OBSERVATION_NOISE: f64 = 0.1;
 /// Every generated real is clamped to this magnitude before quantizing.
 const REAL_ABS_MAX: f64 = 1e6;
 /// Stands for a raw token (`NaN`, `1e999`) in a rendered garbage line.
@@ -49,6 +53,8 @@ const RAW_MARK: &str = "@raw@";
 #[derive(Clone, Debug)]
 pub struct TelemetryStream {
     jobs: Vec<JobSim>,
+    /// Job index by name, for [`TelemetryStream::apply`].
+    by_name: BTreeMap<String, usize>,
     windows: u64,
     /// The window being emitted, 1-based.
     window: u64,
@@ -68,6 +74,10 @@ struct JobSim {
     outlier_params: Value,
     /// The last window sent as a valid packet, for duplicate-window garbage.
     last_good: Option<u64>,
+    /// A closed-loop job's model; `None` for the open-loop patterns.
+    model: Option<Nqm>,
+    /// The first run window the job reports in (1 unless a model says).
+    start_window: u64,
 }
 
 /// An event as one job sees it.
@@ -78,6 +88,7 @@ struct Hit {
     to: u64,
     rate: f64,
     latency_ms: f64,
+    factor: f64,
     /// The event's index in the file: decorrelates the dice of events.
     salt: u64,
 }
@@ -110,11 +121,18 @@ impl TelemetryStream {
                         to: event.to,
                         rate: event.rate,
                         latency_ms: event.latency_ms,
+                        factor: event.factor,
                         salt,
                     })
                     .collect();
                 let (params, outlier_params) = domains[job.domain.as_str()].clone();
+                let model = match job.shape.pattern {
+                    Pattern::Nqm(spec) => Some(Nqm::new(spec, KNOBS[1].1, KNOBS[0].1)),
+                    _ => None,
+                };
                 JobSim {
+                    start_window: model.as_ref().map_or(1, |m| m.spec().start_window),
+                    model,
                     name: job.name.clone(),
                     domain: job.domain.clone(),
                     shape: job.shape,
@@ -126,33 +144,85 @@ impl TelemetryStream {
                 }
             })
             .collect();
-        TelemetryStream { jobs, windows, window: 1, next_job: 0 }
+        let by_name = scenario.jobs.iter().enumerate().map(|(i, job)| (job.name.clone(), i)).collect();
+        TelemetryStream { jobs, by_name, windows, window: 1, next_job: 0 }
     }
 
-    /// How many packets the whole stream has: windows × jobs.
+    /// How many packets the whole stream has: each job's windows from its
+    /// start to the end.
     pub fn total_packets(&self) -> u64 {
-        self.windows * self.jobs.len() as u64
+        self.jobs.iter().map(|job| self.windows.saturating_sub(job.start_window - 1)).sum()
     }
 
     fn emitted(&self) -> u64 {
-        (self.window - 1) * self.jobs.len() as u64 + self.next_job as u64
+        let done = |job: &JobSim, through: u64| through.saturating_sub(job.start_window - 1);
+        let this_window = self.jobs[..self.next_job].iter().map(|job| done(job, self.window)).sum::<u64>();
+        let earlier = self.jobs[self.next_job..].iter().map(|job| done(job, self.window - 1)).sum::<u64>();
+        this_window + earlier
     }
+
+    /// A closed-loop job applies the knobs the supervisor set (the
+    /// `policy.update` of its last window) before its next window. Knobs a
+    /// job does not have, and jobs that follow an open-loop pattern, ignore
+    /// them. Returns whether `job` is a job of this stream.
+    pub fn apply(&mut self, job: &str, knobs: &BTreeMap<String, f64>) -> bool {
+        let Some(&i) = self.by_name.get(job) else { return false };
+        if let Some(model) = &mut self.jobs[i].model {
+            if let Some(&lr) = knobs.get("learning_rate") {
+                model.learning_rate = lr;
+            }
+            if let Some(&batch) = knobs.get("batch_size") {
+                model.batch_size = batch;
+            }
+        }
+        true
+    }
+
+    /// How each closed-loop job's training went so far, in file order.
+    pub fn training(&self) -> Vec<JobTraining> {
+        self.jobs
+            .iter()
+            .filter_map(|job| {
+                job.model.as_ref().map(|m| JobTraining {
+                    job: job.name.clone(),
+                    target_loss: m.spec().target_loss,
+                    divergences: m.divergences,
+                })
+            })
+            .collect()
+    }
+}
+
+/// What the scorecard needs from a closed-loop job beside its telemetry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobTraining {
+    /// The job.
+    pub job: String,
+    /// The loss it counts windows to.
+    pub target_loss: f64,
+    /// Times its loss passed 100 × its start and it restarted.
+    pub divergences: u64,
 }
 
 impl Iterator for TelemetryStream {
     type Item = Value;
 
     fn next(&mut self) -> Option<Value> {
-        if self.window > self.windows {
-            return None;
+        loop {
+            if self.window > self.windows {
+                return None;
+            }
+            let job = &mut self.jobs[self.next_job];
+            let packet = (self.window >= job.start_window).then(|| job.packet(self.window - job.start_window + 1));
+            self.next_job += 1;
+            if self.next_job == self.jobs.len() {
+                self.next_job = 0;
+                self.window += 1;
+            }
+            if packet.is_some() {
+                return packet;
+            }
         }
-        let packet = self.jobs[self.next_job].packet(self.window);
-        self.next_job += 1;
-        if self.next_job == self.jobs.len() {
-            self.next_job = 0;
-            self.window += 1;
-        }
-        Some(packet)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -166,7 +236,7 @@ impl Iterator for TelemetryStream {
 fn domain_params(seed: u64, domain: &str) -> (Value, Value) {
     let mut rng = ActorRng::for_actor(seed, &format!("scenario:domain:{domain}"));
     let offsets = KNOBS.map(|(_, _, spread)| spread * signed_unit(rng.next_u64()));
-    let knobs = |values: [f64; 4]| {
+    let knobs = |values: [f64; KNOBS.len()]| {
         let fields = KNOBS
             .iter()
             .zip(values)
@@ -190,7 +260,8 @@ impl JobSim {
         stability += s.noise * noise[1];
         loss += s.noise * noise[2];
         let mut latency = s.latency_ms * (1.0 + LATENCY_JITTER * noise[3]);
-        let mut vram_high = false;
+        let mut vram = 0.0;
+        let mut disturbance = Disturbance::NONE;
         let mut params = &self.params;
         let mut garbage = None;
         for hit in &self.hits {
@@ -198,11 +269,15 @@ impl JobSim {
                 continue;
             }
             match hit.kind {
+                EventKind::MemorySpike if self.model.is_some() => disturbance.memory_factor *= hit.factor,
                 EventKind::MemorySpike => {
-                    vram_high = true;
+                    vram = 1.0;
                     latency = hit.latency_ms * (1.0 + LATENCY_JITTER * noise[3]);
                 }
                 EventKind::LatencySpike => latency = hit.latency_ms * (1.0 + LATENCY_JITTER * noise[3]),
+                EventKind::Collapse if self.model.is_some() => disturbance.restart |= w == hit.from,
+                EventKind::CurvatureJump => disturbance.curvature_factor *= hit.factor,
+                EventKind::NoiseBurst => disturbance.noise_factor *= hit.factor,
                 EventKind::Collapse => {
                     gain = COLLAPSE_GAIN + s.noise * noise[0];
                     stability = COLLAPSE_STABILITY + s.noise * noise[1];
@@ -216,13 +291,30 @@ impl JobSim {
                 EventKind::GarbageBurst => garbage = garbage.or(Some(Garbage::Any)),
             }
         }
+        let mut model_params = None;
+        if let Some(model) = &mut self.model {
+            let window = model.window(&disturbance);
+            let (batch, steps) = (model.batch_size.max(1.0), f64::from(model.spec().steps_per_window));
+            // A window's mean loss is measured on batch × steps samples.
+            let measured = 1.0 + OBSERVATION_NOISE / libm::sqrt(batch * steps) * noise[0];
+            loss = window.loss * measured;
+            gain = window.gain + OBSERVATION_NOISE / libm::sqrt(batch * steps) * noise[1];
+            stability = window.stability;
+            vram = window.vram;
+            latency = window.latency_ms * (1.0 + LATENCY_JITTER * noise[3]);
+            model_params = Some(Value::Record(vec![
+                ("batch_size".into(), real(model.batch_size)),
+                ("learning_rate".into(), real(model.learning_rate)),
+            ]));
+        }
         let metrics = Value::Record(vec![
             ("gain_p50".into(), real(gain)),
             ("stability_mean".into(), real(stability.clamp(0.0, 1.0))),
-            ("vram_high".into(), Value::Bool(vram_high)),
+            ("vram_high".into(), if self.model.is_some() { real(vram) } else { Value::Bool(vram >= 1.0) }),
             ("latency_ms".into(), real(latency.max(0.0))),
             ("loss".into(), real(loss.max(0.0))),
         ]);
+        let params = model_params.as_ref().unwrap_or(params);
         let packet = Value::Record(vec![
             ("job".into(), Value::Text(self.name.clone())),
             ("domain".into(), Value::Text(self.domain.clone())),
@@ -262,7 +354,8 @@ fn trend(s: &Shape, w: u64) -> (f64, f64, f64) {
     let mut stability = s.stability;
     let loss = LOSS_END + (LOSS_START - LOSS_END) * progress;
     match s.pattern {
-        Pattern::Steady => {}
+        // A model job's numbers come from its model; this trend is unused.
+        Pattern::Steady | Pattern::Nqm(_) => {}
         Pattern::Plateau => {
             if in_stretch {
                 gain = 0.0;
