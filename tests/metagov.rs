@@ -695,6 +695,39 @@ mod governance_scenarios {
         }
     }
 
+    /// default.toml is closed loop: after a `policy.update` sets a model
+    /// job's learning rate, every later packet of that job reports it (the
+    /// job trains under it), and the run still replays.
+    #[test]
+    fn a_model_job_trains_under_the_learning_rate_it_was_told() {
+        for seed in seeds() {
+            let config = seeded_config(seed);
+            let scenario = metagov_sim::scenario::Scenario::builtin("default").unwrap();
+            let mut bus = metagov_actors::MetaSupervisor::build(&config, MemoryJournal::new(1 << 24)).unwrap();
+            let mut stream = scenario.stream(seed, Some(700));
+            metagov_sim::simulate::drive(&mut bus, &mut stream, u64::MAX, |_, _, _| Ok(())).unwrap();
+            let entries = bus.into_journal().entries;
+            let mut told: BTreeMap<String, f64> = BTreeMap::new();
+            let (mut checked, mut changes) = (0, 0);
+            let mut updates = published(&entries, POLICY_UPDATE).into_iter().peekable();
+            for (tick, packet) in published(&entries, TELEMETRY_ACCEPTED) {
+                while let Some((_, update)) = updates.next_if(|(t, _)| *t < tick) {
+                    if let Some(lr) = field(update, "knobs").get("learning_rate").and_then(Value::as_f64) {
+                        told.insert(text_of(update, "job").to_string(), lr);
+                        changes += 1;
+                    }
+                }
+                let job = text_of(packet, "job");
+                if let Some(&lr) = told.get(job) {
+                    let reported = field(packet, "params").get("learning_rate").and_then(Value::as_f64);
+                    assert_eq!(reported, Some(lr), "{job} at tick {tick}; rerun with METAGOV_SEED={seed}");
+                    checked += 1;
+                }
+            }
+            assert!(changes > 0 && checked > 0, "the run changed no learning rate; seed {seed}");
+        }
+    }
+
     /// memory-spikes.toml: `llm-0` spikes in windows 200..=260, the vision
     /// domain (`vit-0`, `vit-1`) in 600..=650, at rate 1; then a
     /// latency-only spike hits half the packets of 800..=830.

@@ -588,7 +588,7 @@ step = 0.1
                       scale = { batch_sise = 0.5 }\n";
         assert_eq!(
             problems(scaled),
-            ["gov.toml:6:28: rules[0].scale.batch_sise: unknown knob `batch_sise`, did you mean `batch_size`?"]
+            ["gov.toml:6:24: rules[0].scale.batch_sise: unknown knob `batch_sise`, did you mean `batch_size`?"]
         );
     }
 
