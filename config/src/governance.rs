@@ -119,11 +119,18 @@ pub struct MetaConfig {
     /// Scale of the reward's confidence band (its half-width is multiplied
     /// by it). Default 1; valid 0..=100.
     pub lambda_ci: f64,
+    /// Loss windows a best loss is remembered for: `loss_improvement`
+    /// compares a window's loss with the lowest of the job's previous this
+    /// many, so after a restart or a shift the job is measured against its
+    /// recent past, not a best it can no longer reach. 0: every window
+    /// since the job started (as `ReduceLROnPlateau`). Default 20; valid
+    /// 0..=4096.
+    pub best_loss_windows: u32,
 }
 
 impl Default for MetaConfig {
     fn default() -> Self {
-        MetaConfig { tau: 0.9, g_min: 0.0, lambda_ci: 1.0 }
+        MetaConfig { tau: 0.9, g_min: 0.0, lambda_ci: 1.0, best_loss_windows: 20 }
     }
 }
 
@@ -132,6 +139,7 @@ impl MetaConfig {
         check.range("meta.tau", self.tau, 0.0..=0.999);
         check.range("meta.g_min", self.g_min, -1.0..=1.0);
         check.range("meta.lambda_ci", self.lambda_ci, 0.0..=100.0);
+        check.range("meta.best_loss_windows", self.best_loss_windows, 0..=4096);
     }
 }
 
@@ -195,7 +203,8 @@ pub enum Signal {
     VramHigh,
     /// Half-width of the reward's confidence band (none before 2 rewards).
     CiHalfWidth,
-    /// Relative improvement of `metrics.loss` on the job's best loss so far:
+    /// Relative improvement of `metrics.loss` on the job's best recent loss
+    /// (the lowest of its previous `meta.best_loss_windows` losses):
     /// `(best − loss)/|best|` (none before the job's first loss). At most 0
     /// when the window made no new best: what `ReduceLROnPlateau` watches.
     LossImprovement,
@@ -315,6 +324,10 @@ pub(crate) fn default_rules() -> Vec<RuleConfig> {
     use Comparison::{Gt, Lt};
     use Signal::{LossChange, LossImprovement, VramHigh};
     vec![
+        // The loss jumped by half in one window: the step is far too large
+        // for the curvature (it will diverge in a window or two). Quarter
+        // the rate at once.
+        rule("exploding", LossChange, Gt, 0.5, 1, ("learning_rate", 0.25), 2),
         // The loss rises window after window: the step is too large for the
         // curvature. Halve the rate at once, before it diverges.
         rule("diverging", LossChange, Gt, 0.02, 3, ("learning_rate", 0.5), 3),

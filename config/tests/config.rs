@@ -71,6 +71,7 @@ frame_bytes_max = 1048576
 tau = 0.9
 g_min = 0.0
 lambda_ci = 1.0
+best_loss_windows = 20
 
 [knobs.batch_size]
 initial = 128.0
@@ -95,6 +96,17 @@ gain_scale = 0.2
 latency_target_ms = 50.0
 ci_window = 20
 ci_level = 0.95
+
+[[rules]]
+name = \"exploding\"
+signal = \"loss_change\"
+comparison = \"gt\"
+threshold = 0.5
+for_windows = 1
+cooldown_windows = 2
+
+[rules.scale]
+learning_rate = 0.25
 
 [[rules]]
 name = \"diverging\"
@@ -193,7 +205,7 @@ versions_kept = 5
 
     /// Checked with `sha256sum` on `DEFAULT_TEXT`. If this changes, every
     /// recorded run's config hash changes with it: do it on purpose only.
-    const DEFAULT_SHA256: &str = "df819ceb6de083722cce42a6f5125f35df8a147ebb77bed24c795d9296b63b75";
+    const DEFAULT_SHA256: &str = "5f640de7026e99a7346eb98649e19dcd862aa72c715a2fe2edc448e660530c07";
 
     #[test]
     fn the_default_text_and_hash_are_pinned() {
@@ -544,14 +556,15 @@ step = 0.1
 ";
 
     #[test]
-    fn the_defaults_govern_a_learning_rate_and_a_batch_size_with_four_rules() {
+    fn the_defaults_govern_a_learning_rate_and_a_batch_size_with_five_rules() {
         let config = Config::default();
         let knobs: Vec<(&str, f64, f64, f64)> =
             config.knobs.iter().map(|(name, k)| (name.as_str(), k.initial, k.min, k.max)).collect();
         assert_eq!(knobs, [("batch_size", 128.0, 8.0, 128.0), ("learning_rate", 0.1, 1e-5, 10.0)]);
         let rules: Vec<&str> = config.rules.iter().map(|rule| rule.name.as_str()).collect();
-        assert_eq!(rules, ["diverging", "plateau", "memory_pressure", "memory_recovered"]);
-        assert_eq!((config.meta.tau, config.meta.g_min, config.meta.lambda_ci), (0.9, 0.0, 1.0));
+        assert_eq!(rules, ["exploding", "diverging", "plateau", "memory_pressure", "memory_recovered"]);
+        let meta = &config.meta;
+        assert_eq!((meta.tau, meta.g_min, meta.lambda_ci, meta.best_loss_windows), (0.9, 0.0, 1.0, 20));
         assert_eq!(config.scheduler.update_interval_windows, 10);
         assert_eq!(config.scheduler.latency_target_ms, 50.0);
         assert_eq!(config.aggregator.outlier_z_max, 3.5);

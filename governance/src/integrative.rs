@@ -140,12 +140,20 @@ pub struct MetaState {
     pub knob_cooldowns: BTreeMap<String, u64>,
     /// Last window (counted in `windows`) in which no safety check runs.
     pub rollback_cooldown: u64,
+    /// `ema_reward` when a rule last moved the knobs: a later fall below the
+    /// floor is that change's doing only if the job was above the floor
+    /// then (none before the first change).
+    pub ema_at_change: Option<f64>,
     /// A rollback happened and its cause has not cleared yet (the smoothed
     /// reward is still below the floor or too far below its best): no
     /// second rollback for the same incident.
     pub in_incident: bool,
-    /// Lowest `metrics.loss` the job reported.
-    pub best_loss: Option<f64>,
+    /// The job's recent losses as a sliding minimum: (loss window number,
+    /// loss), increasing in both, so the front is the lowest loss of the
+    /// last `meta.best_loss_windows` loss windows (of every one, if 0).
+    pub best_losses: VecDeque<(u64, f64)>,
+    /// Windows that reported a loss.
+    pub loss_windows: u64,
     /// The job's previous `metrics.loss`.
     pub last_loss: Option<f64>,
     /// Windows seen: this job's packets, the layer's clock for the job.
@@ -170,7 +178,9 @@ impl MetaState {
             knob_cooldowns: BTreeMap::new(),
             rollback_cooldown: 0,
             in_incident: false,
-            best_loss: None,
+            ema_at_change: None,
+            best_losses: VecDeque::new(),
+            loss_windows: 0,
             last_loss: None,
             windows: 0,
             decision_count: 0,
@@ -314,10 +324,11 @@ impl MetaIntegrativeLayer {
         let ci_half_width = Welford::of(&state.rewards).t_half_width(ci_level).map(|hw| hw * config.meta.lambda_ci);
         let loss = packet.metric("loss");
         let relative = |from: f64, to: f64| (to - from) / from.abs().max(f64::MIN_POSITIVE);
-        let loss_improvement = loss.zip(state.best_loss).map(|(loss, best)| -relative(best, loss));
+        let best = state.best_losses.front().map(|&(_, best)| best);
+        let loss_improvement = loss.zip(best).map(|(loss, best)| -relative(best, loss));
         let loss_change = loss.zip(state.last_loss).map(|(loss, last)| relative(last, loss));
         if let Some(loss) = loss {
-            state.best_loss = Some(state.best_loss.map_or(loss, |best| best.min(loss)));
+            remember_loss(state, loss, config.meta.best_loss_windows);
             state.last_loss = Some(loss);
         }
 
@@ -382,6 +393,24 @@ impl MetaIntegrativeLayer {
     }
 }
 
+/// Adds `loss` to the job's sliding minimum of its last `memory` losses (of
+/// all of them if `memory` is 0): drops the losses it makes irrelevant (not
+/// lower than it) from the back and the ones that left the memory from the
+/// front, so the front is the best remembered loss.
+fn remember_loss(state: &mut MetaState, loss: f64, memory: u32) {
+    state.loss_windows += 1;
+    while state.best_losses.back().is_some_and(|&(_, kept)| kept >= loss) {
+        state.best_losses.pop_back();
+    }
+    state.best_losses.push_back((state.loss_windows, loss));
+    if memory > 0 {
+        let oldest = state.loss_windows.saturating_sub(u64::from(memory)) + 1;
+        while state.best_losses.front().is_some_and(|&(window, _)| window < oldest) {
+            state.best_losses.pop_front();
+        }
+    }
+}
+
 /// The rollback a window calls for, if any. Nothing is rolled back while the
 /// rollback cooldown runs, nor when the knobs already are the snapshot, nor
 /// a second time in one incident: after a rollback, the next waits until a
@@ -390,7 +419,8 @@ impl MetaIntegrativeLayer {
 /// Reference: docs/governance.md, "One update, in order", step 4.
 fn safety_check(state: &mut MetaState, config: &IntegrativeMetaConfig, ci: Option<f64>) -> Option<RollbackReason> {
     let drop = state.best_ema_reward - state.ema_reward;
-    let cause = if state.ema_reward < config.safety.reward_floor {
+    let floor = config.safety.reward_floor;
+    let cause = if state.ema_reward < floor && state.ema_at_change.is_none_or(|ema| ema >= floor) {
         Some(RollbackReason::BelowFloor)
     } else if drop > config.safety.max_drop && drop > ci.unwrap_or(0.0) {
         Some(RollbackReason::DropFromBest)
@@ -459,6 +489,12 @@ fn apply_rules(
             state.knob_cooldowns.insert(name.to_owned(), state.windows + u64::from(knob.cooldown_windows));
             decision.policy_updates.insert(name.to_owned(), new);
         }
+    }
+    if !decision.policy_updates.is_empty() {
+        // A drop is measured from here on: what happens after a change is
+        // the change's doing, what happened before it is not.
+        state.best_ema_reward = state.ema_reward;
+        state.ema_at_change = Some(state.ema_reward);
     }
 }
 

@@ -475,13 +475,64 @@ adjust = { g_min = 0.005 }
 
     #[test]
     fn an_ema_below_the_floor_rolls_back() {
+        // Only the floor, not the drop, can trigger here.
+        let text = format!("{SAFETY_KNOBS}[safety]\nmax_drop = 10.0\n");
+        let mut layer = MetaIntegrativeLayer::new(config(&text).integrative());
+        let good = [("gain_p50", 0.3), ("stability_mean", 0.9)];
+        let bad = [("gain_p50", -0.5), ("stability_mean", 0.0)];
+        // Window 1 (ema 0.74) snapshots g_min 0.01, then `push` moves it.
+        assert_eq!(layer.update(&packet("job", 1, &good)).rollback, None);
+        // Window 2: ema −0.03, above the floor of −0.25; `push` moves again.
+        assert_eq!(layer.update(&packet("job", 2, &bad)).rollback, None);
+        // Window 3: ema −0.415 < −0.25, and the job was above the floor at
+        // the last change: that change's doing, rolled back to window 1's knobs.
+        let w3 = layer.update(&packet("job", 3, &bad));
+        assert_eq!(w3.rollback, Some(RollbackReason::BelowFloor));
+        assert_eq!(w3.policy_updates, BTreeMap::from([("g_min".to_owned(), 0.01)]));
+    }
+
+    #[test]
+    fn a_fall_below_the_floor_that_began_before_a_change_is_not_rolled_back() {
+        // The job is already below the floor when `push` first moves g_min:
+        // the change did not cause the fall, so nothing is undone.
         let mut layer = MetaIntegrativeLayer::new(config(SAFETY_KNOBS).integrative());
         let bad = [("gain_p50", -0.5), ("stability_mean", 0.0)];
-        let w1 = layer.update(&packet("job", 1, &bad));
-        assert_eq!(w1.rollback, None, "nothing to roll back: the knobs are the snapshot");
-        let w2 = layer.update(&packet("job", 2, &bad));
-        assert_eq!(w2.rollback, Some(RollbackReason::BelowFloor));
-        assert_eq!(w2.policy_updates, BTreeMap::from([("g_min".to_owned(), 0.01)]));
+        for window in 1..=5 {
+            let decision = layer.update(&packet("job", window, &bad));
+            assert_eq!(decision.rollback, None, "window {window}");
+        }
+    }
+
+    #[test]
+    fn one_incident_is_rolled_back_once() {
+        let text = format!("{SAFETY_KNOBS}[safety]\nmax_drop = 10.0\nrollback_cooldown_windows = 0\n");
+        let mut layer = MetaIntegrativeLayer::new(config(&text).integrative());
+        let good = [("gain_p50", 0.3), ("stability_mean", 0.9)];
+        let bad = [("gain_p50", -0.5), ("stability_mean", 0.0)];
+        layer.update(&packet("job", 1, &good));
+        layer.update(&packet("job", 2, &bad));
+        let rollbacks: Vec<u64> =
+            (3..=12).filter(|&window| layer.update(&packet("job", window, &bad)).rollback.is_some()).collect();
+        assert_eq!(rollbacks, [3], "the reward stays below the floor: one incident, one rollback");
+    }
+
+    #[test]
+    fn loss_improvement_compares_with_the_best_recent_loss() {
+        let text = "[meta]\nbest_loss_windows = 3\n[[rules]]\nname = \"stall\"\nsignal = \"loss_improvement\"\n\
+                    comparison = \"lt\"\nthreshold = 0.0\nscale = { learning_rate = 0.5 }\n";
+        let mut layer = MetaIntegrativeLayer::new(config(text).integrative());
+        let losses = [1.0, 0.5, 0.9, 0.9, 0.9, 0.8];
+        let fired: Vec<bool> = losses
+            .iter()
+            .zip(1..)
+            .map(|(&loss, w)| {
+                let metrics = [("gain_p50", 0.1), ("stability_mean", 0.9), ("loss", loss)];
+                !layer.update(&packet("job", w, &metrics)).fired_rules.is_empty()
+            })
+            .collect();
+        // Window 3..5 are worse than 0.5, which is remembered for 3 losses;
+        // at window 6 the memory holds 0.9, 0.9, 0.9, so 0.8 is a new best.
+        assert_eq!(fired, [false, false, true, true, true, false]);
     }
 
     #[test]

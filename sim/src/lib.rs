@@ -4,7 +4,8 @@
 //! It owns the scenario format and its built-ins ([`scenario`]), the
 //! `simulate` run ([`simulate`]), the summary computed from the actors'
 //! egress ([`summary`]), the learned prior carried across runs
-//! ([`priors`]) and the kernel's synthetic workload ([`workload`]).
+//! ([`priors`]), the governance scorecard ([`scorecard`]) and the kernel's
+//! synthetic workload ([`workload`]).
 //!
 //! It must never read the clock or the environment, draw on a terminal or
 //! open a socket: a run is a pure function of its scenario, config and seed,
@@ -14,6 +15,7 @@
 
 pub mod priors;
 pub mod scenario;
+pub mod scorecard;
 pub mod simulate;
 pub mod summary;
 pub mod workload;

@@ -38,6 +38,10 @@ pub enum Which {
     Verify,
     /// End-to-end `simulate` throughput, and peak memory against run length.
     Simulate,
+    /// The governance scorecard: closed-loop scenarios × seeds under the
+    /// default config, every constant learning rate of a log grid and
+    /// ReduceLROnPlateau. Not part of `all`.
+    Governance,
     /// `metagov run` under open-loop HTTP load: latency percentiles, maximum
     /// sustained rate against an actix-web baseline and an fsync ceiling,
     /// peak memory against packets taken. Not part of `all` (about a minute).
@@ -565,6 +569,10 @@ pub fn run(which: Which, quick: bool, dir: Option<&Path>, out: &mut dyn Write) -
     }
     if matches!(which, Which::All | Which::Simulate) {
         bench_simulate(quick, &dir, out)?;
+    }
+    if matches!(which, Which::Governance) {
+        super::bench_governance::bench_governance(quick, out)?;
+        return Ok(Outcome::Success);
     }
     if matches!(which, Which::Live) {
         super::bench_live::bench_live(quick, &dir, out)?;

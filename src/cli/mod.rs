@@ -3,6 +3,7 @@
 //! context for `{:#}` printing.
 
 pub mod bench;
+mod bench_governance;
 mod bench_live;
 mod output;
 mod progress;

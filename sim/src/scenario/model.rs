@@ -52,9 +52,9 @@ pub(super) struct NqmSpec {
     pub start_window: u64,
 }
 
-/// A loss this many times the job's starting loss is a divergence: the job
-/// restarts from its initial weights, as a job that hit NaN restarts from
-/// scratch.
+/// A loss this many times the job's starting loss (on the current
+/// curvature) is a divergence: the job restarts from its initial weights, as
+/// a job that hit NaN restarts from scratch.
 pub(super) const DIVERGENCE_FACTOR: f64 = 100.0;
 
 /// What disturbs a model job in one window.
@@ -201,13 +201,14 @@ impl Nqm {
         }
         let mut loss = loss_of(&self.curvatures, &self.moments, d.curvature_factor);
         // A NaN loss (an overflow) is a divergence too.
-        let diverged = loss.is_nan() || loss > DIVERGENCE_FACTOR * self.start_loss;
+        let limit = DIVERGENCE_FACTOR * self.start_loss * d.curvature_factor;
+        let diverged = loss.is_nan() || loss > limit;
         if diverged {
             self.divergences += 1;
             self.moments.clone_from(&self.start);
-            loss = DIVERGENCE_FACTOR * self.start_loss;
+            loss = limit;
         }
-        self.loss = if diverged { self.start_loss } else { loss };
+        self.loss = if diverged { self.start_loss * d.curvature_factor } else { loss };
         let gain = (previous - loss) / previous;
         let stability = (1.0 + 5.0 * gain.min(0.0)).clamp(0.0, 1.0);
         let vram = (self.spec.memory_base + self.spec.memory_per_sample * self.batch_size * d.memory_factor).min(1.0);
