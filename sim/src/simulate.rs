@@ -12,7 +12,8 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use metagov_actors::{messages::TELEMETRY_RAW, MetaSupervisor, Output, ACTOR_NAMES};
+use metagov_actors::messages::{POLICY_UPDATE, TELEMETRY_RAW};
+use metagov_actors::{MetaSupervisor, Output, ACTOR_NAMES};
 use metagov_bus::{log, Bus, Egress, IngressReport, Journal};
 use metagov_config::Config;
 use metagov_storage::{init_session, ChronicleWriter, WriterOptions};
@@ -45,7 +46,8 @@ pub fn drive<J: Journal>(
         let Some(packet) = stream.next() else { break };
         n += 1;
         let report = bus.ingress(TELEMETRY_RAW, packet).with_context(|| format!("the run stopped at packet {n}"))?;
-        for message in bus.egress() {
+        // Only policy updates matter to the loop: the rest is not decoded.
+        for message in bus.egress().iter().filter(|message| &*message.topic == POLICY_UPDATE) {
             if let Output::PolicyUpdate(update) = Output::from_egress(message).with_context(|| format!("packet {n}"))? {
                 stream.apply(&update.job, &update.knobs);
             }

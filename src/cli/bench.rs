@@ -478,6 +478,19 @@ name = "job"
 domains = ["nlp"]
 "#;
 
+/// 64 closed-loop model jobs over 8 domains: `simulate` with the loop on.
+const MANY_MODELS: &str = r#"
+name = "bench-many-models"
+description = "64 noisy-quadratic-model jobs over 8 domains, in closed loop."
+windows = 500
+
+[[jobs]]
+name = "model"
+count = 64
+domains = ["nlp", "vision", "speech", "rl", "tabular", "code", "math", "robotics"]
+pattern = "nqm"
+"#;
+
 fn simulate_throughput(scenario: Scenario, windows: u64, dir: &Path) -> Result<(u64, u64, Duration)> {
     let simulation =
         Simulation { scenario, config: Config::default(), windows: Some(windows), out_dir: dir.join("bench-simulate") };
@@ -505,12 +518,18 @@ fn peak_rss_of_run(scenario: &Path, windows: u64, dir: &Path) -> Result<u64> {
 fn bench_simulate(quick: bool, dir: &Path, out: &mut dyn Write) -> Result<()> {
     let one_job = Scenario::from_toml_str(ONE_JOB, "bench-one-job")?;
     let many = Scenario::builtin("many-jobs").context("built-in many-jobs")?;
+    let models = Scenario::from_toml_str(MANY_MODELS, "bench-many-models")?;
     let (one_windows, many_windows) = if quick { (50_000, 400) } else { (500_000, 4_000) };
     writeln!(out, "## simulate end to end (chronicle written to a file, deterministic log on)\n")?;
     writeln!(out, "| workload | packets | deliveries | packets/s | deliveries/s |")?;
     writeln!(out, "|---|---:|---:|---:|---:|")?;
     let mut rates = Vec::new();
-    for (name, scenario, windows) in [("1 job", one_job, one_windows), ("64 jobs × 8 domains", many, many_windows)] {
+    let workloads = [
+        ("1 job", one_job, one_windows),
+        ("64 jobs × 8 domains", many, many_windows),
+        ("64 model jobs × 8 domains, closed loop", models, many_windows),
+    ];
+    for (name, scenario, windows) in workloads {
         let (packets, deliveries, spent) = simulate_throughput(scenario, windows, dir)?;
         let rate = per_second(packets, spent);
         rates.push(rate);
