@@ -144,10 +144,10 @@ pub struct MetaState {
     /// floor is that change's doing only if the job was above the floor
     /// then (none before the first change).
     pub ema_at_change: Option<f64>,
-    /// A rollback happened and its cause has not cleared yet (the smoothed
-    /// reward is still below the floor or too far below its best): no
-    /// second rollback for the same incident.
-    pub in_incident: bool,
+    /// After a rollback, the smoothed reward at which its incident ends:
+    /// back to within `max_drop` of the best before the rollback, and at
+    /// least the floor. Until then no second rollback (one per incident).
+    pub incident_recovery: Option<f64>,
     /// The job's recent losses as a sliding minimum: (loss window number,
     /// loss), increasing in both, so the front is the lowest loss of the
     /// last `meta.best_loss_windows` loss windows (of every one, if 0).
@@ -177,7 +177,7 @@ impl MetaState {
             rule_cooldowns: BTreeMap::new(),
             knob_cooldowns: BTreeMap::new(),
             rollback_cooldown: 0,
-            in_incident: false,
+            incident_recovery: None,
             ema_at_change: None,
             best_losses: VecDeque::new(),
             loss_windows: 0,
@@ -413,8 +413,8 @@ fn remember_loss(state: &mut MetaState, loss: f64, memory: u32) {
 
 /// The rollback a window calls for, if any. Nothing is rolled back while the
 /// rollback cooldown runs, nor when the knobs already are the snapshot, nor
-/// a second time in one incident: after a rollback, the next waits until a
-/// window in which neither condition holds.
+/// a second time in one incident: after a rollback, the next waits until the
+/// smoothed reward is back to within `max_drop` of the best it had before.
 ///
 /// Reference: docs/governance.md, "One update, in order", step 4.
 fn safety_check(state: &mut MetaState, config: &IntegrativeMetaConfig, ci: Option<f64>) -> Option<RollbackReason> {
@@ -427,13 +427,16 @@ fn safety_check(state: &mut MetaState, config: &IntegrativeMetaConfig, ci: Optio
     } else {
         None
     };
-    if cause.is_none() {
-        state.in_incident = false;
+    if state.incident_recovery.is_some_and(|level| state.ema_reward >= level) {
+        state.incident_recovery = None;
     }
-    if state.in_incident || cooling(Some(&state.rollback_cooldown), state.windows) || state.knobs == state.good_knobs {
+    let open = state.incident_recovery.is_some();
+    if open || cooling(Some(&state.rollback_cooldown), state.windows) || state.knobs == state.good_knobs {
         return None;
     }
-    state.in_incident = cause.is_some();
+    if cause.is_some() {
+        state.incident_recovery = Some((state.best_ema_reward - config.safety.max_drop).max(floor));
+    }
     cause
 }
 
