@@ -179,6 +179,12 @@ enum Command {
         /// temporary directory, removed afterwards).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// `governance` only: the config scored as the governed entrant
+        /// (default: the embedded default config); the ReduceLROnPlateau and
+        /// constant-rate entrants are built from it, keeping its knobs and
+        /// memory rules.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -293,7 +299,9 @@ fn main() -> ExitCode {
         Command::Replay { file, verify: _, allow_partial } => {
             cli::replay_verify(&cli::run::chronicle_in(file), allow_partial, &mut out)
         }
-        Command::Bench { which, quick, dir } => cli::bench::run(which, quick, dir.as_deref(), &mut out),
+        Command::Bench { which, quick, dir, config } => {
+            cli::bench::run(which, quick, dir.as_deref(), config.as_deref(), &mut out)
+        }
     };
     let flushed = out.flush().map_err(anyhow::Error::from);
     match result.and_then(|outcome| flushed.map(|()| outcome)) {

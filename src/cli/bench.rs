@@ -561,7 +561,17 @@ fn bench_simulate(quick: bool, dir: &Path, out: &mut dyn Write) -> Result<()> {
 }
 
 /// Runs the chosen benchmarks and prints a Markdown report to `out`.
-pub fn run(which: Which, quick: bool, dir: Option<&Path>, out: &mut dyn Write) -> Result<Outcome> {
+pub fn run(
+    which: Which,
+    quick: bool,
+    dir: Option<&Path>,
+    config: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    anyhow::ensure!(
+        config.is_none() || matches!(which, Which::Governance),
+        "--config applies only to `metagov bench governance`"
+    );
     let temp;
     let dir = match dir {
         Some(d) => {
@@ -590,7 +600,11 @@ pub fn run(which: Which, quick: bool, dir: Option<&Path>, out: &mut dyn Write) -
         bench_simulate(quick, &dir, out)?;
     }
     if matches!(which, Which::Governance) {
-        super::bench_governance::bench_governance(quick, out)?;
+        let base = match config {
+            Some(path) => Config::load_with(path, simulate::bus_problems)?,
+            None => Config::default(),
+        };
+        super::bench_governance::bench_governance(&base, quick, out)?;
         return Ok(Outcome::Success);
     }
     if matches!(which, Which::Live) {

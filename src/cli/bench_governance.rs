@@ -49,13 +49,12 @@ fn best_constant(card: &ScenarioCard) -> &str {
         .map_or("constant-?", |(name, _)| name.as_str())
 }
 
-pub(super) fn bench_governance(quick: bool, out: &mut dyn Write) -> Result<()> {
+pub(super) fn bench_governance(base: &Config, quick: bool, out: &mut dyn Write) -> Result<()> {
     let seeds: Vec<u64> = if quick { vec![1] } else { vec![1, 2, 3] };
-    let base = Config::default();
     let bar = progress_bar(0, true, "scorecard (runs)");
     #[allow(clippy::disallowed_methods)] // The bench measures wall time; the scorecard itself never does.
     let start = std::time::Instant::now();
-    let cards = run_suite(&base, &seeds, |done, total| {
+    let cards = run_suite(base, &seeds, |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     })?;
