@@ -938,7 +938,8 @@ mod governance_scenarios {
     }
 
     /// collapse.toml: `fragile`'s reward collapses in windows 500..=600;
-    /// `control` shares its domain and trains on.
+    /// `control` shares its domain and trains on. One incident, one
+    /// rollback.
     #[test]
     fn a_reward_collapse_rolls_the_knobs_back_and_the_summary_counts_it() {
         for seed in seeds() {
@@ -983,10 +984,12 @@ mod governance_scenarios {
                 }
                 rollbacks.push((job.to_string(), window, reason.to_string()));
             }
-            assert!(
-                rollbacks.iter().any(|(job, w, r)| job == "fragile" && (500..=600).contains(w) && r == "below_floor"),
-                "no rollback of `fragile` below the floor during its collapse: {rollbacks:?}; \
-                 rerun with METAGOV_SEED={seed}"
+            let in_collapse: Vec<&(String, u64, String)> =
+                rollbacks.iter().filter(|(job, w, _)| job == "fragile" && (500..=600).contains(w)).collect();
+            assert_eq!(
+                in_collapse.len(),
+                1,
+                "one rollback of `fragile` for its one collapse: {rollbacks:?}; rerun with METAGOV_SEED={seed}"
             );
             assert!(
                 rollbacks.iter().all(|(_, w, r)| r != "below_floor" || *w >= 500),
@@ -994,10 +997,11 @@ mod governance_scenarios {
             );
             let counted: u64 = report.summary.rollbacks.values().sum();
             assert_eq!(counted, rollbacks.len() as u64, "summary {:?}; seed {seed}", report.summary.rollbacks);
-            assert!(report.summary.rollbacks["below_floor"] >= 1);
+            let reason = &in_collapse[0].2;
+            assert!(report.summary.rollbacks[reason] >= 1);
             let json: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap()).unwrap();
-            assert_eq!(json["rollbacks"]["below_floor"], report.summary.rollbacks["below_floor"]);
+            assert_eq!(json["rollbacks"][reason], report.summary.rollbacks[reason]);
             let txt = std::fs::read_to_string(dir.path().join("summary.txt")).unwrap();
             assert!(txt.contains(&format!("rollbacks    {counted} (knobs)")), "{txt}");
         }

@@ -331,9 +331,14 @@ pub(crate) fn default_rules() -> Vec<RuleConfig> {
         // The loss rises window after window: the step is too large for the
         // curvature. Halve the rate at once, before it diverges.
         rule("diverging", LossChange, Gt, 0.02, 3, ("learning_rate", 0.5), 3),
-        // No new best loss for 8 windows: training stalled at this rate's
-        // noise floor. Halve the rate (a gentler ReduceLROnPlateau).
-        rule("plateau", LossImprovement, Lt, 0.001, 8, ("learning_rate", 0.5), 8),
+        // Steady progress early on: try a three times larger step, once per
+        // job (the cooldown outlasts any run). A job already near its
+        // largest stable step then trips `exploding`, which quarters it.
+        rule("accelerating", LossImprovement, Gt, 0.003, 10, ("learning_rate", 3.0), 1_000_000),
+        // No new best loss (by 1e-4) for 20 windows: training stalled at
+        // this rate's noise floor. Halve the rate (a gentler
+        // ReduceLROnPlateau).
+        rule("plateau", LossImprovement, Lt, 0.0001, 20, ("learning_rate", 0.5), 20),
         // Memory nearly full: halve the batch.
         rule("memory_pressure", VramHigh, Gt, 0.9, 1, ("batch_size", 0.5), 2),
         // Memory has been comfortable for 20 windows: give the batch back.

@@ -120,12 +120,23 @@ cooldown_windows = 3
 learning_rate = 0.5
 
 [[rules]]
+name = \"accelerating\"
+signal = \"loss_improvement\"
+comparison = \"gt\"
+threshold = 0.003
+for_windows = 10
+cooldown_windows = 1000000
+
+[rules.scale]
+learning_rate = 3.0
+
+[[rules]]
 name = \"plateau\"
 signal = \"loss_improvement\"
 comparison = \"lt\"
-threshold = 0.001
-for_windows = 8
-cooldown_windows = 8
+threshold = 0.0001
+for_windows = 20
+cooldown_windows = 20
 
 [rules.scale]
 learning_rate = 0.5
@@ -205,7 +216,7 @@ versions_kept = 5
 
     /// Checked with `sha256sum` on `DEFAULT_TEXT`. If this changes, every
     /// recorded run's config hash changes with it: do it on purpose only.
-    const DEFAULT_SHA256: &str = "5f640de7026e99a7346eb98649e19dcd862aa72c715a2fe2edc448e660530c07";
+    const DEFAULT_SHA256: &str = "3bd1f29da0c9ee9de3a609b448d76efe5c3583eb6912a9838dd336dd5bd09847";
 
     #[test]
     fn the_default_text_and_hash_are_pinned() {
@@ -556,13 +567,13 @@ step = 0.1
 ";
 
     #[test]
-    fn the_defaults_govern_a_learning_rate_and_a_batch_size_with_five_rules() {
+    fn the_defaults_govern_a_learning_rate_and_a_batch_size_with_six_rules() {
         let config = Config::default();
         let knobs: Vec<(&str, f64, f64, f64)> =
             config.knobs.iter().map(|(name, k)| (name.as_str(), k.initial, k.min, k.max)).collect();
         assert_eq!(knobs, [("batch_size", 128.0, 8.0, 128.0), ("learning_rate", 0.1, 1e-5, 10.0)]);
         let rules: Vec<&str> = config.rules.iter().map(|rule| rule.name.as_str()).collect();
-        assert_eq!(rules, ["exploding", "diverging", "plateau", "memory_pressure", "memory_recovered"]);
+        assert_eq!(rules, ["exploding", "diverging", "accelerating", "plateau", "memory_pressure", "memory_recovered"]);
         let meta = &config.meta;
         assert_eq!((meta.tau, meta.g_min, meta.lambda_ci, meta.best_loss_windows), (0.9, 0.0, 1.0, 20));
         assert_eq!(config.scheduler.update_interval_windows, 10);

@@ -346,15 +346,16 @@ mod integrative {
     }
 
     /// The default rules on a stalled job (loss stuck at 1): `plateau`
-    /// (no new best for 8 windows, cooldown 8) fires at window 9 — window 1
-    /// has no best to compare with — and again at 18, halving the
-    /// learning rate each time; `diverging` never fires on a flat loss.
+    /// (no new best by 1e-4 for 20 windows, cooldown 20) fires at window 21
+    /// — window 1 has no best to compare with — and again at 42, halving
+    /// the learning rate each time; `exploding`, `diverging` and
+    /// `accelerating` never fire on a flat loss.
     #[test]
     fn the_default_rules_halve_a_stalled_learning_rate() {
         let mut layer = MetaIntegrativeLayer::new(IntegrativeMetaConfig::default());
         let metrics = [("gain_p50", 0.0), ("stability_mean", 0.8), ("loss", 1.0)];
         let mut cuts = Vec::new();
-        for window in 1..=18 {
+        for window in 1..=42 {
             let decision = layer.update(&packet("job", window, &metrics));
             if let Some(&lr) = decision.policy_updates.get("learning_rate") {
                 let rules: Vec<String> = decision.fired_rules.into_iter().map(|f| f.rule).collect();
@@ -362,7 +363,7 @@ mod integrative {
             }
         }
         let plateau = || vec!["plateau".to_owned()];
-        assert_eq!(cuts, [(9, 0.05, plateau()), (18, 0.025, plateau())]);
+        assert_eq!(cuts, [(21, 0.05, plateau()), (42, 0.025, plateau())]);
     }
 
     #[test]

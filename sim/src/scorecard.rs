@@ -252,6 +252,14 @@ mod tests {
         }
     }
 
+    /// The example file users run `simulate` with is the entrant scored here.
+    #[test]
+    fn the_example_reduce_lr_on_plateau_file_is_the_entrant() {
+        let text = include_str!("../../config/examples/reduce-lr-on-plateau.toml");
+        let file = Config::from_toml_str(text, "reduce-lr-on-plateau.toml").unwrap();
+        assert_eq!(file, reduce_lr_on_plateau(&Config::default()));
+    }
+
     #[test]
     fn a_scorecard_run_is_deterministic() {
         let scenario = &suite()[2];

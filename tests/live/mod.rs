@@ -380,10 +380,11 @@ fn scenario_lines(windows: u64) -> Vec<String> {
 
 #[test]
 fn a_resumed_supervisor_decides_exactly_what_one_that_never_stopped_decides() {
-    // `stalled` plateaus from window 300: the resume at window 305 falls
-    // inside the `plateau` rule's patience, which must carry over.
-    let lines = scenario_lines(340);
-    let split = 2 * 305;
+    // `stalled` plateaus from window 300 and the `plateau` rule (patience 20
+    // windows) first fires at window 341 (seed 42): the resume at window 335
+    // falls inside its patience, which must carry over.
+    let lines = scenario_lines(360);
+    let split = 2 * 335;
     let answers = |server: &Server, lines: &[String]| -> Vec<String> {
         lines.iter().map(|line| server.post(line.as_bytes()).1).collect()
     };
