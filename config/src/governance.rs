@@ -318,8 +318,9 @@ impl Default for DomainMetaConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct CrossMetaConfig {
     /// A domain whose robust |z| exceeds this is dropped. Default 3.5
-    /// (Iglewicz & Hoaglin); valid 1..=1000, so that one key alone drops
-    /// fewer than half the domains.
+    /// (Iglewicz & Hoaglin); valid 1..=1000, so that one key alone drops at
+    /// most half the domains (fewer than half when their count is odd or
+    /// this is at least 1.35, above 2 × 0.6745).
     pub outlier_z_max: f64,
     /// Fewest domains for outlier filtering to run. Default 4 (with 3, the
     /// MAD is the smaller of two deviations and flags ordinary spread); valid

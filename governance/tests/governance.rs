@@ -597,6 +597,63 @@ mod aggregator {
         assert_eq!(names(&floored, &far), ["d4"], "a domain 40 % of the range away is still dropped");
     }
 
+    /// Updates over the one key `a`, of domains d0, d1, … with these values.
+    fn one_key(values: &[f64]) -> Vec<DomainMetaUpdate> {
+        let one = |(i, &value): (usize, &f64)| DomainMetaUpdate {
+            keys: vec!["a".to_owned()],
+            ..update(&format!("d{i}"), array![value], 0.5, 1.0)
+        };
+        values.iter().enumerate().map(one).collect()
+    }
+
+    /// On one key the outlier test drops at most half the domains, and
+    /// fewer than half when their count is odd or `outlier_z_max` ≥ 1.35:
+    /// the lower half of the deviations have z ≤ 0.6745, and for an even
+    /// count the next one has z ≤ 2 × 0.6745 = 1.349. Exhaustive over 3 to 6
+    /// domains with values in {0, 1, 2, 4} (ties, hence MADs of 0, included)
+    /// and no floor, which only lowers z; the bound is reached.
+    #[test]
+    fn one_key_drops_at_most_half_the_domains() {
+        let values = [0.0, 1.0, 2.0, 4.0];
+        let mut half_reached = 0;
+        for z_max in [1.0, 1.3, 1.35, 3.5] {
+            let config = CrossMetaConfig { outlier_z_max: z_max, outlier_min_domains: 3, ..CrossMetaConfig::default() };
+            let aggregator = CrossDomainMetaAggregator::new(config, vec!["a".to_owned()]);
+            for n in 3..=6_u32 {
+                for combination in 0..4_usize.pow(n) {
+                    let column: Vec<f64> = (0..n).map(|i| values[combination / 4_usize.pow(i) % 4]).collect();
+                    let updates = one_key(&column);
+                    let dropped = match aggregator.aggregate(&updates) {
+                        Ok(result) => result.meta.dropped.len(),
+                        Err(nothing) => nothing.dropped.len(),
+                    };
+                    let n = n as usize;
+                    assert!(2 * dropped <= n, "{dropped} of {n} dropped: {updates:?}");
+                    if n % 2 == 1 || z_max >= 1.35 {
+                        assert!(2 * dropped < n, "{dropped} of {n} dropped at z_max {z_max}: {updates:?}");
+                    }
+                    half_reached += usize::from(2 * dropped == n);
+                }
+            }
+        }
+        assert!(half_reached > 0, "an even count with z_max below 1.349 can lose half");
+        // The smallest such case: 0, 1, 1, 2 has MAD ½, and 0 and 2 have z = 1.349.
+        let config = CrossMetaConfig { outlier_z_max: 1.0, ..CrossMetaConfig::default() };
+        let aggregator = CrossDomainMetaAggregator::new(config, vec!["a".to_owned()]);
+        let result = aggregator.aggregate(&one_key(&[0.0, 1.0, 1.0, 2.0])).expect("half is left");
+        assert_eq!(result.meta.used, ["d1", "d2"]);
+        let zs: Vec<f64> = result
+            .meta
+            .dropped
+            .iter()
+            .map(|d| match d.reason {
+                DropReason::Outlier { z } => z,
+                ref other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(zs.iter().all(|z| (z - 1.349).abs() < 1e-12), "{zs:?}");
+    }
+
     #[test]
     fn keys_are_aligned_and_a_domain_counts_once() {
         let aggregator =
