@@ -84,6 +84,43 @@ mod tests {
             .collect()
     }
 
+    /// The payloads published on `topic`, in order.
+    fn published<'a>(entries: &'a [OwnedEntry], topic: &str) -> Vec<&'a Value> {
+        entries
+            .iter()
+            .filter_map(|e| match e {
+                OwnedEntry::Delivery(d) if &*d.topic == topic => Some(&*d.payload),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A job reporting `tau` = 1e9 (within `validator.value_abs_max`) makes
+    /// its domain's estimate 1e9. Against three domains at the default, its
+    /// robust z was about 2.7e10, which the bus cannot carry: publishing the
+    /// aggregate report stopped the run. It is dropped, reported at z = 1e6.
+    #[test]
+    fn a_domain_whose_z_exceeds_the_bus_range_is_dropped_and_the_run_goes_on() {
+        let config = Config::default();
+        let mut bus = MetaSupervisor::build(&config, MemoryJournal::new(100_000)).unwrap();
+        for window in 1..=10 {
+            for domain in ["nlp", "speech", "vision", "robotics"] {
+                let params = if domain == "robotics" { r#", "params": {"tau": 1e9}"# } else { "" };
+                let line = format!(
+                    r#"{{"job": "{domain}-1", "domain": "{domain}", "window": {window}, "metrics": {{"gain_p50": 0.1, "stability_mean": 0.8}}{params}}}"#
+                );
+                bus.ingress(TELEMETRY_RAW, Value::Text(line)).expect("the run goes on");
+            }
+        }
+        let entries = bus.into_journal().entries;
+        let aggregates = published(&entries, CROSS_AGGREGATE);
+        let last = aggregates.last().expect("an aggregate of four domains");
+        let Some(Value::List(dropped)) = last.get("dropped") else { panic!("{last}") };
+        assert_eq!(dropped.len(), 1, "{last}");
+        assert_eq!(dropped[0].get("domain").and_then(Value::as_str), Some("robotics"));
+        assert_eq!(dropped[0].get("z").and_then(Value::as_f64), Some(1e6));
+    }
+
     #[test]
     fn federation_packs_are_validated_before_they_reach_the_aggregator() {
         let config = Config::default();

@@ -48,7 +48,7 @@ mod storage;
 mod validator;
 
 pub use aggregator::{
-    AggregateMeta, CrossAggregate, CrossDomainMetaAggregator, DropReason, Dropped, NothingToAggregate,
+    AggregateMeta, CrossAggregate, CrossDomainMetaAggregator, DropReason, Dropped, NothingToAggregate, Z_REPORTED_MAX,
 };
 pub use domain::{DomainMetaLearner, DomainMetaUpdate};
 pub use integrative::{

@@ -556,8 +556,8 @@ mod aggregator {
         let aggregator = CrossDomainMetaAggregator::new(CrossMetaConfig::default(), keys());
         let updates = [
             update("d1", array![1.0, 1.0], 0.5, 1.0),
-            update("d2", array![1.1, 1.0], 0.5, 1.0),
-            update("d3", array![0.9, 1.0], 0.5, 1.0),
+            update("d2", array![1.1, 1.01], 0.5, 1.0),
+            update("d3", array![0.9, 0.99], 0.5, 1.0),
             update("d4", array![1.0, 1.05], 0.5, 1.0),
             update("zz", array![50.0, 1.0], 0.5, 1.0),
         ];
@@ -570,15 +570,20 @@ mod aggregator {
         assert_eq!((result.meta.beta, result.meta.weights), (0.0, vec![0.25; 4]));
     }
 
+    /// Knobs `a` and `b`, each over [0, 1].
+    fn unit_knobs() -> BTreeMap<String, KnobConfig> {
+        keys()
+            .into_iter()
+            .map(|k| (k, KnobConfig { initial: 0.5, min: 0.0, max: 1.0, step: 0.1, cooldown_windows: 0 }))
+            .collect()
+    }
+
     /// Four domains that agree closely, one a little apart: without a floor
     /// the tiny MAD makes it an outlier; with the knob-range floor it is
     /// ordinary spread, while a far domain is still dropped.
     #[test]
     fn the_mad_floor_keeps_ordinary_spread_and_still_drops_outliers() {
-        let knobs: BTreeMap<String, KnobConfig> = keys()
-            .into_iter()
-            .map(|k| (k, KnobConfig { initial: 0.5, min: 0.0, max: 1.0, step: 0.1, cooldown_windows: 0 }))
-            .collect();
+        let knobs = unit_knobs();
         let spread = [
             update("d1", array![0.5000, 0.5], 0.5, 1.0),
             update("d2", array![0.5001, 0.5], 0.5, 1.0),
@@ -595,6 +600,47 @@ mod aggregator {
         let mut far = spread.to_vec();
         far[3].vector[0] = 0.9;
         assert_eq!(names(&floored, &far), ["d4"], "a domain 40 % of the range away is still dropped");
+    }
+
+    /// Four domains agree exactly and a fifth is far off, with no MAD floor
+    /// (`outlier_mad_floor = 0`, which `config check` refuses): the MAD is
+    /// 0, and the far domain is infinitely many MADs away, not unjudged.
+    #[test]
+    fn a_zero_mad_does_not_let_a_far_domain_keep_its_weight() {
+        let config = CrossMetaConfig { outlier_mad_floor: 0.0, ..CrossMetaConfig::default() };
+        let aggregator = CrossDomainMetaAggregator::new(config, keys()).with_knob_ranges(&unit_knobs());
+        let mut updates: Vec<DomainMetaUpdate> =
+            ["d1", "d2", "d3", "d4"].iter().map(|d| update(d, array![0.5, 0.5], 0.5, 1.0)).collect();
+        updates.push(update("zz", array![0.99, 0.5], 0.9, 1.0));
+        let result = aggregator.aggregate(&updates).expect("an aggregate");
+        assert_eq!(result.meta.used, ["d1", "d2", "d3", "d4"]);
+        let reasons: Vec<(&str, &DropReason)> =
+            result.meta.dropped.iter().map(|d| (d.domain_id.as_str(), &d.reason)).collect();
+        assert_eq!(reasons, [("zz", &DropReason::Outlier { z: 1e6 })], "z is reported capped at 1e6");
+        assert_eq!(result.vector, array![0.5, 0.5]);
+        // On a key where every domain agrees, nobody is an outlier.
+        let same: Vec<DomainMetaUpdate> =
+            ["d1", "d2", "d3", "d4", "d5"].iter().map(|d| update(d, array![0.5, 0.25], 0.5, 1.0)).collect();
+        assert!(aggregator.aggregate(&same).expect("an aggregate").meta.dropped.is_empty());
+    }
+
+    /// A domain far beyond the others (a parameter of 1e9 reported against
+    /// knobs near 1) has a robust z of about 1e10 relative to the floor; it
+    /// is reported as 1e6, which the bus can carry (its reals stop at 1e9),
+    /// and it is dropped all the same.
+    #[test]
+    fn a_huge_robust_z_is_capped_and_still_dropped() {
+        let aggregator =
+            CrossDomainMetaAggregator::new(CrossMetaConfig::default(), keys()).with_knob_ranges(&unit_knobs());
+        let mut updates: Vec<DomainMetaUpdate> = ["d1", "d2", "d3"]
+            .iter()
+            .enumerate()
+            .map(|(i, d)| update(d, array![0.5 + 0.01 * i as f64, 0.5], 0.5, 1.0))
+            .collect();
+        updates.push(update("zz", array![1e9, 0.5], 0.5, 1.0));
+        let result = aggregator.aggregate(&updates).expect("an aggregate");
+        assert_eq!(result.meta.dropped, [Dropped { domain_id: "zz".into(), reason: DropReason::Outlier { z: 1e6 } }]);
+        assert!(close(result.vector[0], 0.51), "{}", result.vector);
     }
 
     /// Updates over the one key `a`, of domains d0, d1, … with these values.
