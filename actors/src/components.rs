@@ -12,7 +12,7 @@ use metagov_bus::{Actor, CycleRecord, Envelope, Fixed, MetaFrame, Outbox, Value}
 use metagov_config::Config;
 use metagov_governance::{
     build_meta_metrics_snapshot, CrossDomainMetaAggregator, DomainMetaLearner, DomainMetaUpdate, MetaIntegrativeLayer,
-    MetaMetricsInput, MetaPacketValidator, MetaScheduler, OnlineReptileOptimizer, ReasonCode, Rejection,
+    MetaMetricsInput, MetaPacketValidator, MetaScheduler, OnlineReptileOptimizer, ReasonCode, Rejection, UpdateBounds,
 };
 use ndarray::Array1;
 
@@ -26,15 +26,19 @@ fn expect<T>(result: Result<T, ShapeMismatch>) -> T {
 /// Admits telemetry and federation packs (`MetaPacketValidator`).
 pub struct ValidatorActor {
     validator: MetaPacketValidator,
-    keys: Vec<String>,
+    /// What a pack may hold: the knobs' ranges and the reward's.
+    bounds: UpdateBounds,
 }
 
 impl ValidatorActor {
-    /// The validator for `config`.
+    /// The validator for `config`. A pack's reals arrive on the bus's grid,
+    /// so its bounds are rounded to the grid too: a value within a bound
+    /// still is once rounded (rounding is monotone).
     pub fn new(config: &Config) -> Self {
+        let on_grid = |x: f64| Fixed::from_f64(x).map_or(x, Fixed::to_f64);
         ValidatorActor {
             validator: MetaPacketValidator::new(config.validator.clone()),
-            keys: config.knobs.keys().cloned().collect(),
+            bounds: UpdateBounds::new(&config.knobs, &config.reward).map(on_grid),
         }
     }
 
@@ -59,7 +63,7 @@ impl ValidatorActor {
     fn pack(&mut self, payload: &Value, out: &mut Outbox<'_>) {
         let result = domain_update_from_value(payload, FEDERATION_POLICY_PACK)
             .map_err(|e| Rejection { reason: ReasonCode::MissingField, detail: e.to_string() })
-            .and_then(|update| self.validator.validate_update(&update, &self.keys).map(|()| update));
+            .and_then(|update| self.validator.validate_update(&update, &self.bounds).map(|()| update));
         match result {
             Ok(update) => out.publish(DOMAIN_UPDATE, domain_update_to_value(&update)),
             Err(rejection) => {

@@ -64,4 +64,4 @@ pub use reptile::OnlineReptileOptimizer;
 pub use scheduler::MetaScheduler;
 pub use snapshot::{build_meta_metrics_snapshot, MetaMetricsInput, MetaMetricsSnapshot};
 pub use storage::{LoadedPrior, MetaStorageManager, PriorError, StoredPrior, PRIOR_BYTES_MAX};
-pub use validator::{MetaPacketValidator, ReasonCode, Rejection, ID_CHARS_MAX};
+pub use validator::{MetaPacketValidator, ReasonCode, Rejection, UpdateBounds, ID_CHARS_MAX};

@@ -91,7 +91,9 @@ mod seed_examples {
     #[test]
     fn the_validator_rejects_wrong_dimensions_nan_and_inf() {
         let validator = MetaPacketValidator::new(MetaValidatorConfig::default());
-        let keys: Vec<String> = Config::default().knobs.keys().cloned().collect();
+        let config = Config::default();
+        let keys: Vec<String> = config.knobs.keys().cloned().collect();
+        let bounds = UpdateBounds::new(&config.knobs, &config.reward);
         let good = DomainMetaUpdate {
             domain_id: "healthcare".to_owned(),
             keys: keys.clone(),
@@ -101,11 +103,11 @@ mod seed_examples {
             window: 7,
             observations: 5,
         };
-        assert_eq!(validator.validate_update(&good, &keys), Ok(()));
+        assert_eq!(validator.validate_update(&good, &bounds), Ok(()));
         let reason = |change: fn(&mut DomainMetaUpdate)| {
             let mut update = good.clone();
             change(&mut update);
-            validator.validate_update(&update, &keys).expect_err("rejected").reason
+            validator.validate_update(&update, &bounds).expect_err("rejected").reason
         };
         assert_eq!(reason(|u| u.vector = array![0.01, 0.3, 0.5]), ReasonCode::WrongDimension);
         assert_eq!(reason(|u| u.vector[1] = f64::NAN), ReasonCode::NonFinite);
@@ -117,9 +119,68 @@ mod seed_examples {
         let nan = {
             let mut update = good.clone();
             update.vector[1] = f64::NAN;
-            validator.validate_update(&update, &keys).expect_err("rejected")
+            validator.validate_update(&update, &bounds).expect_err("rejected")
         };
         assert_eq!(nan.to_string(), "non_finite: vector.gamma_diversity: NaN");
+    }
+
+    /// A federation pack's reward must be one the config's weights can give,
+    /// [−(0.5 + 0.3 + 0.1 + 0.1), 0.5 + 0.3] = [−1, 0.8] by default, and each
+    /// value must lie in its knob's [min, max]: a reward of 1e6 with values
+    /// of ±1e9 (within `value_abs_max`) was admitted and took 0.92 of the
+    /// aggregate's weight.
+    #[test]
+    fn the_validator_holds_updates_to_the_reward_range_and_the_knob_ranges() {
+        let validator = MetaPacketValidator::new(MetaValidatorConfig::default());
+        let config = Config::default();
+        let bounds = UpdateBounds::new(&config.knobs, &config.reward);
+        assert_eq!(bounds.reward, [-1.0, 0.8]);
+        assert_eq!(bounds.knobs["tau"], [0.5, 0.999]);
+        let good = DomainMetaUpdate {
+            domain_id: "peer".to_owned(),
+            keys: config.knobs.keys().cloned().collect(),
+            vector: array![0.01, 0.3, 0.5, 0.9],
+            reward: 0.4,
+            confidence: 0.9,
+            window: 7,
+            observations: 5,
+        };
+        let check = |change: &dyn Fn(&mut DomainMetaUpdate)| {
+            let mut update = good.clone();
+            change(&mut update);
+            validator.validate_update(&update, &bounds).map_err(|rejection| rejection.to_string())
+        };
+        // The bounds themselves are admitted (keys: g_min, gamma_diversity, lambda_ci, tau).
+        assert_eq!(check(&|u| u.reward = -1.0), Ok(()));
+        assert_eq!(check(&|u| u.reward = 0.8), Ok(()));
+        assert_eq!(check(&|u| u.vector = array![0.0, 1.0, 0.1, 0.999]), Ok(()));
+        assert_eq!(check(&|u| u.vector = array![0.5, 0.0, 2.0, 0.5]), Ok(()));
+        assert_eq!(check(&|u| u.reward = 1e6), Err("out_of_range: reward: 1000000 is out of range -1..=0.8".into()));
+        assert_eq!(
+            check(&|u| u.reward = -1.000001),
+            Err("out_of_range: reward: -1.000001 is out of range -1..=0.8".into())
+        );
+        assert_eq!(
+            check(&|u| u.vector = array![1e9, -1e9, 1e9, -1e9]),
+            Err("out_of_range: vector.g_min: 1000000000 is out of range 0..=0.5".into())
+        );
+        assert_eq!(
+            check(&|u| u.vector[3] = 0.999001),
+            Err("out_of_range: vector.tau: 0.999001 is out of range 0.5..=0.999".into())
+        );
+        assert_eq!(
+            check(&|u| u.vector[2] = 0.0999),
+            Err("out_of_range: vector.lambda_ci: 0.0999 is out of range 0.1..=2".into())
+        );
+        // The reward range follows the weights.
+        let reward = RewardConfig {
+            gain_weight: 2.0,
+            stability_weight: 0.0,
+            vram_weight: 0.5,
+            latency_weight: 0.25,
+            ..config.reward.clone()
+        };
+        assert_eq!(UpdateBounds::new(&config.knobs, &reward).reward, [-2.75, 2.0]);
     }
 }
 
