@@ -72,6 +72,9 @@ pub struct CrossAggregate {
     pub keys: Vec<String>,
     /// Σ wᵢ·rewardᵢ over the used domains.
     pub reward: f64,
+    /// Σ wᵢ·confidenceᵢ over the used domains: a weighted mean of
+    /// confidences in [0, 1].
+    pub confidence: f64,
     /// How the aggregate was formed.
     pub meta: AggregateMeta,
 }
@@ -168,14 +171,15 @@ impl CrossDomainMetaAggregator {
         let total: f64 = weights.iter().sum();
         assert!((total - 1.0).abs() <= WEIGHT_SUM_TOLERANCE, "aggregate weights sum to 1, not {total}");
         let mut vector = Array1::zeros(self.keys.len());
-        let mut reward = 0.0;
+        let (mut reward, mut confidence) = (0.0, 0.0);
         for (&weight, (update, values)) in weights.iter().zip(&rows) {
             vector.scaled_add(weight, values);
             reward += weight * update.reward;
+            confidence += weight * update.confidence;
         }
         let used = rows.iter().map(|(update, _)| update.domain_id.clone()).collect();
         let meta = AggregateMeta { used, weights, dropped, entropy, entropy_target, beta };
-        Ok(CrossAggregate { vector, keys: self.keys.clone(), reward, meta })
+        Ok(CrossAggregate { vector, keys: self.keys.clone(), reward, confidence, meta })
     }
 
     /// The update's values in our key order, if it has exactly our keys.

@@ -780,6 +780,20 @@ mod aggregator {
         assert_eq!(aggregator.aggregate(&[]), Err(NothingToAggregate { dropped: vec![] }));
     }
 
+    /// Equal rewards: weights ∝ confidence, 1/3 and 2/3 (entropy 0.64 nats
+    /// is above the target 0.3·ln 2), so the aggregate's confidence is
+    /// 1/3·0.5 + 2/3·1 = 5/6.
+    #[test]
+    fn an_aggregates_confidence_is_the_weighted_mean_of_its_domains() {
+        let aggregator = CrossDomainMetaAggregator::new(CrossMetaConfig::default(), keys());
+        let updates = [update("d1", array![0.0, 0.0], 0.5, 0.5), update("d2", array![3.0, 3.0], 0.5, 1.0)];
+        let result = aggregator.aggregate(&updates).expect("an aggregate");
+        assert_eq!(result.meta.beta, 0.0);
+        assert!(close(result.meta.weights[0], 1.0 / 3.0), "{:?}", result.meta.weights);
+        assert!(close(result.confidence, 5.0 / 6.0), "{}", result.confidence);
+        assert!(close(result.vector[0], 2.0), "{}", result.vector);
+    }
+
     #[test]
     fn a_dominant_domain_is_balanced_toward_the_entropy_target() {
         let aggregator = CrossDomainMetaAggregator::new(CrossMetaConfig::default(), keys());
