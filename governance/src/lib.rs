@@ -16,10 +16,10 @@
 //! outputs are returned values, and the actors bind them to topics. It never
 //! reads the clock or the environment: time is counted in windows
 //! (telemetry packets), and no randomness is needed. Iteration is over
-//! sorted keys (`BTreeMap`, sorted `Vec`s) only, so equal inputs give equal
-//! outputs bit for bit on one platform; `exp`/`ln` come from `libm`, and the
-//! one known cross-platform limit (statrs' Student-t quantile) is
-//! documented.
+//! sorted keys (`BTreeMap`, sorted `Vec`s) only, and every transcendental
+//! (`exp`, `ln`, the Student-t quantile) is built on `libm` and IEEE 754
+//! arithmetic, so equal inputs give equal outputs bit for bit, across
+//! platforms too (docs/governance.md, "Determinism").
 //!
 //! Configs are the `metagov-config` types, re-exported here.
 //!
