@@ -297,7 +297,7 @@ struct Window {
 /// `meta.telemetry`, one cycle record and one meta frame in the journal.
 /// The snapshot's reward, gain (`gain_p50`) and latency are means over the
 /// windows since the previous prior update; its confidence is that of the
-/// aggregate behind the prior.
+/// aggregate the prior update answers (a rollback too).
 pub struct TelemetryHooksActor {
     window: Window,
     total_windows: u64,

@@ -14,8 +14,9 @@ pub struct MetaMetricsInput<'a> {
     pub windows: u64,
     /// The mean `gain_p50` of the cycle's windows (0 without one).
     pub gain: f64,
-    /// The confidence of the aggregate behind the current prior: the
-    /// weighted mean of its domains' confidences, Σ wᵢ·confidenceᵢ, in [0, 1].
+    /// The confidence of the aggregate the latest prior update answers (a
+    /// rollback too): the weighted mean of its domains' confidences,
+    /// Σ wᵢ·confidenceᵢ, in [0, 1].
     pub confidence: f64,
     /// The prior before the latest update, if any.
     pub previous_prior: Option<&'a Array1<f64>>,
@@ -38,7 +39,8 @@ pub struct MetaMetricsSnapshot {
     pub update_rate: f64,
     /// The mean `gain_p50` of the cycle's windows.
     pub gain: f64,
-    /// The confidence of the aggregate behind the current prior, in [0, 1].
+    /// The confidence of the aggregate the latest prior update answers, in
+    /// [0, 1].
     pub confidence: f64,
     /// Euclidean distance between the last two priors (0 with one).
     pub drift_score: f64,
