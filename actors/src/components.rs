@@ -12,7 +12,7 @@ use metagov_bus::{Actor, CycleRecord, Envelope, Fixed, MetaFrame, Outbox, Value}
 use metagov_config::Config;
 use metagov_governance::{
     build_meta_metrics_snapshot, CrossDomainMetaAggregator, DomainMetaLearner, DomainMetaUpdate, MetaIntegrativeLayer,
-    MetaMetricsInput, MetaPacketValidator, MetaScheduler, OnlineReptileOptimizer, ReasonCode, Rejection,
+    MetaMetricsInput, MetaPacketValidator, MetaScheduler, OnlineReptileOptimizer, ReasonCode, Rejection, UpdateBounds,
 };
 use ndarray::Array1;
 
@@ -26,15 +26,19 @@ fn expect<T>(result: Result<T, ShapeMismatch>) -> T {
 /// Admits telemetry and federation packs (`MetaPacketValidator`).
 pub struct ValidatorActor {
     validator: MetaPacketValidator,
-    keys: Vec<String>,
+    /// What a pack may hold: the knobs' ranges and the reward's.
+    bounds: UpdateBounds,
 }
 
 impl ValidatorActor {
-    /// The validator for `config`.
+    /// The validator for `config`. A pack's reals arrive on the bus's grid,
+    /// so its bounds are rounded to the grid too: a value within a bound
+    /// still is once rounded (rounding is monotone).
     pub fn new(config: &Config) -> Self {
+        let on_grid = |x: f64| Fixed::from_f64(x).map_or(x, Fixed::to_f64);
         ValidatorActor {
             validator: MetaPacketValidator::new(config.validator.clone()),
-            keys: config.knobs.keys().cloned().collect(),
+            bounds: UpdateBounds::new(&config.knobs, &config.reward).map(on_grid),
         }
     }
 
@@ -59,7 +63,7 @@ impl ValidatorActor {
     fn pack(&mut self, payload: &Value, out: &mut Outbox<'_>) {
         let result = domain_update_from_value(payload, FEDERATION_POLICY_PACK)
             .map_err(|e| Rejection { reason: ReasonCode::MissingField, detail: e.to_string() })
-            .and_then(|update| self.validator.validate_update(&update, &self.keys).map(|()| update));
+            .and_then(|update| self.validator.validate_update(&update, &self.bounds).map(|()| update));
         match result {
             Ok(update) => out.publish(DOMAIN_UPDATE, domain_update_to_value(&update)),
             Err(rejection) => {
@@ -272,23 +276,19 @@ impl Actor for ReptileActor {
         self.version += 1;
         let keys = self.optimizer.keys().to_vec();
         let prior = self.optimizer.prior().clone();
-        out.publish(
-            PRIOR_UPDATED,
-            prior_to_value(self.version, &keys, &prior, aggregate.reward, rolled_back, aggregate.coherence),
-        );
+        out.publish(PRIOR_UPDATED, prior_to_value(self.version, &keys, &prior, rolled_back, &aggregate));
     }
 }
 
-/// Running means the hooks keep between two meta cycles.
+/// Running sums the hooks keep over the windows (`meta.reward` messages)
+/// between two prior updates.
 #[derive(Default)]
 struct Window {
     windows: u64,
     reward_sum: f64,
-    gain_sum: f64,
+    gain_p50_sum: f64,
     loss_sum: f64,
     loss_count: u64,
-    ci_sum: f64,
-    ci_count: u64,
     latency_sum: f64,
     latency_count: u64,
 }
@@ -296,6 +296,9 @@ struct Window {
 /// Telemetry hooks (`build_meta_metrics_snapshot`,
 /// docs/governance.md): on every prior update, a snapshot on
 /// `meta.telemetry`, one cycle record and one meta frame in the journal.
+/// The snapshot's reward, gain (`gain_p50`) and latency are means over the
+/// windows since the previous prior update; its confidence is that of the
+/// aggregate the prior update answers (a rollback too).
 pub struct TelemetryHooksActor {
     window: Window,
     total_windows: u64,
@@ -314,7 +317,7 @@ impl TelemetryHooksActor {
         let num = |k: &str| payload.get(k).and_then(Value::as_f64);
         w.windows += 1;
         w.reward_sum += num("reward").unwrap_or(0.0);
-        w.gain_sum += num("gain").unwrap_or(0.0);
+        w.gain_p50_sum += num("gain_p50").unwrap_or(0.0);
         if let Some(loss) = num("loss") {
             w.loss_sum += loss;
             w.loss_count += 1;
@@ -322,10 +325,6 @@ impl TelemetryHooksActor {
         if let Some(latency) = num("latency_ms") {
             w.latency_sum += latency;
             w.latency_count += 1;
-        }
-        if let Some(ci) = num("ci_half_width") {
-            w.ci_sum += ci;
-            w.ci_count += 1;
         }
         self.total_windows += 1;
     }
@@ -336,13 +335,12 @@ impl TelemetryHooksActor {
         self.updates += 1;
         let w = std::mem::take(&mut self.window);
         let mean = |sum: f64, n: u64| if n == 0 { 0.0 } else { sum / n as f64 };
-        let confidence = 1.0 / (1.0 + mean(w.ci_sum, w.ci_count));
         let snapshot = build_meta_metrics_snapshot(&MetaMetricsInput {
             reward: mean(w.reward_sum, w.windows),
             updates: self.updates,
             windows: self.total_windows,
-            gain: mean(w.gain_sum, w.windows),
-            confidence,
+            gain: mean(w.gain_p50_sum, w.windows),
+            confidence: view.confidence,
             previous_prior: self.previous_prior.as_ref(),
             prior: &prior,
             latency_ms: mean(w.latency_sum, w.latency_count),
@@ -402,5 +400,65 @@ impl Actor for TelemetryHooksActor {
         } else {
             self.prior(&envelope.payload, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use metagov_bus::{Bus, BusLimits, MemoryJournal};
+
+    use super::*;
+
+    fn reward(reward: f64, gain_p50: f64, latency_ms: Option<f64>) -> Value {
+        let real = |x: f64| Value::real(x).unwrap();
+        Value::Record(vec![
+            ("job".into(), Value::Text("j".into())),
+            ("reward".into(), real(reward)),
+            // The reward's gain term, which is not the snapshot's gain.
+            ("gain".into(), real(0.5)),
+            ("gain_p50".into(), real(gain_p50)),
+            ("ci_half_width".into(), real(0.3)),
+            ("loss".into(), Value::Unit),
+            ("latency_ms".into(), latency_ms.map_or(Value::Unit, real)),
+        ])
+    }
+
+    fn prior(version: u64, values: [f64; 2], confidence: f64) -> Value {
+        let view =
+            AggregateView { keys: Vec::new(), vector: Array1::zeros(0), reward: 0.5, confidence, coherence: 1.0 };
+        prior_to_value(version, &["a".into(), "b".into()], &Array1::from(values.to_vec()), false, &view)
+    }
+
+    /// The snapshot of a hand-computed cycle: three windows with rewards
+    /// 0.2, 0.4, 0.6, `gain_p50` 0.1, 0.2, 0.3 (the reward's gain term 0.5
+    /// each) and latencies 40, none, 60, then a prior from an aggregate of
+    /// confidence 0.75; then one window and a prior 5 away, confidence 0.5.
+    #[test]
+    fn the_snapshot_averages_the_cycle_and_carries_the_aggregates_confidence() {
+        let mut bus = Bus::new(1, BusLimits::default(), MemoryJournal::new(1000));
+        bus.add_actor("telemetry_hooks", Box::new(TelemetryHooksActor::new())).unwrap();
+        for topic in [META_REWARD, PRIOR_UPDATED] {
+            bus.allow_ingress(topic).unwrap();
+        }
+        bus.tap_egress(META_TELEMETRY).unwrap();
+        let mut snapshots = Vec::new();
+        let mut ingress = |bus: &mut Bus<MemoryJournal>, topic: &str, payload: Value| {
+            bus.ingress(topic, payload).unwrap();
+            snapshots.extend(bus.egress().iter().map(|e| (*e.payload).clone()));
+        };
+        ingress(&mut bus, META_REWARD, reward(0.2, 0.1, Some(40.0)));
+        ingress(&mut bus, META_REWARD, reward(0.4, 0.2, None));
+        ingress(&mut bus, META_REWARD, reward(0.6, 0.3, Some(60.0)));
+        ingress(&mut bus, PRIOR_UPDATED, prior(1, [1.0, 1.0], 0.75));
+        ingress(&mut bus, META_REWARD, reward(0.1, 0.05, None));
+        ingress(&mut bus, PRIOR_UPDATED, prior(2, [4.0, 5.0], 0.5));
+        let fields = |s: &Value| {
+            ["reward", "gain", "confidence", "latency_ms", "drift_score", "update_rate"]
+                .map(|k| s.get(k).and_then(Value::as_f64).unwrap_or_else(|| panic!("{k} in {s}")))
+        };
+        assert_eq!(snapshots.len(), 2, "{snapshots:?}");
+        assert_eq!(fields(&snapshots[0]), [0.4, 0.2, 0.75, 50.0, 0.0, 0.333333]);
+        assert_eq!(fields(&snapshots[1]), [0.1, 0.05, 0.5, 0.0, 5.0, 0.5]);
+        assert_eq!(snapshots[1].get("windows").and_then(Value::as_f64), Some(1.0));
     }
 }

@@ -245,7 +245,9 @@ pub fn resource_hint_to_value(d: &IntegrativeDecision) -> Value {
     ])
 }
 
-/// `meta.reward`: the reward breakdown of one window of one job.
+/// `meta.reward`: the reward breakdown of one window of one job (the terms
+/// `gain`, `stability`, `vram`, `latency` add up to `reward`), with the
+/// metrics it was scored from that the telemetry hooks average.
 pub fn meta_reward_to_value(d: &IntegrativeDecision, packet: &TelemetryPacket) -> Value {
     let s = &d.scoring;
     record(vec![
@@ -255,6 +257,7 @@ pub fn meta_reward_to_value(d: &IntegrativeDecision, packet: &TelemetryPacket) -
         ("reward", real(s.total)),
         ("ema_reward", real(d.ema_reward)),
         ("gain", real(s.gain)),
+        ("gain_p50", packet.metric("gain_p50").map_or(Value::Unit, real)),
         ("stability", real(s.stability)),
         ("vram", real(s.vram)),
         ("latency", real(s.latency)),
@@ -308,6 +311,7 @@ pub fn cross_aggregate_to_value(a: &CrossAggregate) -> Value {
         ("keys", texts(&a.keys)),
         ("vector", vector(&a.vector)),
         ("reward", real(a.reward)),
+        ("confidence", real(a.confidence)),
         ("used", texts(&m.used)),
         ("weights", Value::List(m.weights.iter().map(|&w| real(w)).collect())),
         ("dropped", Value::List(dropped)),
@@ -325,6 +329,8 @@ pub struct AggregateView {
     pub vector: Array1<f64>,
     /// The aggregate's reward.
     pub reward: f64,
+    /// The aggregate's confidence, Σ wᵢ·confidenceᵢ.
+    pub confidence: f64,
     /// Normalised entropy of the weights (coherence), in [0, 1].
     pub coherence: f64,
 }
@@ -336,25 +342,32 @@ pub fn aggregate_from_value(v: &Value) -> Result<AggregateView, ShapeMismatch> {
     let entropy = r.num("entropy")?;
     // libm, not std: the same bits on every platform.
     let coherence = if used > 1 { entropy / libm::log(used as f64) } else { 1.0 };
-    Ok(AggregateView { keys: r.texts("keys")?, vector: r.vector("vector")?, reward: r.num("reward")?, coherence })
+    Ok(AggregateView {
+        keys: r.texts("keys")?,
+        vector: r.vector("vector")?,
+        reward: r.num("reward")?,
+        confidence: r.num("confidence")?,
+        coherence,
+    })
 }
 
-/// `prior.updated`: the prior after an update (or a rollback).
+/// `prior.updated`: the prior after an update (or a rollback), with the
+/// reward, confidence and coherence of the aggregate behind it.
 pub fn prior_to_value(
     version: u64,
     keys: &[String],
     prior: &Array1<f64>,
-    reward: f64,
     rolled_back: bool,
-    coherence: f64,
+    aggregate: &AggregateView,
 ) -> Value {
     record(vec![
         ("version", Value::Int(version as i64)),
         ("keys", texts(keys)),
         ("prior", vector(prior)),
-        ("reward", real(reward)),
+        ("reward", real(aggregate.reward)),
         ("rolled_back", Value::Bool(rolled_back)),
-        ("coherence", real(coherence)),
+        ("coherence", real(aggregate.coherence)),
+        ("confidence", real(aggregate.confidence)),
     ])
 }
 
@@ -371,6 +384,8 @@ pub struct PriorView {
     pub rolled_back: bool,
     /// Coherence of the aggregate behind it.
     pub coherence: f64,
+    /// Confidence of the aggregate behind it, Σ wᵢ·confidenceᵢ.
+    pub confidence: f64,
 }
 
 /// Reads a `prior.updated` payload.
@@ -387,6 +402,7 @@ pub fn prior_from_value(v: &Value) -> Result<PriorView, ShapeMismatch> {
         reward: r.num("reward")?,
         rolled_back: matches!(r.field("rolled_back")?, Value::Bool(true)),
         coherence: r.num("coherence")?,
+        confidence: r.num("confidence")?,
     })
 }
 
@@ -420,6 +436,11 @@ mod tests {
         }
     }
 
+    /// An aggregate's view with this reward, confidence and coherence.
+    fn aggregate(reward: f64, confidence: f64, coherence: f64) -> AggregateView {
+        AggregateView { keys: Vec::new(), vector: Array1::zeros(0), reward, confidence, coherence }
+    }
+
     #[test]
     fn messages_read_back_as_written() {
         let p = packet();
@@ -429,8 +450,12 @@ mod tests {
         let u = update();
         assert_eq!(domain_update_from_value(&domain_update_to_value(&u), DOMAIN_UPDATE).unwrap(), u);
         let keys = ["g_min".to_string(), "tau".to_string()];
-        let prior = prior_from_value(&prior_to_value(3, &keys, &u.vector, 0.5, true, 0.25)).unwrap();
-        assert_eq!((prior.version, prior.reward, prior.rolled_back, prior.coherence), (3, 0.5, true, 0.25));
+        let behind = aggregate(0.5, 0.75, 0.25);
+        let prior = prior_from_value(&prior_to_value(3, &keys, &u.vector, true, &behind)).unwrap();
+        assert_eq!(
+            (prior.version, prior.reward, prior.rolled_back, prior.coherence, prior.confidence),
+            (3, 0.5, true, 0.25, 0.75)
+        );
         assert_eq!(prior.prior, [("g_min".to_string(), 0.01), ("tau".to_string(), 0.9)].into());
     }
 
@@ -456,7 +481,7 @@ mod tests {
         assert_eq!(err, ShapeMismatch { topic: TELEMETRY_ACCEPTED, field: "window".into() });
         assert!(err.to_string().contains("`telemetry.accepted`") && err.to_string().contains("`window`"), "{err}");
         let keys = ["tau".to_string()];
-        let short = prior_to_value(1, &keys, &Array1::from(vec![0.9, 0.1]), 0.0, false, 1.0);
+        let short = prior_to_value(1, &keys, &Array1::from(vec![0.9, 0.1]), false, &aggregate(0.0, 1.0, 1.0));
         assert_eq!(prior_from_value(&short).err().map(|e| e.field), Some("prior".into()), "keys and values pair up");
     }
 

@@ -424,8 +424,9 @@ impl Default for DomainMetaConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct CrossMetaConfig {
     /// A domain whose robust |z| exceeds this is dropped. Default 3.5
-    /// (Iglewicz & Hoaglin); valid 1..=1000, so that one key alone drops
-    /// fewer than half the domains.
+    /// (Iglewicz & Hoaglin); valid 1..=1000, so that one key alone drops at
+    /// most half the domains (fewer than half when their count is odd or
+    /// this is at least 1.35, above 2 × 0.6745).
     pub outlier_z_max: f64,
     /// Fewest domains for outlier filtering to run. Default 4 (with 3, the
     /// MAD is the smaller of two deviations and flags ordinary spread); valid
@@ -434,7 +435,9 @@ pub struct CrossMetaConfig {
     /// Smallest MAD the outlier test divides by, as a fraction of the knob's
     /// `max − min`: domains that differ by less than this much are ordinary
     /// spread, however tightly the others agree. Default 0.05: with z_max 3.5
-    /// a domain must stray more than about a quarter of the range; valid 0..=1.
+    /// a domain must stray more than about a quarter of the range; valid
+    /// (0, 1] (with no floor, a domain a hair from others that agree exactly
+    /// would be an outlier).
     pub outlier_mad_floor: f64,
     /// Softmax temperature over rewards. Default 0.1; positive.
     pub temperature: f64,
@@ -742,7 +745,10 @@ impl CrossMetaConfig {
     pub(crate) fn check(&self, check: &mut Check) {
         check.range("aggregator.outlier_z_max", self.outlier_z_max, 1.0..=1000.0);
         check.range("aggregator.outlier_min_domains", self.outlier_min_domains, 3..=4096);
-        check.range("aggregator.outlier_mad_floor", self.outlier_mad_floor, 0.0..=1.0);
+        let floor = self.outlier_mad_floor;
+        check.rule("aggregator.outlier_mad_floor", floor > 0.0 && floor <= 1.0, || {
+            format!("{floor} is out of range (0, 1]: with no floor, a domain a hair from others that agree exactly is an outlier")
+        });
         positive(check, "aggregator.temperature", self.temperature);
         check.range("aggregator.gamma_diversity", self.gamma_diversity, 0.0..=1.0);
     }

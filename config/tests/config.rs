@@ -709,6 +709,23 @@ step = 0.1
         assert_eq!(problems, ["gov.toml:1:1: knobs.tau: missing field `max`"]);
     }
 
+    /// A MAD floor of 0 is refused, placed and named like any range error;
+    /// the smallest positive floor and 1 are accepted.
+    #[test]
+    fn the_mad_floor_is_positive() {
+        let why = "is out of range (0, 1]: with no floor, a domain a hair from others that agree exactly is an outlier";
+        for (value, shown) in [("0", "0"), ("0.0", "0"), ("-0.05", "-0.05"), ("1.5", "1.5"), ("nan", "NaN")] {
+            assert_eq!(
+                problems(&format!("[aggregator]\noutlier_mad_floor = {value}\n")),
+                [format!("gov.toml:2:21: aggregator.outlier_mad_floor: {shown} {why}")],
+                "{value}"
+            );
+        }
+        for value in ["5e-324", "1"] {
+            read(&format!("[aggregator]\noutlier_mad_floor = {value}\n"));
+        }
+    }
+
     #[test]
     fn every_new_section_places_its_problems() {
         let text = "\

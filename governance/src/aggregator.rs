@@ -12,6 +12,11 @@ use crate::DomainMetaUpdate;
 /// Consistency constant of the MAD-based modified z-score.
 /// Reference: Iglewicz & Hoaglin (1993), "How to Detect and Handle Outliers".
 const MAD_Z: f64 = 0.6745;
+/// The largest robust z reported. Beyond `outlier_z_max` (at most 1000) the
+/// size of z decides nothing, while the bus carries reals only up to 1e9; a
+/// domain off a value that more than half the domains share exactly (a MAD
+/// of 0) is infinitely many MADs away, and is reported at this value too.
+pub const Z_REPORTED_MAX: f64 = 1e6;
 /// Bisection steps for the mixing weight β: 2⁻⁶⁰ is below f64 resolution.
 const BETA_STEPS: u32 = 60;
 /// How far the weights' sum may be from 1.
@@ -26,7 +31,7 @@ pub enum DropReason {
     Superseded,
     /// Its largest robust |z| over the keys exceeded `outlier_z_max`.
     Outlier {
-        /// That |z|.
+        /// That |z|, at most [`Z_REPORTED_MAX`].
         z: f64,
     },
 }
@@ -67,6 +72,9 @@ pub struct CrossAggregate {
     pub keys: Vec<String>,
     /// Σ wᵢ·rewardᵢ over the used domains.
     pub reward: f64,
+    /// Σ wᵢ·confidenceᵢ over the used domains: a weighted mean of
+    /// confidences in [0, 1].
+    pub confidence: f64,
     /// How the aggregate was formed.
     pub meta: AggregateMeta,
 }
@@ -163,14 +171,15 @@ impl CrossDomainMetaAggregator {
         let total: f64 = weights.iter().sum();
         assert!((total - 1.0).abs() <= WEIGHT_SUM_TOLERANCE, "aggregate weights sum to 1, not {total}");
         let mut vector = Array1::zeros(self.keys.len());
-        let mut reward = 0.0;
+        let (mut reward, mut confidence) = (0.0, 0.0);
         for (&weight, (update, values)) in weights.iter().zip(&rows) {
             vector.scaled_add(weight, values);
             reward += weight * update.reward;
+            confidence += weight * update.confidence;
         }
         let used = rows.iter().map(|(update, _)| update.domain_id.clone()).collect();
         let meta = AggregateMeta { used, weights, dropped, entropy, entropy_target, beta };
-        Ok(CrossAggregate { vector, keys: self.keys.clone(), reward, meta })
+        Ok(CrossAggregate { vector, keys: self.keys.clone(), reward, confidence, meta })
     }
 
     /// The update's values in our key order, if it has exactly our keys.
@@ -183,9 +192,16 @@ impl CrossDomainMetaAggregator {
         values.map(Array1::from)
     }
 
-    /// Each row's largest robust |z| over the keys: 0.6745·|x − median|/MAD.
-    /// A key whose MAD is 0 (most domains agree exactly, e.g. a knob no job
-    /// reports) says nothing about spread and is not judged.
+    /// Each row's largest robust |z| over the keys: 0.6745·|x − median|/MAD,
+    /// the MAD raised to the key's floor, z capped at [`Z_REPORTED_MAX`].
+    ///
+    /// A floored MAD of 0 (no floor, or a knob with `min = max`) means more
+    /// than half the domains agree exactly on the key: a domain at that
+    /// value has z = 0, and one off it is infinitely many MADs away, so it
+    /// gets the cap and is dropped. (It is not left unjudged: that let a far
+    /// domain keep its weight whenever the others agreed exactly.) The bound
+    /// on drops holds all the same: a MAD of 0 needs more than half the
+    /// domains at the median.
     ///
     /// Reference: Iglewicz & Hoaglin (1993); docs/governance.md, "Cross-domain aggregator".
     fn outlier_scores(&self, rows: &[(&DomainMetaUpdate, Array1<f64>)]) -> Vec<f64> {
@@ -195,10 +211,16 @@ impl CrossDomainMetaAggregator {
             let center = median(&column);
             let deviations: Vec<f64> = column.iter().map(|x| (x - center).abs()).collect();
             let mad = median(&deviations).max(self.mad_floors[k]);
-            if mad > 0.0 {
-                for (score, deviation) in scores.iter_mut().zip(&deviations) {
-                    *score = score.max(MAD_Z * deviation / mad);
-                }
+            for (score, &deviation) in scores.iter_mut().zip(&deviations) {
+                let z = if deviation == 0.0 {
+                    0.0
+                } else if mad > 0.0 {
+                    // Finite inputs, so at worst +∞ (a tiny MAD), never NaN.
+                    (MAD_Z * deviation / mad).min(Z_REPORTED_MAX)
+                } else {
+                    Z_REPORTED_MAX
+                };
+                *score = score.max(z);
             }
         }
         scores

@@ -16,10 +16,10 @@
 //! outputs are returned values, and the actors bind them to topics. It never
 //! reads the clock or the environment: time is counted in windows
 //! (telemetry packets), and no randomness is needed. Iteration is over
-//! sorted keys (`BTreeMap`, sorted `Vec`s) only, so equal inputs give equal
-//! outputs bit for bit on one platform; `exp`/`ln` come from `libm`, and the
-//! one known cross-platform limit (statrs' Student-t quantile) is
-//! documented.
+//! sorted keys (`BTreeMap`, sorted `Vec`s) only, and every transcendental
+//! (`exp`, `ln`, the Student-t quantile) is built on `libm` and IEEE 754
+//! arithmetic, so equal inputs give equal outputs bit for bit, across
+//! platforms too (docs/governance.md, "Determinism").
 //!
 //! Configs are the `metagov-config` types, re-exported here.
 //!
@@ -49,7 +49,7 @@ mod storage;
 mod validator;
 
 pub use aggregator::{
-    AggregateMeta, CrossAggregate, CrossDomainMetaAggregator, DropReason, Dropped, NothingToAggregate,
+    AggregateMeta, CrossAggregate, CrossDomainMetaAggregator, DropReason, Dropped, NothingToAggregate, Z_REPORTED_MAX,
 };
 pub use domain::{DomainMetaLearner, DomainMetaUpdate};
 pub use integrative::{
@@ -65,4 +65,4 @@ pub use reptile::OnlineReptileOptimizer;
 pub use scheduler::MetaScheduler;
 pub use snapshot::{build_meta_metrics_snapshot, MetaMetricsInput, MetaMetricsSnapshot};
 pub use storage::{LoadedPrior, MetaStorageManager, PriorError, StoredPrior, PRIOR_BYTES_MAX};
-pub use validator::{MetaPacketValidator, ReasonCode, Rejection, ID_CHARS_MAX};
+pub use validator::{MetaPacketValidator, ReasonCode, Rejection, UpdateBounds, ID_CHARS_MAX};

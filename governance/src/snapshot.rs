@@ -2,24 +2,28 @@
 
 use ndarray::Array1;
 
-/// What a snapshot is computed from, all of it bus data.
+/// What a snapshot is computed from, all of it bus data. "The cycle" is the
+/// windows (admitted packets) since the previous snapshot.
 #[derive(Clone, Copy, Debug)]
 pub struct MetaMetricsInput<'a> {
-    /// The latest meta reward.
+    /// The mean reward of the cycle's windows (0 without one).
     pub reward: f64,
     /// Meta updates so far.
     pub updates: u64,
     /// Windows so far.
     pub windows: u64,
-    /// The latest `gain_p50`.
+    /// The mean `gain_p50` of the cycle's windows (0 without one).
     pub gain: f64,
-    /// The latest aggregate's confidence (weighted mean of the domains').
+    /// The confidence of the aggregate the latest prior update answers (a
+    /// rollback too): the weighted mean of its domains' confidences,
+    /// Σ wᵢ·confidenceᵢ, in [0, 1].
     pub confidence: f64,
     /// The prior before the latest update, if any.
     pub previous_prior: Option<&'a Array1<f64>>,
     /// The current prior.
     pub prior: &'a Array1<f64>,
-    /// The latest reported latency, in ms.
+    /// The mean latency of the cycle's windows that reported one, in ms (0
+    /// without one).
     pub latency_ms: f64,
     /// Entries journaled so far (a deterministic size: byte counts depend on
     /// the journal, which replay swaps out).
@@ -29,17 +33,18 @@ pub struct MetaMetricsInput<'a> {
 /// A snapshot of the meta layer, published on `meta.telemetry`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MetaMetricsSnapshot {
-    /// The latest meta reward.
+    /// The mean reward of the cycle's windows.
     pub reward: f64,
     /// Meta updates per window (0 before the first window).
     pub update_rate: f64,
-    /// The latest `gain_p50`.
+    /// The mean `gain_p50` of the cycle's windows.
     pub gain: f64,
-    /// The latest confidence.
+    /// The confidence of the aggregate the latest prior update answers, in
+    /// [0, 1].
     pub confidence: f64,
     /// Euclidean distance between the last two priors (0 with one).
     pub drift_score: f64,
-    /// The latest reported latency, in ms.
+    /// The mean reported latency of the cycle's windows, in ms.
     pub latency_ms: f64,
     /// Entries journaled so far (a deterministic size: byte counts depend on
     /// the journal, which replay swaps out).
@@ -47,7 +52,8 @@ pub struct MetaMetricsSnapshot {
 }
 
 /// Builds the snapshot: `update_rate = updates / windows`,
-/// `drift_score = ‖prior − previous_prior‖₂`.
+/// `drift_score = ‖prior − previous_prior‖₂`; the other fields are passed
+/// through.
 ///
 /// Reference: docs/governance.md, "Metrics snapshot".
 ///

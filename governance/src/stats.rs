@@ -1,10 +1,11 @@
 //! Small statistics shared by the components: Welford's running moments and
-//! the Student-t interval half-width.
+//! the Student-t interval half-width, with a portable t quantile
+//! (`student_t`).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use statrs::distribution::{ContinuousCDF, StudentsT};
+mod student_t;
 
 /// Running count, mean and sum of squared deviations of a stream.
 ///
@@ -47,8 +48,8 @@ impl Welford {
     /// t_{(1+level)/2, n−1} · s / √n with s² = M2/(n − 1). `None` below two
     /// values.
     ///
-    /// Reference: Student (1908); statrs' `StudentsT::inverse_cdf`, which
-    /// uses the platform's float functions (see docs/governance.md).
+    /// Reference: Student (1908); the quantile is `student_t::quantile`,
+    /// built on `libm` only (docs/governance.md, "Determinism").
     #[allow(clippy::cast_precision_loss, reason = "counts stay far below 2^53")]
     pub(crate) fn t_half_width(&self, level: f64) -> Option<f64> {
         if self.count < 2 {
@@ -66,18 +67,14 @@ const MEMO_DF_MAX: u64 = 4096;
 
 thread_local! {
     /// Memo of `t_quantile`: a pure function, so the memo changes no result,
-    /// only how often statrs' iterative inverse CDF runs (it dominated the
-    /// profile of a run). Keyed by (degrees of freedom, probability bits).
+    /// only how often the iterative quantile runs. Keyed by (degrees of
+    /// freedom, probability bits).
     static T_QUANTILES: RefCell<BTreeMap<(u64, u64), f64>> = const { RefCell::new(BTreeMap::new()) };
 }
 
 /// The `p` quantile of Student's t with `df` ≥ 1 degrees of freedom.
 fn t_quantile(df: u64, p: f64) -> f64 {
-    let compute = || {
-        #[allow(clippy::cast_precision_loss, reason = "counts stay far below 2^53")]
-        let t = StudentsT::new(0.0, 1.0, df as f64).expect("df ≥ 1 degrees of freedom");
-        t.inverse_cdf(p)
-    };
+    let compute = || student_t::quantile(df, p);
     if df > MEMO_DF_MAX {
         return compute();
     }

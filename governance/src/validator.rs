@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use metagov_config::{is_name, MetaValidatorConfig, NAME_CHARS_MAX};
+use metagov_config::{is_name, KnobConfig, MetaValidatorConfig, RewardConfig, NAME_CHARS_MAX};
 use serde_json::{Map, Value};
 
 use crate::{DomainMetaUpdate, TelemetryPacket};
@@ -117,6 +117,48 @@ impl fmt::Display for Rejection {
 
 fn reject<T>(reason: ReasonCode, detail: impl Into<String>) -> Result<T, Rejection> {
     Err(Rejection { reason, detail: detail.into() })
+}
+
+/// What a domain update from outside (a federation policy pack) may hold
+/// beyond its shape: the governed knobs with the `[min, max]` of each, and
+/// the `[min, max]` a reward can take.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpdateBounds {
+    /// Each governed knob's `[min, max]`, by name: an update's keys must be
+    /// exactly these.
+    pub knobs: BTreeMap<String, [f64; 2]>,
+    /// The range of a reward.
+    pub reward: [f64; 2],
+}
+
+impl UpdateBounds {
+    /// The bounds a config sets: each knob's `min` and `max`, and the range of
+    /// the reward its weights allow,
+    /// [−(gain_weight + stability_weight + vram_weight + latency_weight),
+    /// gain_weight + stability_weight] (docs/governance.md, "Reward": the
+    /// gain and stability terms reach ±their weight, the vram and latency
+    /// terms only cost).
+    #[must_use]
+    pub fn new(knobs: &BTreeMap<String, KnobConfig>, reward: &RewardConfig) -> Self {
+        let best = reward.gain_weight + reward.stability_weight;
+        let worst = -(best + reward.vram_weight + reward.latency_weight);
+        UpdateBounds {
+            knobs: knobs.iter().map(|(name, knob)| (name.clone(), [knob.min, knob.max])).collect(),
+            reward: [worst, best],
+        }
+    }
+
+    /// Every bound passed through `f`: e.g. rounded to the grid the
+    /// updates arrive on, so that a value within a bound still is once
+    /// rounded.
+    #[must_use]
+    pub fn map(self, f: impl Fn(f64) -> f64) -> Self {
+        let [lo, hi] = self.reward;
+        UpdateBounds {
+            knobs: self.knobs.into_iter().map(|(name, [min, max])| (name, [f(min), f(max)])).collect(),
+            reward: [f(lo), f(hi)],
+        }
+    }
 }
 
 /// Admits telemetry packets and domain updates (`MetaPacketValidator`,
@@ -302,27 +344,30 @@ impl MetaPacketValidator {
         Ok(entries)
     }
 
-    /// Validates a domain update against the governed `keys` (sorted knob
-    /// names): well-formed domain, as many values as keys, the same key set,
-    /// finite values within `value_abs_max`, finite reward, confidence in
-    /// [0, 1]. Never panics.
+    /// Validates a domain update against `bounds`: well-formed domain, as
+    /// many values as governed knobs, the same key set, finite values within
+    /// `value_abs_max` and within their knob's `[min, max]`, a finite reward
+    /// within the reward's range, confidence in [0, 1]. Never panics.
     ///
     /// # Errors
     ///
     /// The [`Rejection`] for the first rule the update breaks.
-    pub fn validate_update(&self, update: &DomainMetaUpdate, keys: &[String]) -> Result<(), Rejection> {
+    pub fn validate_update(&self, update: &DomainMetaUpdate, bounds: &UpdateBounds) -> Result<(), Rejection> {
         if !is_name(&update.domain_id, ID_CHARS_MAX) {
             let detail = format!("domain_id: {} is not 1–{ID_CHARS_MAX} of [A-Za-z0-9._-]", shown(&update.domain_id));
             return reject(ReasonCode::BadId, detail);
         }
-        if update.vector.len() != update.keys.len() || update.vector.len() != keys.len() {
+        let knobs = &bounds.knobs;
+        if update.vector.len() != update.keys.len() || update.vector.len() != knobs.len() {
             let (values, names) = (update.vector.len(), update.keys.len());
-            let detail = format!("vector: {values} values for {names} keys, {} governed knobs", keys.len());
+            let detail = format!("vector: {values} values for {names} keys, {} governed knobs", knobs.len());
             return reject(ReasonCode::WrongDimension, detail);
         }
         let theirs: BTreeSet<&String> = update.keys.iter().collect();
-        if theirs.len() != keys.len() || keys.iter().any(|key| !theirs.contains(key)) {
-            let detail = format!("keys: {} are not the governed knobs {keys:?}", shown(&format!("{:?}", update.keys)));
+        if theirs.len() != knobs.len() || knobs.keys().any(|key| !theirs.contains(key)) {
+            let governed: Vec<&String> = knobs.keys().collect();
+            let detail =
+                format!("keys: {} are not the governed knobs {governed:?}", shown(&format!("{:?}", update.keys)));
             return reject(ReasonCode::KeysMismatch, detail);
         }
         let abs_max = self.config.value_abs_max;
@@ -336,9 +381,22 @@ impl MetaPacketValidator {
                     format!("vector.{key}: |{value}| exceeds value_abs_max {abs_max}"),
                 );
             }
+            let Some(&[min, max]) = knobs.get(key) else {
+                return reject(ReasonCode::KeysMismatch, format!("keys: {} is not a governed knob", shown(key)));
+            };
+            if !(min..=max).contains(&value) {
+                return reject(ReasonCode::OutOfRange, format!("vector.{key}: {value} is out of range {min}..={max}"));
+            }
         }
         if !update.reward.is_finite() {
             return reject(ReasonCode::NonFinite, format!("reward: {}", update.reward));
+        }
+        let [worst, best] = bounds.reward;
+        if !(worst..=best).contains(&update.reward) {
+            return reject(
+                ReasonCode::OutOfRange,
+                format!("reward: {} is out of range {worst}..={best}", update.reward),
+            );
         }
         if !update.confidence.is_finite() {
             return reject(ReasonCode::NonFinite, format!("confidence: {}", update.confidence));

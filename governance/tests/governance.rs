@@ -97,7 +97,9 @@ mod seed_examples {
     #[test]
     fn the_validator_rejects_wrong_dimensions_nan_and_inf() {
         let validator = MetaPacketValidator::new(MetaValidatorConfig::default());
-        let keys: Vec<String> = four_knobs().knobs.keys().cloned().collect();
+        let config = four_knobs();
+        let keys: Vec<String> = config.knobs.keys().cloned().collect();
+        let bounds = UpdateBounds::new(&config.knobs, &config.reward);
         let good = DomainMetaUpdate {
             domain_id: "healthcare".to_owned(),
             keys: keys.clone(),
@@ -107,11 +109,11 @@ mod seed_examples {
             window: 7,
             observations: 5,
         };
-        assert_eq!(validator.validate_update(&good, &keys), Ok(()));
+        assert_eq!(validator.validate_update(&good, &bounds), Ok(()));
         let reason = |change: fn(&mut DomainMetaUpdate)| {
             let mut update = good.clone();
             change(&mut update);
-            validator.validate_update(&update, &keys).expect_err("rejected").reason
+            validator.validate_update(&update, &bounds).expect_err("rejected").reason
         };
         assert_eq!(reason(|u| u.vector = array![0.01, 0.3, 0.5]), ReasonCode::WrongDimension);
         assert_eq!(reason(|u| u.vector[1] = f64::NAN), ReasonCode::NonFinite);
@@ -123,9 +125,68 @@ mod seed_examples {
         let nan = {
             let mut update = good.clone();
             update.vector[1] = f64::NAN;
-            validator.validate_update(&update, &keys).expect_err("rejected")
+            validator.validate_update(&update, &bounds).expect_err("rejected")
         };
         assert_eq!(nan.to_string(), "non_finite: vector.gamma_diversity: NaN");
+    }
+
+    /// A federation pack's reward must be one the config's weights can give,
+    /// [−(0.5 + 0.3 + 0.1 + 0.1), 0.5 + 0.3] = [−1, 0.8] by default, and each
+    /// value must lie in its knob's [min, max]: a reward of 1e6 with values
+    /// of ±1e9 (within `value_abs_max`) was admitted and took 0.92 of the
+    /// aggregate's weight.
+    #[test]
+    fn the_validator_holds_updates_to_the_reward_range_and_the_knob_ranges() {
+        let validator = MetaPacketValidator::new(MetaValidatorConfig::default());
+        let config = four_knobs();
+        let bounds = UpdateBounds::new(&config.knobs, &config.reward);
+        assert_eq!(bounds.reward, [-1.0, 0.8]);
+        assert_eq!(bounds.knobs["tau"], [0.5, 0.999]);
+        let good = DomainMetaUpdate {
+            domain_id: "peer".to_owned(),
+            keys: config.knobs.keys().cloned().collect(),
+            vector: array![0.01, 0.3, 0.5, 0.9],
+            reward: 0.4,
+            confidence: 0.9,
+            window: 7,
+            observations: 5,
+        };
+        let check = |change: &dyn Fn(&mut DomainMetaUpdate)| {
+            let mut update = good.clone();
+            change(&mut update);
+            validator.validate_update(&update, &bounds).map_err(|rejection| rejection.to_string())
+        };
+        // The bounds themselves are admitted (keys: g_min, gamma_diversity, lambda_ci, tau).
+        assert_eq!(check(&|u| u.reward = -1.0), Ok(()));
+        assert_eq!(check(&|u| u.reward = 0.8), Ok(()));
+        assert_eq!(check(&|u| u.vector = array![0.0, 1.0, 0.1, 0.999]), Ok(()));
+        assert_eq!(check(&|u| u.vector = array![0.5, 0.0, 2.0, 0.5]), Ok(()));
+        assert_eq!(check(&|u| u.reward = 1e6), Err("out_of_range: reward: 1000000 is out of range -1..=0.8".into()));
+        assert_eq!(
+            check(&|u| u.reward = -1.000001),
+            Err("out_of_range: reward: -1.000001 is out of range -1..=0.8".into())
+        );
+        assert_eq!(
+            check(&|u| u.vector = array![1e9, -1e9, 1e9, -1e9]),
+            Err("out_of_range: vector.g_min: 1000000000 is out of range 0..=0.5".into())
+        );
+        assert_eq!(
+            check(&|u| u.vector[3] = 0.999001),
+            Err("out_of_range: vector.tau: 0.999001 is out of range 0.5..=0.999".into())
+        );
+        assert_eq!(
+            check(&|u| u.vector[2] = 0.0999),
+            Err("out_of_range: vector.lambda_ci: 0.0999 is out of range 0.1..=2".into())
+        );
+        // The reward range follows the weights.
+        let reward = RewardConfig {
+            gain_weight: 2.0,
+            stability_weight: 0.0,
+            vram_weight: 0.5,
+            latency_weight: 0.25,
+            ..config.reward.clone()
+        };
+        assert_eq!(UpdateBounds::new(&config.knobs, &reward).reward, [-2.75, 2.0]);
     }
 }
 
@@ -640,8 +701,8 @@ mod aggregator {
         let aggregator = CrossDomainMetaAggregator::new(CrossMetaConfig::default(), keys());
         let updates = [
             update("d1", array![1.0, 1.0], 0.5, 1.0),
-            update("d2", array![1.1, 1.0], 0.5, 1.0),
-            update("d3", array![0.9, 1.0], 0.5, 1.0),
+            update("d2", array![1.1, 1.01], 0.5, 1.0),
+            update("d3", array![0.9, 0.99], 0.5, 1.0),
             update("d4", array![1.0, 1.05], 0.5, 1.0),
             update("zz", array![50.0, 1.0], 0.5, 1.0),
         ];
@@ -654,27 +715,23 @@ mod aggregator {
         assert_eq!((result.meta.beta, result.meta.weights), (0.0, vec![0.25; 4]));
     }
 
+    /// Knobs `a` and `b`, each over [0, 1].
+    fn unit_knobs() -> BTreeMap<String, KnobConfig> {
+        keys()
+            .into_iter()
+            .map(|k| {
+                let kind = metagov_config::KnobKind::Real;
+                (k, KnobConfig { initial: 0.5, min: 0.0, max: 1.0, step: Some(0.1), cooldown_windows: 0, kind })
+            })
+            .collect()
+    }
+
     /// Four domains that agree closely, one a little apart: without a floor
     /// the tiny MAD makes it an outlier; with the knob-range floor it is
     /// ordinary spread, while a far domain is still dropped.
     #[test]
     fn the_mad_floor_keeps_ordinary_spread_and_still_drops_outliers() {
-        let knobs: BTreeMap<String, KnobConfig> = keys()
-            .into_iter()
-            .map(|k| {
-                (
-                    k,
-                    KnobConfig {
-                        initial: 0.5,
-                        min: 0.0,
-                        max: 1.0,
-                        step: Some(0.1),
-                        cooldown_windows: 0,
-                        kind: metagov_config::KnobKind::Real,
-                    },
-                )
-            })
-            .collect();
+        let knobs = unit_knobs();
         let spread = [
             update("d1", array![0.5000, 0.5], 0.5, 1.0),
             update("d2", array![0.5001, 0.5], 0.5, 1.0),
@@ -691,6 +748,104 @@ mod aggregator {
         let mut far = spread.to_vec();
         far[3].vector[0] = 0.9;
         assert_eq!(names(&floored, &far), ["d4"], "a domain 40 % of the range away is still dropped");
+    }
+
+    /// Four domains agree exactly and a fifth is far off, with no MAD floor
+    /// (`outlier_mad_floor = 0`, which `config check` refuses): the MAD is
+    /// 0, and the far domain is infinitely many MADs away, not unjudged.
+    #[test]
+    fn a_zero_mad_does_not_let_a_far_domain_keep_its_weight() {
+        let config = CrossMetaConfig { outlier_mad_floor: 0.0, ..CrossMetaConfig::default() };
+        let aggregator = CrossDomainMetaAggregator::new(config, keys()).with_knob_ranges(&unit_knobs());
+        let mut updates: Vec<DomainMetaUpdate> =
+            ["d1", "d2", "d3", "d4"].iter().map(|d| update(d, array![0.5, 0.5], 0.5, 1.0)).collect();
+        updates.push(update("zz", array![0.99, 0.5], 0.9, 1.0));
+        let result = aggregator.aggregate(&updates).expect("an aggregate");
+        assert_eq!(result.meta.used, ["d1", "d2", "d3", "d4"]);
+        let reasons: Vec<(&str, &DropReason)> =
+            result.meta.dropped.iter().map(|d| (d.domain_id.as_str(), &d.reason)).collect();
+        assert_eq!(reasons, [("zz", &DropReason::Outlier { z: 1e6 })], "z is reported capped at 1e6");
+        assert_eq!(result.vector, array![0.5, 0.5]);
+        // On a key where every domain agrees, nobody is an outlier.
+        let same: Vec<DomainMetaUpdate> =
+            ["d1", "d2", "d3", "d4", "d5"].iter().map(|d| update(d, array![0.5, 0.25], 0.5, 1.0)).collect();
+        assert!(aggregator.aggregate(&same).expect("an aggregate").meta.dropped.is_empty());
+    }
+
+    /// A domain far beyond the others (a parameter of 1e9 reported against
+    /// knobs near 1) has a robust z of about 1e10 relative to the floor; it
+    /// is reported as 1e6, which the bus can carry (its reals stop at 1e9),
+    /// and it is dropped all the same.
+    #[test]
+    fn a_huge_robust_z_is_capped_and_still_dropped() {
+        let aggregator =
+            CrossDomainMetaAggregator::new(CrossMetaConfig::default(), keys()).with_knob_ranges(&unit_knobs());
+        let mut updates: Vec<DomainMetaUpdate> = ["d1", "d2", "d3"]
+            .iter()
+            .enumerate()
+            .map(|(i, d)| update(d, array![0.5 + 0.01 * i as f64, 0.5], 0.5, 1.0))
+            .collect();
+        updates.push(update("zz", array![1e9, 0.5], 0.5, 1.0));
+        let result = aggregator.aggregate(&updates).expect("an aggregate");
+        assert_eq!(result.meta.dropped, [Dropped { domain_id: "zz".into(), reason: DropReason::Outlier { z: 1e6 } }]);
+        assert!(close(result.vector[0], 0.51), "{}", result.vector);
+    }
+
+    /// Updates over the one key `a`, of domains d0, d1, … with these values.
+    fn one_key(values: &[f64]) -> Vec<DomainMetaUpdate> {
+        let one = |(i, &value): (usize, &f64)| DomainMetaUpdate {
+            keys: vec!["a".to_owned()],
+            ..update(&format!("d{i}"), array![value], 0.5, 1.0)
+        };
+        values.iter().enumerate().map(one).collect()
+    }
+
+    /// On one key the outlier test drops at most half the domains, and
+    /// fewer than half when their count is odd or `outlier_z_max` ≥ 1.35:
+    /// the lower half of the deviations have z ≤ 0.6745, and for an even
+    /// count the next one has z ≤ 2 × 0.6745 = 1.349. Exhaustive over 3 to 6
+    /// domains with values in {0, 1, 2, 4} (ties, hence MADs of 0, included)
+    /// and no floor, which only lowers z; the bound is reached.
+    #[test]
+    fn one_key_drops_at_most_half_the_domains() {
+        let values = [0.0, 1.0, 2.0, 4.0];
+        let mut half_reached = 0;
+        for z_max in [1.0, 1.3, 1.35, 3.5] {
+            let config = CrossMetaConfig { outlier_z_max: z_max, outlier_min_domains: 3, ..CrossMetaConfig::default() };
+            let aggregator = CrossDomainMetaAggregator::new(config, vec!["a".to_owned()]);
+            for n in 3..=6_u32 {
+                for combination in 0..4_usize.pow(n) {
+                    let column: Vec<f64> = (0..n).map(|i| values[combination / 4_usize.pow(i) % 4]).collect();
+                    let updates = one_key(&column);
+                    let dropped = match aggregator.aggregate(&updates) {
+                        Ok(result) => result.meta.dropped.len(),
+                        Err(nothing) => nothing.dropped.len(),
+                    };
+                    let n = n as usize;
+                    assert!(2 * dropped <= n, "{dropped} of {n} dropped: {updates:?}");
+                    if n % 2 == 1 || z_max >= 1.35 {
+                        assert!(2 * dropped < n, "{dropped} of {n} dropped at z_max {z_max}: {updates:?}");
+                    }
+                    half_reached += usize::from(2 * dropped == n);
+                }
+            }
+        }
+        assert!(half_reached > 0, "an even count with z_max below 1.349 can lose half");
+        // The smallest such case: 0, 1, 1, 2 has MAD ½, and 0 and 2 have z = 1.349.
+        let config = CrossMetaConfig { outlier_z_max: 1.0, ..CrossMetaConfig::default() };
+        let aggregator = CrossDomainMetaAggregator::new(config, vec!["a".to_owned()]);
+        let result = aggregator.aggregate(&one_key(&[0.0, 1.0, 1.0, 2.0])).expect("half is left");
+        assert_eq!(result.meta.used, ["d1", "d2"]);
+        let zs: Vec<f64> = result
+            .meta
+            .dropped
+            .iter()
+            .map(|d| match d.reason {
+                DropReason::Outlier { z } => z,
+                ref other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(zs.iter().all(|z| (z - 1.349).abs() < 1e-12), "{zs:?}");
     }
 
     #[test]
@@ -710,6 +865,20 @@ mod aggregator {
             result.meta.dropped.iter().map(|d| (d.domain_id.as_str(), &d.reason)).collect();
         assert_eq!(dropped, [("d2", &DropReason::Superseded), ("d3", &DropReason::KeysMismatch)]);
         assert_eq!(aggregator.aggregate(&[]), Err(NothingToAggregate { dropped: vec![] }));
+    }
+
+    /// Equal rewards: weights ∝ confidence, 1/3 and 2/3 (entropy 0.64 nats
+    /// is above the target 0.3·ln 2), so the aggregate's confidence is
+    /// 1/3·0.5 + 2/3·1 = 5/6.
+    #[test]
+    fn an_aggregates_confidence_is_the_weighted_mean_of_its_domains() {
+        let aggregator = CrossDomainMetaAggregator::new(CrossMetaConfig::default(), keys());
+        let updates = [update("d1", array![0.0, 0.0], 0.5, 0.5), update("d2", array![3.0, 3.0], 0.5, 1.0)];
+        let result = aggregator.aggregate(&updates).expect("an aggregate");
+        assert_eq!(result.meta.beta, 0.0);
+        assert!(close(result.meta.weights[0], 1.0 / 3.0), "{:?}", result.meta.weights);
+        assert!(close(result.confidence, 5.0 / 6.0), "{}", result.confidence);
+        assert!(close(result.vector[0], 2.0), "{}", result.vector);
     }
 
     #[test]
