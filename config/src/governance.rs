@@ -300,6 +300,14 @@ pub struct RuleConfig {
     /// Windows after firing during which the rule does not fire. Default 0.
     #[serde(default)]
     pub cooldown_windows: u32,
+    /// Compare the signal's recent mean, not this window's value: the
+    /// condition holds only when the mean over the job's last
+    /// `reward.ci_window` values of the signal lies on the firing side of
+    /// the threshold by more than its Student-t half-width at
+    /// `reward.ci_level`, so noise around the threshold never fires the
+    /// rule. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub significant: bool,
 }
 
 fn one() -> u32 {
@@ -319,6 +327,7 @@ pub(crate) fn default_rules() -> Vec<RuleConfig> {
             adjust: BTreeMap::new(),
             scale: BTreeMap::from([(scale.0.to_owned(), scale.1)]),
             cooldown_windows,
+            significant: false,
         }
     };
     use Comparison::{Gt, Lt};

@@ -134,6 +134,9 @@ pub struct MetaState {
     pub rewards: VecDeque<f64>,
     /// Consecutive windows each rule's condition has held, by rule.
     pub streaks: BTreeMap<String, u32>,
+    /// The last `reward.ci_window` values of the signal of each
+    /// `significant` rule, oldest first, by rule.
+    pub signal_windows: BTreeMap<String, VecDeque<f64>>,
     /// Last window (counted in `windows`) each rule stays silent, by rule.
     pub rule_cooldowns: BTreeMap<String, u64>,
     /// Last window (counted in `windows`) each knob stays still, by knob.
@@ -174,6 +177,7 @@ impl MetaState {
             last_reward: 0.0,
             rewards: VecDeque::new(),
             streaks: BTreeMap::new(),
+            signal_windows: BTreeMap::new(),
             rule_cooldowns: BTreeMap::new(),
             knob_cooldowns: BTreeMap::new(),
             rollback_cooldown: 0,
@@ -440,6 +444,34 @@ fn safety_check(state: &mut MetaState, config: &IntegrativeMetaConfig, ci: Optio
     cause
 }
 
+/// A `significant` rule's test: adds this window's value (if any) to the
+/// rule's recent values (at most `reward.ci_window`), and returns their
+/// mean with whether the whole t-interval of the mean lies on the firing
+/// side of `threshold` (`mean + half-width < threshold` for `lt`, and so
+/// on). Fewer than two values never hold.
+fn recent_mean_holds(
+    window: &mut VecDeque<f64>,
+    value: Option<f64>,
+    comparison: Comparison,
+    threshold: f64,
+    reward: &metagov_config::RewardConfig,
+) -> (Option<f64>, bool) {
+    if let Some(value) = value {
+        if window.len() == usize::try_from(reward.ci_window).unwrap_or(usize::MAX) {
+            window.pop_front();
+        }
+        window.push_back(value);
+    }
+    let moments = Welford::of(window.iter());
+    let Some(half_width) = moments.t_half_width(reward.ci_level) else { return (None, false) };
+    let mean = moments.mean();
+    let held = match comparison {
+        Comparison::Lt | Comparison::Le => holds(comparison, mean + half_width, threshold),
+        Comparison::Gt | Comparison::Ge => holds(comparison, mean - half_width, threshold),
+    };
+    (Some(mean), held)
+}
+
 /// Runs every rule in config order, then moves each knob: multiplied by the
 /// product of the fired rules' factors, plus the sum of their changes,
 /// limited to ±step (if the knob has one), clipped to its bounds and
@@ -456,13 +488,18 @@ fn apply_rules(
     // Per knob: (product of factors, sum of changes).
     let mut changes: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
     for rule in &config.rules {
-        let value = signals.get(rule.signal);
         let threshold = match &rule.threshold {
             Threshold::Value(value) => *value,
             Threshold::Knob(knob) => state.knobs[knob],
         };
+        let (value, held) = if rule.significant {
+            let window = state.signal_windows.entry(rule.name.clone()).or_default();
+            recent_mean_holds(window, signals.get(rule.signal), rule.comparison, threshold, &config.reward)
+        } else {
+            let value = signals.get(rule.signal);
+            (value, value.is_some_and(|value| holds(rule.comparison, value, threshold)))
+        };
         let streak = state.streaks.entry(rule.name.clone()).or_default();
-        let held = value.is_some_and(|value| holds(rule.comparison, value, threshold));
         *streak = if held { streak.saturating_add(1) } else { 0 };
         let silent = cooling(state.rule_cooldowns.get(&rule.name), state.windows);
         if let Some(value) = value.filter(|_| held && *streak >= rule.for_windows && !silent) {

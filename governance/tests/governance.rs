@@ -578,6 +578,37 @@ adjust = { g_min = 0.005 }
         assert_eq!(rollbacks, [3], "the reward stays below the floor: one incident, one rollback");
     }
 
+    /// A rule with `significant = true` compares the t-interval of the
+    /// signal's recent mean with its threshold: a gain swinging between 0
+    /// and 0.04 around a threshold of 0.02 fires the plain rule at every
+    /// low window and the significant one never; a gain that settles near
+    /// 0.005 fires both.
+    #[test]
+    fn a_significant_rule_ignores_noise_around_its_threshold() {
+        let rule = |name: &str, significant: bool| {
+            format!(
+                "[[rules]]\nname = \"{name}\"\nsignal = \"gain_p50\"\ncomparison = \"lt\"\nthreshold = 0.02\n\
+                 significant = {significant}\nadjust = {{ batch_size = -8 }}\n"
+            )
+        };
+        let text = format!("{}{}", rule("plain", false), rule("banded", true));
+        let mut layer = MetaIntegrativeLayer::new(config(&text).integrative());
+        let mut fired: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for window in 1..=60 {
+            let gain =
+                if window <= 30 { [0.0, 0.04][(window % 2) as usize] } else { 0.005 + 0.0001 * (window % 3) as f64 };
+            let decision = layer.update(&packet("job", window, &[("gain_p50", gain), ("stability_mean", 0.8)]));
+            for f in decision.fired_rules {
+                fired.entry(f.rule).or_default().push(window);
+            }
+        }
+        let plain = &fired["plain"];
+        assert!(plain.iter().filter(|&&w| w <= 30).count() == 15, "every low window: {plain:?}");
+        let banded = fired.get("banded").cloned().unwrap_or_default();
+        assert!(banded.iter().all(|&w| w > 30), "noise never fires the significant rule: {banded:?}");
+        assert!(!banded.is_empty(), "a settled low gain does: {fired:?}");
+    }
+
     #[test]
     fn loss_improvement_compares_with_the_best_recent_loss() {
         let text = "[meta]\nbest_loss_windows = 3\n[[rules]]\nname = \"stall\"\nsignal = \"loss_improvement\"\n\

@@ -86,6 +86,7 @@ pub fn reduce_lr_on_plateau(base: &Config) -> Config {
         adjust: BTreeMap::new(),
         scale: BTreeMap::from([("learning_rate".to_owned(), 0.1)]),
         cooldown_windows: 0,
+        significant: false,
     };
     config.rules = std::iter::once(rule).chain(other_rules(base)).collect();
     config
