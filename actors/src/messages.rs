@@ -88,8 +88,19 @@ fn record(fields: Vec<(&'static str, Value)>) -> Value {
 }
 
 /// Metric and knob names common enough to name without allocating.
-const COMMON_KEYS: [&str; 9] =
-    ["g_min", "gain_p50", "gamma_diversity", "lambda_ci", "latency_ms", "loss", "stability_mean", "tau", "vram_high"];
+const COMMON_KEYS: [&str; 11] = [
+    "batch_size",
+    "g_min",
+    "gain_p50",
+    "gamma_diversity",
+    "lambda_ci",
+    "latency_ms",
+    "learning_rate",
+    "loss",
+    "stability_mean",
+    "tau",
+    "vram_high",
+];
 
 /// `name` as a record key: a static one for the common names, so the
 /// packets of a run do not allocate them again and again.
