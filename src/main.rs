@@ -120,19 +120,34 @@ enum Command {
     Query {
         /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
         file: PathBuf,
-        /// First tick (inclusive).
+        /// First tick (inclusive). Ticks count ingress packets (tick n is
+        /// the n-th packet of the run), not windows: see --window.
         #[arg(long, default_value_t = 0)]
         from: u64,
         /// Last tick (inclusive).
         #[arg(long, default_value_t = u64::MAX)]
         to: u64,
-        /// Only deliveries on this topic (cycle records and meta frames are
-        /// left out when a topic is given).
+        /// Only deliveries on these topics (repeat it, or separate with
+        /// commas). `metagov topics RUN` lists a run's topics; one no actor
+        /// uses and the run does not hold is an error.
+        #[arg(long, value_delimiter = ',')]
+        topic: Vec<String>,
+        /// Only deliveries about this job (their payload's `job`).
         #[arg(long)]
-        topic: Option<String>,
+        job: Option<String>,
+        /// Only deliveries about these windows (their payload's `window`):
+        /// `N` or `A..B`, inclusive.
+        #[arg(long, value_parser = cli::parse_windows)]
+        window: Option<std::ops::RangeInclusive<u64>>,
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// List the topics of a run with how many deliveries each has, and its
+    /// cycle records and meta frames.
+    Topics {
+        /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
+        file: PathBuf,
     },
     /// Export every entry of a chronicle as CSV or JSON lines.
     Export {
@@ -286,9 +301,11 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Check { file }) => cli::config_check(&file, &mut out),
         Command::Inspect { file, frames } => cli::inspect(&cli::run::chronicle_in(file), frames, &mut out),
         Command::Verify { file } => cli::verify(&cli::run::chronicle_in(file), &mut out),
-        Command::Query { file, from, to, topic, json } => {
-            cli::query(&cli::run::chronicle_in(file), from, to, topic.as_deref(), json, &mut out)
+        Command::Query { file, from, to, topic, job, window, json } => {
+            let filter = cli::QueryFilter { topics: topic, job, windows: window };
+            cli::query(&cli::run::chronicle_in(file), from, to, &filter, json, &mut out)
         }
+        Command::Topics { file } => cli::topics(&cli::run::chronicle_in(file), &mut out),
         Command::Export { file, telemetry: true, output, .. } => {
             cli::run::export_telemetry(&cli::run::chronicle_in(file), output.as_deref(), &mut out)
         }

@@ -445,6 +445,56 @@ mod cli {
         (result, String::from_utf8(out).unwrap())
     }
 
+    fn topic_filter(topic: &str) -> cli::QueryFilter {
+        cli::QueryFilter { topics: vec![topic.to_owned()], ..cli::QueryFilter::default() }
+    }
+
+    /// A short default simulation (closed loop) to query.
+    fn simulated(dir: &std::path::Path) -> std::path::PathBuf {
+        let simulation = metagov_sim::simulate::Simulation {
+            scenario: metagov_sim::scenario::Scenario::builtin("default").unwrap(),
+            config: metagov_config::Config::default(),
+            windows: Some(120),
+            out_dir: dir.to_path_buf(),
+        };
+        metagov_sim::simulate::run(&simulation, &mut metagov_sim::simulate::NoProgress).unwrap().chronicle
+    }
+
+    #[test]
+    fn query_filters_by_topics_job_and_window_and_names_an_unknown_topic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = simulated(dir.path());
+        let filter = cli::QueryFilter {
+            topics: vec!["policy.update".into(), "meta.reward".into()],
+            job: Some("bert-0".into()),
+            windows: Some(5..=40),
+        };
+        let (r, text) = run(|o| cli::query(&path, 0, u64::MAX, &filter, true, o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert!(lines.iter().any(|l| l["topic"] == "policy.update"), "bert-0 accelerates in windows 5..=40: {text}");
+        for line in &lines {
+            assert!(line["topic"] == "policy.update" || line["topic"] == "meta.reward", "{line}");
+            assert_eq!(line["payload"]["job"], "bert-0", "{line}");
+            assert!((5..=40).contains(&line["payload"]["window"].as_u64().unwrap()), "{line}");
+        }
+        // meta.reward goes to one subscriber: one line per window.
+        assert_eq!(lines.iter().filter(|l| l["topic"] == "meta.reward").count(), 36);
+        let err = run(|o| cli::query(&path, 0, 10, &topic_filter("policy.updte"), false, o)).0.unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains("did you mean `policy.update`") && message.contains("telemetry.raw"), "{message}");
+        // A topic actors use but this run lacks is no error: nothing matches.
+        let (r, text) = run(|o| cli::query(&path, 0, u64::MAX, &topic_filter("federation.policy_pack"), false, o));
+        assert_eq!((r.unwrap(), text.as_str()), (Outcome::Success, ""));
+        assert!(cli::parse_windows("7").is_ok_and(|w| w == (7..=7)));
+        assert!(cli::parse_windows("700..705").is_ok_and(|w| w == (700..=705)));
+        let bad = cli::parse_windows("9..3").unwrap_err().to_string();
+        assert!(bad.contains("9 is after 3"), "{bad}");
+        let (r, text) = run(|o| cli::topics(&path, o));
+        assert_eq!(r.unwrap(), Outcome::Success);
+        assert!(text.lines().any(|l| l.starts_with("meta.reward") && l.trim_end().ends_with(" 480")), "{text}");
+    }
+
     fn sealed(dir: &std::path::Path) -> std::path::PathBuf {
         let bytes = chronicle_bytes(42, 200, WriterOptions { frame_records_max: 128, ..Default::default() });
         write_file(dir, "run.cmeta", &bytes)
@@ -459,7 +509,7 @@ mod cli {
         assert!(text.contains("seed         42") && text.contains("integrity    sealed"), "{text}");
         let (r, text) = run(|o| cli::verify(&path, o));
         assert_eq!(r.unwrap(), Outcome::Success, "{text}");
-        let (r, text) = run(|o| cli::query(&path, 10, 12, Some("policy.update"), true, o));
+        let (r, text) = run(|o| cli::query(&path, 10, 12, &topic_filter("policy.update"), true, o));
         assert_eq!(r.unwrap(), Outcome::Success);
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 3, "{text}");
@@ -506,7 +556,7 @@ mod cli {
         assert!(text.contains("corrupt") && text.contains("frame"), "{text}");
 
         let not = write_file(dir.path(), "not.cmeta", b"hello, this is not a chronicle at all");
-        let err = run(|o| cli::query(&not, 0, 10, None, false, o)).0.unwrap_err();
+        let err = run(|o| cli::query(&not, 0, 10, &cli::QueryFilter::default(), false, o)).0.unwrap_err();
         assert!(format!("{err:#}").contains("not a chronicle"), "{err:#}");
     }
 }
@@ -1664,7 +1714,7 @@ mod chronicle_readers {
             assert_eq!(outcome(r), expected[1], "{name}: inspect: {text}");
             assert!(text.contains(&format!("integrity    {status}")), "{name}: inspect: {text}");
             assert!(!text.contains("tail "), "{name}: one verdict, no second 'tail' line: {text}");
-            let (r, _) = run(|o| cli::query(&path, 0, u64::MAX, None, true, o));
+            let (r, _) = run(|o| cli::query(&path, 0, u64::MAX, &cli::QueryFilter::default(), true, o));
             assert_eq!(outcome(r), expected[2], "{name}: query");
             let (r, json) = run(|o| cli::export(&path, true, None, o));
             assert_eq!(outcome(r), expected[3], "{name}: export");
@@ -1746,12 +1796,12 @@ mod chronicle_readers {
         assert_eq!(r.unwrap(), Outcome::Success);
         assert!(no_controls(&text), "{text:?}");
         assert!(text.contains("producer     metagov\\x0d\\x1b[2Kintegrity"), "{text}");
-        let (r, text) = run(|o| cli::query(&path, 0, 10, None, false, o));
+        let (r, text) = run(|o| cli::query(&path, 0, 10, &cli::QueryFilter::default(), false, o));
         assert_eq!(r.unwrap(), Outcome::Success);
         assert!(no_controls(&text), "{text:?}");
         assert!(text.contains("telemetry\\x1b[31m.raw\\x0d  ingress -> validator\\x07"), "{text}");
         // JSON keeps its own escapes (the text reads back exactly).
-        let (_, json) = run(|o| cli::query(&path, 0, 10, None, true, o));
+        let (_, json) = run(|o| cli::query(&path, 0, 10, &cli::QueryFilter::default(), true, o));
         let line: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
         assert_eq!(line["topic"], "telemetry\x1b[31m.raw\r");
     }
@@ -1768,7 +1818,7 @@ mod chronicle_readers {
             let results = [
                 run(|o| cli::inspect(&path, false, o)).0,
                 run(|o| cli::verify(&path, o)).0,
-                run(|o| cli::query(&path, 0, 1, None, false, o)).0,
+                run(|o| cli::query(&path, 0, 1, &cli::QueryFilter::default(), false, o)).0,
                 run(|o| cli::export(&path, true, None, o)).0,
                 run(|o| cli::replay_verify(&path, false, o)).0,
             ];

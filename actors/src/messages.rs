@@ -47,6 +47,22 @@ pub const INGRESS_TOPICS: [&str; 2] = [TELEMETRY_RAW, FEDERATION_POLICY_PACK];
 pub const EGRESS_TOPICS: [&str; 7] =
     [TELEMETRY_REJECTED, POLICY_UPDATE, RESOURCE_HINT, META_REWARD, CROSS_AGGREGATE, PRIOR_UPDATED, META_TELEMETRY];
 
+/// Every topic the governance actors use, in message-flow order.
+pub const TOPICS: [&str; 12] = [
+    TELEMETRY_RAW,
+    FEDERATION_POLICY_PACK,
+    TELEMETRY_ACCEPTED,
+    TELEMETRY_REJECTED,
+    POLICY_UPDATE,
+    RESOURCE_HINT,
+    META_REWARD,
+    DOMAIN_UPDATE,
+    META_TRIGGER,
+    CROSS_AGGREGATE,
+    PRIOR_UPDATED,
+    META_TELEMETRY,
+];
+
 /// A payload did not have the shape its topic promises: a bug upstream, since
 /// only the actors publish these topics.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,13 +11,14 @@ pub mod run;
 
 pub use output::{write_csv_field, Escaped, EscapedLines, OutputFile};
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use metagov_actors::{bus_limits, MetaSupervisor, ACTOR_NAMES};
-use metagov_bus::OwnedEntry;
+use metagov_bus::{OwnedEntry, Value};
 use metagov_config::{Config, DEFAULT_TOML};
 use metagov_storage::{verify_file, verify_replay, ChronicleReader, IntegrityStatus, ReplayError, Tail};
 
@@ -140,12 +141,88 @@ pub fn verify(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
     Ok(if matches!(report.status, IntegrityStatus::Sealed) { Outcome::Success } else { Outcome::Failure })
 }
 
-fn keep(entry: &OwnedEntry, topic: Option<&str>) -> bool {
-    match (topic, entry) {
-        (None, _) => true,
-        (Some(t), OwnedEntry::Delivery(e)) => &*e.topic == t,
-        (Some(_), _) => false,
+/// What `query` keeps besides its tick range: deliveries on some of
+/// `topics` (all when empty), of one `job`, for `windows`. A filter on a
+/// job or window keeps only deliveries whose payload names one (cycle
+/// records and meta frames are kept only with no filter at all).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueryFilter {
+    /// Topics to keep; empty keeps every topic.
+    pub topics: Vec<String>,
+    /// Keep only deliveries whose payload's `job` is this.
+    pub job: Option<String>,
+    /// Keep only deliveries whose payload's `window` is in this range.
+    pub windows: Option<std::ops::RangeInclusive<u64>>,
+}
+
+impl QueryFilter {
+    fn is_empty(&self) -> bool {
+        self.topics.is_empty() && self.job.is_none() && self.windows.is_none()
     }
+
+    fn keeps(&self, entry: &OwnedEntry) -> bool {
+        let OwnedEntry::Delivery(e) = entry else { return self.is_empty() };
+        let topic = self.topics.is_empty() || self.topics.iter().any(|t| *t == *e.topic);
+        let job = self.job.as_deref().is_none_or(|job| e.payload.get("job").and_then(Value::as_str) == Some(job));
+        let window = self.windows.as_ref().is_none_or(|range| {
+            matches!(e.payload.get("window"), Some(Value::Int(w)) if u64::try_from(*w).is_ok_and(|w| range.contains(&w)))
+        });
+        topic && job && window
+    }
+}
+
+/// Parses `--window`: `N` or `A..B` (inclusive), naming the bad text.
+///
+/// # Errors
+///
+/// If it is neither, or `A > B`.
+pub fn parse_windows(text: &str) -> Result<std::ops::RangeInclusive<u64>> {
+    let number =
+        |s: &str| s.trim().parse::<u64>().with_context(|| format!("--window {text:?}: {s:?} is not a window number"));
+    let (from, to) = match text.split_once("..") {
+        Some((from, to)) => (number(from)?, number(to.strip_prefix('=').unwrap_or(to))?),
+        None => (number(text)?, number(text)?),
+    };
+    anyhow::ensure!(from <= to, "--window {text:?}: {from} is after {to}");
+    Ok(from..=to)
+}
+
+/// Deliveries per topic in the whole frames of `reader`, with the number of
+/// cycle records and meta frames, and the records read.
+fn topic_counts(reader: &ChronicleReader) -> (BTreeMap<String, u64>, u64, u64, u64) {
+    let (mut topics, mut cycles, mut frames, mut count) = (BTreeMap::new(), 0, 0, 0);
+    for entry in reader.records().map_while(Result::ok) {
+        count += 1;
+        match entry {
+            OwnedEntry::Delivery(d) => *topics.entry(d.topic.to_string()).or_default() += 1,
+            OwnedEntry::Cycle { .. } => cycles += 1,
+            OwnedEntry::Frame { .. } => frames += 1,
+        }
+    }
+    (topics, cycles, frames, count)
+}
+
+/// Refuses a topic no actor uses and the run does not hold, listing the
+/// run's topics with a "did you mean".
+fn check_topics(file: &Path, reader: &ChronicleReader, topics: &[String]) -> Result<()> {
+    let unknown: Vec<&String> =
+        topics.iter().filter(|t| !metagov_actors::messages::TOPICS.contains(&t.as_str())).collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let (present, ..) = topic_counts(reader);
+    let names: Vec<&str> = present.keys().map(String::as_str).collect();
+    for topic in unknown {
+        anyhow::ensure!(
+            present.contains_key(topic.as_str()),
+            "{}: no delivery on topic `{}`; {} (the run's topics: {})",
+            Escaped(file.display()),
+            Escaped(topic),
+            metagov_config::suggestion(topic, &names),
+            names.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// One entry of `query`: a JSON line, or a table row for a person, every
@@ -171,19 +248,42 @@ fn write_row(entry: &OwnedEntry, json: bool, out: &mut dyn Write) -> io::Result<
 }
 
 /// `metagov query`.
-pub fn query(file: &Path, from: u64, to: u64, topic: Option<&str>, json: bool, out: &mut dyn Write) -> Result<Outcome> {
+pub fn query(
+    file: &Path,
+    from: u64,
+    to: u64,
+    filter: &QueryFilter,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
     anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
     let reader = open(file)?;
+    check_topics(file, &reader, &filter.topics)?;
     let mut count = 0;
     reader
         .visit_range(from, to, |entry| -> Result<()> {
             count += 1;
-            if keep(&entry, topic) {
+            if filter.keeps(&entry) {
                 write_row(&entry, json, out)?;
             }
             Ok(())
         })
         .with_context(|| format!("cannot query {}", Escaped(file.display())))?;
+    out.flush()?;
+    Ok(report_verdict(file, &tail_status(reader.tail()), count))
+}
+
+/// `metagov topics`: each topic of the run with its deliveries, then the
+/// cycle records and meta frames, then the verdict.
+pub fn topics(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
+    let reader = open(file)?;
+    let (topics, cycles, frames, count) = topic_counts(&reader);
+    writeln!(out, "{:<24} {:>12}", "topic", "deliveries")?;
+    for (topic, n) in &topics {
+        writeln!(out, "{:<24} {n:>12}", Escaped(topic).to_string())?;
+    }
+    writeln!(out, "{:<24} {cycles:>12}", "(cycle records)")?;
+    writeln!(out, "{:<24} {frames:>12}", "(meta frames)")?;
     out.flush()?;
     Ok(report_verdict(file, &tail_status(reader.tail()), count))
 }
