@@ -154,9 +154,15 @@ enum Command {
         /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
         file: PathBuf,
         /// Output format: `csv` (one row per entry, the payload as JSON in the
-        /// last column) or `json` (one JSON object per line).
+        /// last column; with --topic, one column per payload field) or `json`
+        /// (one JSON object per line).
         #[arg(long, value_enum, required_unless_present = "telemetry")]
         format: Option<ExportFormat>,
+        /// With --format csv: only this topic's deliveries, their payloads
+        /// flattened into columns (`knobs.learning_rate`), for pandas or
+        /// polars. `metagov topics RUN` lists the topics.
+        #[arg(long, requires = "format")]
+        topic: Option<String>,
         /// Write here instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -308,6 +314,12 @@ fn main() -> ExitCode {
         Command::Topics { file } => cli::topics(&cli::run::chronicle_in(file), &mut out),
         Command::Export { file, telemetry: true, output, .. } => {
             cli::run::export_telemetry(&cli::run::chronicle_in(file), output.as_deref(), &mut out)
+        }
+        Command::Export { file, format: Some(ExportFormat::Csv), topic: Some(topic), output, .. } => {
+            cli::export_topic_csv(&cli::run::chronicle_in(file), &topic, output.as_deref(), &mut out)
+        }
+        Command::Export { topic: Some(_), .. } => {
+            Err(anyhow::anyhow!("--topic goes with --format csv: JSON lines keep every field as it is"))
         }
         Command::Export { file, format, output, .. } => {
             let json = matches!(format, Some(ExportFormat::Json));

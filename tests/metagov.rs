@@ -495,6 +495,31 @@ mod cli {
         assert!(text.lines().any(|l| l.starts_with("meta.reward") && l.trim_end().ends_with(" 480")), "{text}");
     }
 
+    #[test]
+    fn a_topic_exports_as_a_flat_csv_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = simulated(dir.path());
+        let (r, csv) = run(|o| cli::export_topic_csv(&path, "meta.reward", None, o));
+        assert_eq!(r.unwrap(), Outcome::Success);
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        assert_eq!(&header[..5], ["tick", "seq", "from", "to", "trace"]);
+        for column in ["ema_reward", "job", "loss", "window"] {
+            assert!(header.contains(&column), "{column} in {header:?}");
+        }
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        assert_eq!(rows.len(), 480, "one row per meta.reward delivery");
+        assert!(rows.iter().all(|row| row.len() == header.len()), "every row has every column");
+        let job = header.iter().position(|c| *c == "job").unwrap();
+        assert_eq!(rows[0][job], "bert-0");
+        // Nested records flatten to dotted names.
+        let (r, csv) = run(|o| cli::export_topic_csv(&path, "policy.update", None, o));
+        assert_eq!(r.unwrap(), Outcome::Success);
+        assert!(csv.lines().next().unwrap().contains("knobs.learning_rate"), "{csv}");
+        let err = run(|o| cli::export_topic_csv(&path, "meta.rewrd", None, o)).0.unwrap_err();
+        assert!(format!("{err:#}").contains("did you mean `meta.reward`"), "{err:#}");
+    }
+
     fn sealed(dir: &std::path::Path) -> std::path::PathBuf {
         let bytes = chronicle_bytes(42, 200, WriterOptions { frame_records_max: 128, ..Default::default() });
         write_file(dir, "run.cmeta", &bytes)

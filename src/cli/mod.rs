@@ -300,6 +300,86 @@ pub fn export(file: &Path, json: bool, output: Option<&Path>, stdout: &mut dyn W
     Ok(outcome)
 }
 
+/// `metagov export --format csv --topic T`: the deliveries on one topic as a
+/// table a dataframe reads directly: `tick,seq,from,to,trace` and then one
+/// column per payload field, nested records flattened to dotted names
+/// (`knobs.learning_rate`), lists written as JSON text, a field a payload
+/// lacks left empty. The columns are the union over the topic's deliveries,
+/// sorted by name, found in a first pass over the file.
+pub fn export_topic_csv(file: &Path, topic: &str, output: Option<&Path>, stdout: &mut dyn Write) -> Result<Outcome> {
+    let reader = open(file)?;
+    check_topics(file, &reader, &[topic.to_owned()])?;
+    let mut columns = std::collections::BTreeSet::new();
+    for entry in reader.records().map_while(Result::ok) {
+        if let OwnedEntry::Delivery(d) = &entry {
+            if *d.topic == *topic {
+                flatten("", &d.payload, &mut |name, _| {
+                    columns.insert(name);
+                });
+            }
+        }
+    }
+    let columns: Vec<String> = columns.into_iter().collect();
+    let write_table = |out: &mut dyn Write| -> Result<Outcome> {
+        write!(out, "tick,seq,from,to,trace")?;
+        for column in &columns {
+            out.write_all(b",")?;
+            write_csv_field(out, column)?;
+        }
+        out.write_all(b"\n")?;
+        let outcome = export_records(file, &reader, |entry| {
+            let OwnedEntry::Delivery(d) = &entry else { return Ok(()) };
+            if *d.topic != *topic {
+                return Ok(());
+            }
+            let mut cells: BTreeMap<String, String> = BTreeMap::new();
+            flatten("", &d.payload, &mut |name, cell| {
+                cells.insert(name, cell);
+            });
+            write!(out, "{},{},", d.tick, d.seq)?;
+            write_csv_field(out, &&*d.from)?;
+            out.write_all(b",")?;
+            write_csv_field(out, &&*d.to)?;
+            write!(out, ",{}", d.trace.0)?;
+            for column in &columns {
+                out.write_all(b",")?;
+                write_csv_field(out, &cells.get(column).map_or("", String::as_str))?;
+            }
+            out.write_all(b"\n")
+        })?;
+        out.flush()?;
+        Ok(outcome)
+    };
+    let Some(path) = output else { return write_table(stdout) };
+    let mut out = OutputFile::create(file, path)?;
+    let outcome = write_table(out.writer())?;
+    out.commit()?;
+    Ok(outcome)
+}
+
+/// Calls `cell` with each leaf of `value` as (dotted name, text): records
+/// are walked, every other value is a leaf (text as itself, lists and bytes
+/// as JSON, unit as empty).
+fn flatten(prefix: &str, value: &Value, cell: &mut dyn FnMut(String, String)) {
+    match value {
+        Value::Record(fields) => {
+            for (key, field) in fields {
+                let name = if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") };
+                flatten(&name, field, cell);
+            }
+        }
+        leaf => {
+            let text = match leaf {
+                Value::Unit => String::new(),
+                Value::Text(text) => text.clone(),
+                other => other.to_json().to_string(),
+            };
+            let name = if prefix.is_empty() { "value".to_owned() } else { prefix.to_owned() };
+            cell(name, text);
+        }
+    }
+}
+
 fn export_to(file: &Path, reader: &ChronicleReader, json: bool, out: &mut dyn Write) -> Result<Outcome> {
     if !json {
         writeln!(out, "kind,tick,seq,topic,from,to,trace,payload")?;
