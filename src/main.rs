@@ -113,6 +113,10 @@ enum Command {
     Verify {
         /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
         file: PathBuf,
+        /// The verdict as one JSON object (an audit report: status, counts,
+        /// chain head, where a tear or damage is, the run's context).
+        #[arg(long)]
+        json: bool,
     },
     /// Print the entries whose tick lies in [--from, --to] (inclusive).
     ///
@@ -306,7 +310,7 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Init { file, force }) => cli::config_init(file.as_deref(), force, &mut out),
         Command::Config(ConfigCommand::Check { file }) => cli::config_check(&file, &mut out),
         Command::Inspect { file, frames } => cli::inspect(&cli::run::chronicle_in(file), frames, &mut out),
-        Command::Verify { file } => cli::verify(&cli::run::chronicle_in(file), &mut out),
+        Command::Verify { file, json } => cli::verify(&cli::run::chronicle_in(file), json, &mut out),
         Command::Query { file, from, to, topic, job, window, json } => {
             let filter = cli::QueryFilter { topics: topic, job, windows: window };
             cli::query(&cli::run::chronicle_in(file), from, to, &filter, json, &mut out)

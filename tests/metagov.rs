@@ -532,7 +532,7 @@ mod cli {
         let (r, text) = run(|o| cli::inspect(&path, false, o));
         assert_eq!(r.unwrap(), Outcome::Success);
         assert!(text.contains("seed         42") && text.contains("integrity    sealed"), "{text}");
-        let (r, text) = run(|o| cli::verify(&path, o));
+        let (r, text) = run(|o| cli::verify(&path, false, o));
         assert_eq!(r.unwrap(), Outcome::Success, "{text}");
         let (r, text) = run(|o| cli::query(&path, 10, 12, &topic_filter("policy.update"), true, o));
         assert_eq!(r.unwrap(), Outcome::Success);
@@ -561,7 +561,7 @@ mod cli {
         let good = std::fs::read(sealed(dir.path())).unwrap();
 
         let missing = dir.path().join("nope.cmeta");
-        let err = run(|o| cli::verify(&missing, o)).0.unwrap_err();
+        let err = run(|o| cli::verify(&missing, false, o)).0.unwrap_err();
         assert!(format!("{err:#}").contains("nope.cmeta"), "{err:#}");
 
         let empty = write_file(dir.path(), "empty.cmeta", b"");
@@ -569,16 +569,33 @@ mod cli {
         assert!(format!("{err:#}").contains("empty.cmeta"), "{err:#}");
 
         let torn = write_file(dir.path(), "torn.cmeta", &good[..good.len() - 100]);
-        let (r, text) = run(|o| cli::verify(&torn, o));
+        let (r, text) = run(|o| cli::verify(&torn, false, o));
         assert_eq!(r.unwrap(), Outcome::Failure);
         assert!(text.contains("torn"), "{text}");
 
         let mut bad = good.clone();
         bad[good.len() / 2] ^= 0x40;
         let corrupt = write_file(dir.path(), "corrupt.cmeta", &bad);
-        let (r, text) = run(|o| cli::verify(&corrupt, o));
+        let (r, text) = run(|o| cli::verify(&corrupt, false, o));
         assert_eq!(r.unwrap(), Outcome::Failure);
         assert!(text.contains("corrupt") && text.contains("frame"), "{text}");
+
+        // The same verdicts as audit reports.
+        let report = |path: &std::path::Path| -> (Outcome, serde_json::Value) {
+            let (r, text) = run(|o| cli::verify(path, true, o));
+            (r.unwrap(), serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")))
+        };
+        let (outcome, sealed) = report(&sealed(dir.path()));
+        assert_eq!(outcome, Outcome::Success);
+        assert_eq!((sealed["status"].as_str(), sealed["sealed"].as_bool()), (Some("sealed"), Some(true)));
+        assert_eq!(sealed["run"]["seed"], 42);
+        assert!(sealed["torn"].is_null() && sealed["corruption"].is_null(), "{sealed}");
+        let (outcome, torn) = report(&torn);
+        assert_eq!((outcome, torn["status"].as_str()), (Outcome::Failure, Some("torn")));
+        assert!(torn["torn"]["dropped_bytes"].as_u64().is_some_and(|n| n > 0), "{torn}");
+        let (outcome, corrupt) = report(&corrupt);
+        assert_eq!((outcome, corrupt["status"].as_str()), (Outcome::Failure, Some("corrupt")));
+        assert!(corrupt["corruption"]["location"].as_str().is_some_and(|l| l.contains("frame")), "{corrupt}");
 
         let not = write_file(dir.path(), "not.cmeta", b"hello, this is not a chronicle at all");
         let err = run(|o| cli::query(&not, 0, 10, &cli::QueryFilter::default(), false, o)).0.unwrap_err();
@@ -1733,7 +1750,7 @@ mod chronicle_readers {
             }
             let expected = expected_outcomes(&status);
             let outcome = |r: anyhow::Result<Outcome>| r.unwrap_or(Outcome::Failure);
-            let (r, text) = run(|o| cli::verify(&path, o));
+            let (r, text) = run(|o| cli::verify(&path, false, o));
             assert_eq!(outcome(r), expected[0], "{name}: verify: {text}");
             let (r, text) = run(|o| cli::inspect(&path, false, o));
             assert_eq!(outcome(r), expected[1], "{name}: inspect: {text}");
@@ -1842,7 +1859,7 @@ mod chronicle_readers {
         std::thread::spawn(move || {
             let results = [
                 run(|o| cli::inspect(&path, false, o)).0,
-                run(|o| cli::verify(&path, o)).0,
+                run(|o| cli::verify(&path, false, o)).0,
                 run(|o| cli::query(&path, 0, 1, &cli::QueryFilter::default(), false, o)).0,
                 run(|o| cli::export(&path, true, None, o)).0,
                 run(|o| cli::replay_verify(&path, false, o)).0,

@@ -130,15 +130,61 @@ fn write_frames(frames: &[metagov_storage::FrameInfo], all_frames: bool, out: &m
 }
 
 /// `metagov verify`.
-pub fn verify(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
+pub fn verify(file: &Path, json: bool, out: &mut dyn Write) -> Result<Outcome> {
     let report = verify_file(file).with_context(|| format!("cannot verify {}", Escaped(file.display())))?;
+    let outcome = if matches!(report.status, IntegrityStatus::Sealed) { Outcome::Success } else { Outcome::Failure };
+    if json {
+        writeln!(out, "{}", audit_report(file, &report))?;
+        return Ok(outcome);
+    }
     writeln!(out, "{}: {}", Escaped(file.display()), Escaped(&report.status))?;
     writeln!(
         out,
         "  frames {}, records {}, bytes {}, chain head {}",
         report.frames, report.records, report.bytes, report.chain_head
     )?;
-    Ok(if matches!(report.status, IntegrityStatus::Sealed) { Outcome::Success } else { Outcome::Failure })
+    Ok(outcome)
+}
+
+/// `verify --json`: the integrity verdict as one JSON object (the audit
+/// report): the file, `status` (`sealed`, `unsealed`, `torn`, `corrupt`)
+/// and `sealed`, the counts and chain head, where a tear or the damage is,
+/// and the run it records (null when the header itself cannot be read).
+fn audit_report(file: &Path, report: &metagov_storage::IntegrityReport) -> serde_json::Value {
+    use serde_json::json;
+    let (status, torn, corruption) = match &report.status {
+        IntegrityStatus::Sealed => ("sealed", None, None),
+        IntegrityStatus::Unsealed => ("unsealed", None, None),
+        IntegrityStatus::Torn { offset, dropped_bytes } => {
+            ("torn", Some(json!({"offset": offset, "dropped_bytes": dropped_bytes})), None)
+        }
+        IntegrityStatus::Corrupt { location, offset, reason } => {
+            ("corrupt", None, Some(json!({"location": location.to_string(), "offset": offset, "reason": reason})))
+        }
+    };
+    let run = ChronicleReader::open(file).ok().map(|reader| {
+        let c = reader.context();
+        json!({
+            "run_id": c.run_id,
+            "seed": c.seed,
+            "config_sha256": c.config_sha256,
+            "environment": c.environment.to_string(),
+            "actors": c.actors,
+            "producer": c.producer,
+        })
+    });
+    json!({
+        "file": file.display().to_string(),
+        "status": status,
+        "sealed": matches!(report.status, IntegrityStatus::Sealed),
+        "frames": report.frames,
+        "records": report.records,
+        "bytes": report.bytes,
+        "chain_head": report.chain_head,
+        "torn": torn,
+        "corruption": corruption,
+        "run": run,
+    })
 }
 
 /// What `query` keeps besides its tick range: deliveries on some of
