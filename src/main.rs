@@ -147,6 +147,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Say why a job's knobs changed: one line per change, with the rule
+    /// that fired, the signal's value against its threshold, the rule's
+    /// patience and cooldown (or the rollback, or the job's start values).
+    Explain {
+        /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
+        file: PathBuf,
+        /// The job.
+        #[arg(long)]
+        job: String,
+        /// Only this knob.
+        #[arg(long)]
+        knob: Option<String>,
+        /// Only changes caused by this window's packet.
+        #[arg(long)]
+        window: Option<u64>,
+        /// One JSON object per change.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the topics of a run with how many deliveries each has, and its
     /// cycle records and meta frames.
     Topics {
@@ -314,6 +333,9 @@ fn main() -> ExitCode {
         Command::Query { file, from, to, topic, job, window, json } => {
             let filter = cli::QueryFilter { topics: topic, job, windows: window };
             cli::query(&cli::run::chronicle_in(file), from, to, &filter, json, &mut out)
+        }
+        Command::Explain { file, job, knob, window, json } => {
+            cli::explain(&cli::run::chronicle_in(file), &job, knob.as_deref(), window, json, &mut out)
         }
         Command::Topics { file } => cli::topics(&cli::run::chronicle_in(file), &mut out),
         Command::Export { file, telemetry: true, output, .. } => {

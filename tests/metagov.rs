@@ -496,6 +496,28 @@ mod cli {
     }
 
     #[test]
+    fn explain_names_the_rule_its_values_patience_and_cooldown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = simulated(dir.path());
+        let (r, text) = run(|o| cli::explain(&path, "bert-0", Some("learning_rate"), None, false, o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        let first = text.lines().next().expect("bert-0's rate changes in 120 windows");
+        assert!(first.contains("learning_rate 0.1 → 0.3 (rule accelerating: loss_improvement "), "{first}");
+        assert!(first.ends_with("> 0.003 for 10 windows; × 3; cooldown 1000000)"), "{first}");
+        let window: u64 = first.strip_prefix("window ").unwrap().split(':').next().unwrap().parse().unwrap();
+        // The same change as JSON, and nothing at another window.
+        let (r, json) = run(|o| cli::explain(&path, "bert-0", None, Some(window), true, o));
+        assert_eq!(r.unwrap(), Outcome::Success);
+        let change: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+        assert_eq!((change["from"].as_f64(), change["to"].as_f64()), (Some(0.1), Some(0.3)), "{change}");
+        assert_eq!(change["rules"][0], "accelerating");
+        let (_, none) = run(|o| cli::explain(&path, "bert-0", None, Some(window + 1), false, o));
+        assert!(none.contains(&format!("no knob changed at window {}", window + 1)), "{none}");
+        let err = run(|o| cli::explain(&path, "bert-9", None, None, false, o)).0.unwrap_err();
+        assert!(format!("{err:#}").contains("no delivery names job \"bert-9\""), "{err:#}");
+    }
+
+    #[test]
     fn a_topic_exports_as_a_flat_csv_table() {
         let dir = tempfile::tempdir().unwrap();
         let path = simulated(dir.path());

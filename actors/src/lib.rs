@@ -1,6 +1,8 @@
 //! metagov's governance actors: one bus actor per component of
 //! `metagov-governance`, the messages they exchange (with their topics), and
-//! [`MetaSupervisor`], which assembles them on a bus from a config.
+//! [`MetaSupervisor`], which assembles them on a bus from a config, and
+//! reads their output back: typed egress views ([`Output`]) and each knob
+//! change put in words ([`explain`]).
 //!
 //! This crate binds math to messages and nothing else: it never does I/O,
 //! never reads the clock or the environment, and holds no formula of its own
@@ -9,6 +11,7 @@
 #![deny(missing_docs)]
 
 mod components;
+pub mod explain;
 pub mod messages;
 mod output;
 mod supervisor;

@@ -214,6 +214,41 @@ pub enum Signal {
     LossChange,
 }
 
+impl Signal {
+    /// Every signal, in declaration order.
+    pub const ALL: [Signal; 11] = [
+        Signal::Reward,
+        Signal::EmaReward,
+        Signal::RewardDelta,
+        Signal::GainP50,
+        Signal::StabilityMean,
+        Signal::LatencyMs,
+        Signal::Loss,
+        Signal::VramHigh,
+        Signal::CiHalfWidth,
+        Signal::LossImprovement,
+        Signal::LossChange,
+    ];
+
+    /// The name a config file uses for it (`loss_improvement`).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Reward => "reward",
+            Signal::EmaReward => "ema_reward",
+            Signal::RewardDelta => "reward_delta",
+            Signal::GainP50 => "gain_p50",
+            Signal::StabilityMean => "stability_mean",
+            Signal::LatencyMs => "latency_ms",
+            Signal::Loss => "loss",
+            Signal::VramHigh => "vram_high",
+            Signal::CiHalfWidth => "ci_half_width",
+            Signal::LossImprovement => "loss_improvement",
+            Signal::LossChange => "loss_change",
+        }
+    }
+}
+
 /// How a rule compares its signal with its threshold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

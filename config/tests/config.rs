@@ -693,6 +693,14 @@ step = 0.1
     }
 
     #[test]
+    fn a_signal_name_is_its_config_spelling() {
+        for signal in Signal::ALL {
+            let text = toml::Value::try_from(signal).map(|v| v.as_str().map(str::to_owned));
+            assert_eq!(text.ok().flatten().as_deref(), Some(signal.name()), "{signal:?}");
+        }
+    }
+
+    #[test]
     fn a_knob_fits_a_value_to_its_kind_and_bounds() {
         let knob = |kind| KnobConfig { initial: 16.0, min: 8.0, max: 128.0, step: None, cooldown_windows: 0, kind };
         assert_eq!(knob(KnobKind::PowerOfTwo).fit(90.0), 64.0, "log2(90) = 6.49 rounds to 6");

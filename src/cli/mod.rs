@@ -319,6 +319,81 @@ pub fn query(
     Ok(report_verdict(file, &tail_status(reader.tail()), count))
 }
 
+/// `metagov explain`: each knob change of `job` (of `knob` only, at `window`
+/// only, when given) in words, from the recorded decisions and the run's
+/// own config; `json` writes one object per change. A window with no change
+/// says so, and that the chronicle cannot say what held the rules back.
+pub fn explain(
+    file: &Path,
+    job: &str,
+    knob: Option<&str>,
+    window: Option<u64>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    use metagov_actors::explain::{Cause, Explainer};
+    use metagov_actors::messages::{POLICY_UPDATE, TELEMETRY_ACCEPTED};
+    let reader = open(file)?;
+    let config = Config::from_toml_str(&reader.context().config_text, "the chronicle's config")
+        .with_context(|| format!("{}: the recorded config does not read", Escaped(file.display())))?;
+    let mut explainer = Explainer::new(&config);
+    let (mut seen_job, mut printed) = (false, 0);
+    let outcome = export_records(file, &reader, |entry| {
+        let OwnedEntry::Delivery(d) = entry else { return Ok(()) };
+        if d.payload.get("job").and_then(Value::as_str) != Some(job) {
+            return Ok(());
+        }
+        seen_job = true;
+        if *d.topic == *TELEMETRY_ACCEPTED {
+            if let Some(Value::Record(params)) = d.payload.get("params") {
+                explainer.reported(job, params.iter().filter_map(|(k, v)| Some((k.to_string(), v.as_f64()?))));
+            }
+            return Ok(());
+        }
+        if *d.topic != *POLICY_UPDATE {
+            return Ok(());
+        }
+        let egress = metagov_bus::Egress { tick: d.tick, seq: d.seq, topic: d.topic, from: d.from, payload: d.payload };
+        let Ok(metagov_actors::Output::PolicyUpdate(update)) = metagov_actors::Output::from_egress(&egress) else {
+            return Ok(());
+        };
+        for change in explainer.update(d.tick, &update) {
+            if knob.is_some_and(|k| k != change.knob) || window.is_some_and(|w| w != change.window) {
+                continue;
+            }
+            printed += 1;
+            if json {
+                let (cause, rules) = match &change.cause {
+                    Cause::Start => ("start", Vec::new()),
+                    Cause::Rollback(reason) => (reason.as_str(), Vec::new()),
+                    Cause::Rules(fired) => ("rules", fired.iter().map(|f| f.rule.clone()).collect()),
+                };
+                let line = serde_json::json!({
+                    "job": change.job, "window": change.window, "tick": change.tick, "knob": change.knob,
+                    "from": change.from, "to": change.to, "cause": cause, "rules": rules,
+                    "explanation": change.to_string(),
+                });
+                writeln!(out, "{line}")?;
+            } else {
+                writeln!(out, "{}", Escaped(&change))?;
+            }
+        }
+        Ok(())
+    })?;
+    anyhow::ensure!(seen_job, "{}: no delivery names job {:?}", Escaped(file.display()), Escaped(job).to_string());
+    if printed == 0 && !json {
+        let what = knob.map_or_else(|| "no knob".to_owned(), |k| format!("{}", Escaped(k)));
+        let when = window.map_or_else(|| "in the run".to_owned(), |w| format!("at window {w}"));
+        writeln!(
+            out,
+            "{job}: {what} changed {when}. The chronicle records decisions, not what held a rule back (its streak, \
+             cooldown or a bound), so it cannot say why not."
+        )?;
+    }
+    out.flush()?;
+    Ok(outcome)
+}
+
 /// `metagov topics`: each topic of the run with its deliveries, then the
 /// cycle records and meta frames, then the verdict.
 pub fn topics(file: &Path, out: &mut dyn Write) -> Result<Outcome> {

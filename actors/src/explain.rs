@@ -1,0 +1,175 @@
+//! Why a knob changed: each knob change of a run in words, from what the
+//! chronicle records (the `policy.update`s with the rules that fired, the
+//! jobs' reported `params`) and the run's own config (each rule's
+//! comparison, patience and cooldown).
+//!
+//! It reads decisions; it makes none. It knows only what was recorded: a
+//! window in which nothing changed cannot be explained from the deliveries
+//! alone (what held a rule back is not journaled).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use metagov_config::{Comparison, Config, RuleConfig};
+
+use crate::output::{FiredRuleView, PolicyUpdateView};
+
+/// What moved a knob.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cause {
+    /// The job's first window: its governed start value (the initial value,
+    /// or the learned prior) differed from what it reported.
+    Start,
+    /// A rollback to the last known-good knobs, with its reason code.
+    Rollback(String),
+    /// The rules that fired in that window.
+    Rules(Vec<FiredRuleView>),
+}
+
+/// One knob change of one job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KnobChange {
+    /// The job.
+    pub job: String,
+    /// The window whose packet caused it.
+    pub window: u64,
+    /// The tick of that packet.
+    pub tick: u64,
+    /// The knob.
+    pub knob: String,
+    /// The value before: what the job last reported for the knob (its
+    /// `params`), else the last value it was told, else the knob's initial
+    /// value.
+    pub from: f64,
+    /// The new value.
+    pub to: f64,
+    /// Why.
+    pub cause: Cause,
+    /// The rules of the run's config that fired, for their wording.
+    rules: Vec<Option<RuleConfig>>,
+}
+
+/// Follows a run's decisions and names each knob change: feed it every
+/// job's reported params ([`Explainer::reported`]) and every
+/// `policy.update` ([`Explainer::update`]) in chronicle order.
+#[derive(Clone, Debug)]
+pub struct Explainer {
+    rules: BTreeMap<String, RuleConfig>,
+    initial: BTreeMap<String, f64>,
+    /// Each job's knob values as last reported or told, by job and knob.
+    known: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
+impl Explainer {
+    /// An explainer for a run recorded under `config`.
+    #[must_use]
+    pub fn new(config: &Config) -> Self {
+        Explainer {
+            rules: config.rules.iter().map(|rule| (rule.name.clone(), rule.clone())).collect(),
+            initial: config.knobs.iter().map(|(name, knob)| (name.clone(), knob.initial)).collect(),
+            known: BTreeMap::new(),
+        }
+    }
+
+    /// The job reported these knob values (an admitted packet's `params`).
+    pub fn reported(&mut self, job: &str, params: impl IntoIterator<Item = (String, f64)>) {
+        self.known.entry(job.to_owned()).or_default().extend(params);
+    }
+
+    /// A `policy.update` recorded at `tick`: its knob changes, by knob name.
+    pub fn update(&mut self, tick: u64, update: &PolicyUpdateView) -> Vec<KnobChange> {
+        let cause = if update.start {
+            Cause::Start
+        } else if let Some(reason) = &update.rollback {
+            Cause::Rollback(reason.clone())
+        } else {
+            Cause::Rules(update.rules.clone())
+        };
+        let rules: Vec<Option<RuleConfig>> = match &cause {
+            Cause::Rules(fired) => fired.iter().map(|f| self.rules.get(&f.rule).cloned()).collect(),
+            _ => Vec::new(),
+        };
+        let known = self.known.entry(update.job.clone()).or_default();
+        update
+            .knobs
+            .iter()
+            .map(|(knob, &to)| {
+                let from = known.get(knob).or_else(|| self.initial.get(knob)).copied().unwrap_or(f64::NAN);
+                known.insert(knob.clone(), to);
+                KnobChange {
+                    job: update.job.clone(),
+                    window: update.window,
+                    tick,
+                    knob: knob.clone(),
+                    from,
+                    to,
+                    cause: cause.clone(),
+                    rules: rules.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+fn symbol(comparison: Comparison) -> &'static str {
+    match comparison {
+        Comparison::Lt => "<",
+        Comparison::Le => "≤",
+        Comparison::Gt => ">",
+        Comparison::Ge => "≥",
+    }
+}
+
+/// `x` with at most 6 significant digits and no trailing zeros.
+fn short(x: f64) -> String {
+    let text = format!("{x:.6}");
+    let trimmed = text.trim_end_matches('0').trim_end_matches('.');
+    if trimmed.is_empty() || trimmed == "-" || (x != 0.0 && x.abs() < 1e-3) {
+        format!("{x:e}")
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+impl fmt::Display for KnobChange {
+    /// `window 1042: learning_rate 0.1 → 0.05 (rule plateau: loss_improvement
+    /// -0.0036 < 0.0001 for 20 windows; × 0.5; cooldown 20)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "window {}: {} {} → {} (", self.window, self.knob, short(self.from), short(self.to))?;
+        match &self.cause {
+            Cause::Start => write!(f, "start: the job's governed start value")?,
+            Cause::Rollback(reason) => write!(f, "rollback {reason}: back to the last known-good knobs")?,
+            Cause::Rules(fired) => {
+                for (i, (fired, rule)) in fired.iter().zip(&self.rules).enumerate() {
+                    if i > 0 {
+                        write!(f, "; ")?;
+                    }
+                    write!(f, "rule {}: ", fired.rule)?;
+                    match rule {
+                        Some(rule) => {
+                            write!(
+                                f,
+                                "{} {} {} {} for {} window{}",
+                                rule.signal.name(),
+                                short(fired.value),
+                                symbol(rule.comparison),
+                                short(fired.threshold),
+                                rule.for_windows,
+                                if rule.for_windows == 1 { "" } else { "s" }
+                            )?;
+                            if let Some(factor) = rule.scale.get(&self.knob) {
+                                write!(f, "; × {}", short(*factor))?;
+                            }
+                            if let Some(delta) = rule.adjust.get(&self.knob) {
+                                write!(f, "; {:+}", delta)?;
+                            }
+                            write!(f, "; cooldown {}", rule.cooldown_windows)?;
+                        }
+                        None => write!(f, "value {} against {}", short(fired.value), short(fired.threshold))?,
+                    }
+                }
+            }
+        }
+        write!(f, ")")
+    }
+}
