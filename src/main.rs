@@ -201,15 +201,34 @@ enum Command {
     Replay {
         /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
         file: PathBuf,
-        /// Re-execute from the recorded ingress and compare (the only mode so
-        /// far; required).
-        #[arg(long, required = true)]
+        /// Re-execute from the recorded ingress and compare every delivery.
+        #[arg(long, required_unless_present = "simulate", conflicts_with = "simulate")]
         verify: bool,
+        /// Re-execute the recorded ingress under --config into a new run in
+        /// --out (the original is never written) and print where the
+        /// decisions differ: exact up to the first difference, open loop
+        /// after it (the recorded telemetry did not react).
+        #[arg(long, requires_all = ["config", "out"])]
+        simulate: bool,
+        /// With --simulate: the other config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// With --simulate: the directory of the new run.
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// Accept an unsealed or torn recording that matched as far as it
         /// goes (exit 0); without it, only a sealed recording passes. A
         /// corrupt recording always fails.
         #[arg(long)]
         allow_partial: bool,
+    },
+    /// Compare the decisions of two runs of the same telemetry, window by
+    /// window, with the point after which the comparison is open loop.
+    Diff {
+        /// The first run (chronicle or run directory).
+        first: PathBuf,
+        /// The second run.
+        second: PathBuf,
     },
     /// Measure the kernel against in-process baselines and print ratios.
     Bench {
@@ -351,7 +370,16 @@ fn main() -> ExitCode {
             let json = matches!(format, Some(ExportFormat::Json));
             cli::export(&cli::run::chronicle_in(file), json, output.as_deref(), &mut out)
         }
-        Command::Replay { file, verify: _, allow_partial } => {
+        Command::Replay { file, simulate: true, config: Some(config), out: Some(dir), .. } => {
+            match metagov_config::Config::load_with(&config, metagov_sim::simulate::bus_problems) {
+                Ok(config) => cli::replay_simulate(&cli::run::chronicle_in(file), config, &dir, &mut out),
+                Err(error) => Err(error.into()),
+            }
+        }
+        Command::Diff { first, second } => {
+            cli::diff_runs(&cli::run::chronicle_in(first), &cli::run::chronicle_in(second), &mut out)
+        }
+        Command::Replay { file, verify: _, allow_partial, .. } => {
             cli::replay_verify(&cli::run::chronicle_in(file), allow_partial, &mut out)
         }
         Command::Bench { which, quick, dir, config } => {

@@ -518,6 +518,35 @@ mod cli {
     }
 
     #[test]
+    fn replay_simulate_reruns_the_ingress_under_another_config_and_diffs_the_decisions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = simulated(&dir.path().join("run"));
+        let before = std::fs::read(&path).unwrap();
+        let constant = metagov_config::Config::from_toml_str("rules = []\n", "constant.toml").unwrap();
+        let out_dir = dir.path().join("counterfactual");
+        let (r, text) = run(|o| cli::replay_simulate(&path, constant.clone(), &out_dir, o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        assert_eq!(std::fs::read(&path).unwrap(), before, "the original run is untouched");
+        assert!(text.contains("decisions: exact up to tick "), "{text}");
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("bert") || l.starts_with("resnet") || l.starts_with("wav2vec"))
+            .collect();
+        assert!(lines.len() >= 4, "every job accelerates in the recorded run only: {text}");
+        assert!(!lines[0].ends_with("[open loop]") && lines[1..].iter().all(|l| l.ends_with("[open loop]")), "{text}");
+        assert!(lines[0].contains("(accelerating)") && lines[0].trim_end().ends_with('—'), "{text}");
+        let origin: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out_dir.join("replayed-from.json")).unwrap()).unwrap();
+        assert_eq!(origin["replayed_from"], path.display().to_string());
+        let (r, text) = run(|o| cli::replay_verify(&out_dir.join("run.cmeta"), false, o));
+        assert_eq!(r.unwrap(), Outcome::Success, "the counterfactual run replays: {text}");
+        let err = run(|o| cli::replay_simulate(&path, constant, &out_dir, o)).0.unwrap_err();
+        assert!(format!("{err:#}").contains("holds a run already"), "{err:#}");
+        let (r, text) = run(|o| cli::diff_runs(&path, &path, o));
+        assert_eq!((r.unwrap(), text.trim_end()), (Outcome::Success, "decisions: identical in all 480 windows"));
+    }
+
+    #[test]
     fn a_topic_exports_as_a_flat_csv_table() {
         let dir = tempfile::tempdir().unwrap();
         let path = simulated(dir.path());

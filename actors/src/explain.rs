@@ -173,3 +173,85 @@ impl fmt::Display for KnobChange {
         write!(f, ")")
     }
 }
+
+/// One window's decision for one job: the knobs it set and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// The tick of the packet that caused it.
+    pub tick: u64,
+    /// The knobs set, by name.
+    pub knobs: BTreeMap<String, f64>,
+    /// The rules that fired, or the rollback or start that set them.
+    pub why: Vec<String>,
+}
+
+/// A run's decisions by (job, window), read from its `policy.update`s.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Decisions {
+    /// The decisions.
+    pub by_window: BTreeMap<(String, u64), Decision>,
+    /// Windows the run saw, by job (its `meta.reward`s: one per admitted packet).
+    pub windows: BTreeMap<String, Vec<(u64, u64)>>,
+}
+
+impl Decisions {
+    /// Takes a `policy.update` recorded at `tick`.
+    pub fn update(&mut self, tick: u64, update: &PolicyUpdateView) {
+        let why = if update.start {
+            vec!["start".to_owned()]
+        } else if let Some(reason) = &update.rollback {
+            vec![format!("rollback {reason}")]
+        } else {
+            update.rules.iter().map(|r| r.rule.clone()).collect()
+        };
+        self.by_window.insert((update.job.clone(), update.window), Decision { tick, knobs: update.knobs.clone(), why });
+    }
+
+    /// Takes an admitted window of `job` at `tick`.
+    pub fn window(&mut self, job: &str, window: u64, tick: u64) {
+        self.windows.entry(job.to_owned()).or_default().push((tick, window));
+    }
+}
+
+/// Where two runs of the same telemetry decide differently.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecisionDiff {
+    /// (job, window, recorded, counterfactual) for every window whose
+    /// decisions differ, in tick order of the first run.
+    pub lines: Vec<(String, u64, Option<Decision>, Option<Decision>)>,
+    /// The tick of the first difference: up to it the comparison is exact;
+    /// after it the second run's telemetry did not react to its own
+    /// decisions (open loop).
+    pub first_tick: Option<u64>,
+    /// Windows (over every job) at or before the first difference.
+    pub exact_windows: u64,
+    /// Windows in all.
+    pub windows: u64,
+}
+
+/// Compares the decisions of two runs of the same ingress.
+#[must_use]
+pub fn diff(a: &Decisions, b: &Decisions) -> DecisionDiff {
+    let keys: std::collections::BTreeSet<&(String, u64)> = a.by_window.keys().chain(b.by_window.keys()).collect();
+    let mut lines: Vec<(String, u64, Option<Decision>, Option<Decision>)> = keys
+        .into_iter()
+        .filter_map(|key| {
+            let (x, y) = (a.by_window.get(key), b.by_window.get(key));
+            let same = match (x, y) {
+                (Some(x), Some(y)) => x.knobs == y.knobs,
+                (None, None) => true,
+                _ => false,
+            };
+            (!same).then(|| (key.0.clone(), key.1, x.cloned(), y.cloned()))
+        })
+        .collect();
+    let tick = |line: &(String, u64, Option<Decision>, Option<Decision>)| {
+        line.2.as_ref().or(line.3.as_ref()).map_or(u64::MAX, |d| d.tick)
+    };
+    lines.sort_by_key(|line| (tick(line), line.0.clone()));
+    let first_tick = lines.first().map(tick);
+    let all = a.windows.values().flatten();
+    let windows = all.clone().count() as u64;
+    let exact_windows = all.filter(|(t, _)| first_tick.is_none_or(|first| *t <= first)).count() as u64;
+    DecisionDiff { lines, first_tick, exact_windows, windows }
+}

@@ -5,10 +5,12 @@
 pub mod bench;
 mod bench_governance;
 mod bench_live;
+mod counterfactual;
 mod output;
 mod progress;
 pub mod run;
 
+pub use counterfactual::{diff_runs, replay_simulate};
 pub use output::{write_csv_field, Escaped, EscapedLines, OutputFile};
 
 use std::collections::BTreeMap;
