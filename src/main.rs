@@ -202,8 +202,17 @@ enum Command {
         /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
         file: PathBuf,
         /// Re-execute from the recorded ingress and compare every delivery.
-        #[arg(long, required_unless_present = "simulate", conflicts_with = "simulate")]
+        #[arg(long, required_unless_present_any = ["simulate", "inspect"], conflicts_with_all = ["simulate", "inspect"])]
         verify: bool,
+        /// Re-execute the recorded ingress up to --tick and print every
+        /// actor's state after it: each job's knobs, smoothed reward and
+        /// best, streaks and cooldowns; each domain's estimate; the
+        /// aggregator's buffer; the prior.
+        #[arg(long, requires = "tick", conflicts_with = "simulate")]
+        inspect: bool,
+        /// With --inspect: the tick (the n-th ingress packet).
+        #[arg(long)]
+        tick: Option<u64>,
         /// Re-execute the recorded ingress under --config into a new run in
         /// --out (the original is never written) and print where the
         /// decisions differ: exact up to the first difference, open loop
@@ -375,6 +384,9 @@ fn main() -> ExitCode {
                 Ok(config) => cli::replay_simulate(&cli::run::chronicle_in(file), config, &dir, &mut out),
                 Err(error) => Err(error.into()),
             }
+        }
+        Command::Replay { file, inspect: true, tick: Some(tick), .. } => {
+            cli::replay_inspect(&cli::run::chronicle_in(file), tick, &mut out)
         }
         Command::Diff { first, second } => {
             cli::diff_runs(&cli::run::chronicle_in(first), &cli::run::chronicle_in(second), &mut out)

@@ -547,6 +547,30 @@ mod cli {
     }
 
     #[test]
+    fn replay_inspect_shows_the_state_the_recorded_decisions_imply() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = simulated(dir.path());
+        // bert-0's rate after tick 200, from the recorded decisions.
+        let (_, updates) = run(|o| cli::explain(&path, "bert-0", Some("learning_rate"), None, true, o));
+        let told = updates
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .rfind(|c| c["tick"].as_u64().unwrap() <= 200)
+            .map_or(0.1, |c| c["to"].as_f64().unwrap());
+        let (r, text) = run(|o| cli::replay_inspect(&path, 200, o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        let start = text.find("integrative: ").unwrap() + "integrative: ".len();
+        let end = text[start..].find("\n\n").map_or(text.len(), |e| start + e);
+        let state: serde_json::Value = serde_json::from_str(&text[start..end]).unwrap();
+        let bert = &state["state"]["bert-0"];
+        assert_eq!(bert["knobs"]["learning_rate"].as_f64(), Some(told), "{bert}");
+        assert_eq!(bert["windows"], 50, "tick 200 is window 50 of four jobs");
+        assert!(text.contains("reptile: ") && text.contains("\"prior\""), "{text}");
+        let err = run(|o| cli::replay_inspect(&path, 10_000, o)).0.unwrap_err();
+        assert!(format!("{err:#}").contains("has no ingress at tick 10000"), "{err:#}");
+    }
+
+    #[test]
     fn a_topic_exports_as_a_flat_csv_table() {
         let dir = tempfile::tempdir().unwrap();
         let path = simulated(dir.path());

@@ -18,6 +18,17 @@ use ndarray::Array1;
 
 use crate::messages::*;
 
+/// A number of an actor's state as shown by `replay --inspect`: on the
+/// grid, or unit when it has none (the best of a job with no window yet is
+/// −∞). Never published, so nothing is substituted in a run.
+fn shown(x: f64) -> Value {
+    Value::real(x).unwrap_or(Value::Unit)
+}
+
+fn shown_map(map: &BTreeMap<String, f64>) -> Value {
+    Value::Record(map.iter().map(|(k, &v)| (k.clone().into(), shown(v))).collect())
+}
+
 /// Stops the run on a payload another actor shaped wrongly (a bug, named).
 fn expect<T>(result: Result<T, ShapeMismatch>) -> T {
     result.unwrap_or_else(|e| panic!("{e}"))
@@ -106,6 +117,42 @@ impl Actor for IntegrativeActor {
         vec![TELEMETRY_ACCEPTED.into(), PRIOR_UPDATED.into()]
     }
 
+    /// Per job: knobs, the known-good snapshot, the smoothed reward and its
+    /// best, the best recent loss, each rule's streak and the last window
+    /// of its cooldown, the rollback cooldown, an open incident.
+    fn state(&self) -> Value {
+        let jobs = self.layer.states().iter().map(|(job, s)| {
+            let counts = |m: &BTreeMap<String, u32>| {
+                Value::Record(m.iter().map(|(k, &v)| (k.clone().into(), Value::Int(i64::from(v)))).collect())
+            };
+            let until = |m: &BTreeMap<String, u64>| {
+                Value::Record(
+                    m.iter()
+                        .map(|(k, &v)| (k.clone().into(), Value::Int(i64::try_from(v).unwrap_or(i64::MAX))))
+                        .collect(),
+                )
+            };
+            let window = |w: u64| Value::Int(i64::try_from(w).unwrap_or(i64::MAX));
+            let state = Value::Record(vec![
+                ("windows".into(), window(s.windows)),
+                ("knobs".into(), shown_map(&s.knobs)),
+                ("good_knobs".into(), shown_map(&s.good_knobs)),
+                ("ema_reward".into(), shown(s.ema_reward)),
+                ("best_ema_reward".into(), shown(s.best_ema_reward)),
+                ("best_recent_loss".into(), s.best_losses.front().map_or(Value::Unit, |&(_, l)| shown(l))),
+                ("streaks".into(), counts(&s.streaks)),
+                ("rule_cooldown_until".into(), until(&s.rule_cooldowns)),
+                ("knob_cooldown_until".into(), until(&s.knob_cooldowns)),
+                ("rollback_cooldown_until".into(), window(s.rollback_cooldown)),
+                ("incident_recovery".into(), s.incident_recovery.map_or(Value::Unit, shown)),
+                ("decisions".into(), window(s.decision_count)),
+                ("rollbacks".into(), window(s.rollback_count)),
+            ]);
+            (job.clone().into(), state)
+        });
+        Value::Record(jobs.collect())
+    }
+
     fn handle(&mut self, envelope: &Envelope, out: &mut Outbox<'_>) {
         if &*envelope.topic == PRIOR_UPDATED {
             let prior = expect(prior_from_value(&envelope.payload));
@@ -146,6 +193,21 @@ impl DomainLearnerActor {
 impl Actor for DomainLearnerActor {
     fn subscriptions(&self) -> Vec<String> {
         vec![TELEMETRY_ACCEPTED.into()]
+    }
+
+    /// Per domain: the reward-weighted estimate of each knob and the
+    /// windows seen.
+    fn state(&self) -> Value {
+        let keys = self.learner.keys();
+        let domains = self.learner.estimates().into_iter().map(|(domain, (estimate, windows))| {
+            let estimate = keys.iter().zip(estimate).map(|(k, v)| (k.clone().into(), shown(v))).collect();
+            let windows = Value::Int(i64::try_from(windows).unwrap_or(i64::MAX));
+            (
+                domain.into(),
+                Value::Record(vec![("estimate".into(), Value::Record(estimate)), ("windows".into(), windows)]),
+            )
+        });
+        Value::Record(domains.collect())
     }
 
     fn handle(&mut self, envelope: &Envelope, out: &mut Outbox<'_>) {
@@ -213,6 +275,12 @@ impl Actor for AggregatorActor {
         vec![DOMAIN_UPDATE.into(), META_TRIGGER.into()]
     }
 
+    /// The buffer: the latest update of each domain.
+    fn state(&self) -> Value {
+        let buffer = self.latest.iter().map(|(domain, update)| (domain.clone().into(), domain_update_to_value(update)));
+        Value::Record(buffer.collect())
+    }
+
     fn handle(&mut self, envelope: &Envelope, out: &mut Outbox<'_>) {
         if &*envelope.topic == DOMAIN_UPDATE {
             let update = expect(domain_update_from_value(&envelope.payload, DOMAIN_UPDATE));
@@ -257,6 +325,17 @@ impl ReptileActor {
 impl Actor for ReptileActor {
     fn subscriptions(&self) -> Vec<String> {
         vec![CROSS_AGGREGATE.into(), RESOURCE_HINT.into()]
+    }
+
+    /// The prior, its version and how many checkpoints the ring holds.
+    fn state(&self) -> Value {
+        let count = |n: u64| Value::Int(i64::try_from(n).unwrap_or(i64::MAX));
+        Value::Record(vec![
+            ("version".into(), count(self.version)),
+            ("prior".into(), shown_map(&self.optimizer.prior_map())),
+            ("checkpoints".into(), count(self.optimizer.checkpoints() as u64)),
+            ("memory_pressure".into(), Value::Bool(self.memory_pressure)),
+        ])
     }
 
     fn handle(&mut self, envelope: &Envelope, out: &mut Outbox<'_>) {

@@ -36,6 +36,12 @@ pub trait Actor: Send {
     /// Handles one delivery. Publishes go to `out`; they are delivered after
     /// every delivery already queued.
     fn handle(&mut self, envelope: &Envelope, out: &mut Outbox<'_>);
+    /// What the actor holds now, for a person inspecting a run (`replay
+    /// --inspect`). Never read by the bus, another actor or a journal, so
+    /// it cannot change a run. Default: nothing to show.
+    fn state(&self) -> Value {
+        Value::Unit
+    }
 }
 
 /// What a handler may do while it runs: publish, emit records, draw random
@@ -355,6 +361,21 @@ impl<J: Journal> Bus<J> {
     pub fn limits_used(&self) -> BusLimits {
         let fit = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         BusLimits { queue_len_max: fit(self.queue_len_peak), outbox_len_max: fit(self.outbox_len_peak) }
+    }
+
+    /// Each actor's [`Actor::state`] with its random generator's word
+    /// position, in registration order.
+    pub fn actor_states(&self) -> Vec<(String, Value)> {
+        self.slots
+            .iter()
+            .map(|s| {
+                let rng = Value::Int(i64::try_from(s.rng.state().word_pos).unwrap_or(i64::MAX));
+                (
+                    s.name.to_string(),
+                    Value::Record(vec![("rng_word_pos".into(), rng), ("state".into(), s.actor.state())]),
+                )
+            })
+            .collect()
     }
 
     /// The actor names in registration order.

@@ -60,6 +60,13 @@ impl DomainMetaLearner {
         DomainMetaLearner { config, layer: integrative.clone(), keys, initial, domains: BTreeMap::new() }
     }
 
+    /// Each domain's current estimate (in [`DomainMetaLearner::keys`]
+    /// order) and the windows it has seen, by domain.
+    #[must_use]
+    pub fn estimates(&self) -> BTreeMap<String, (Vec<f64>, u64)> {
+        self.domains.iter().map(|(domain, s)| (domain.clone(), (s.estimate.to_vec(), s.rewards.count()))).collect()
+    }
+
     /// The knob names the vectors are over, sorted.
     #[must_use]
     pub fn keys(&self) -> &[String] {

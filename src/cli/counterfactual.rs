@@ -1,6 +1,7 @@
-//! `metagov replay --simulate --config OTHER.toml` and `metagov diff A B`:
-//! a run's recorded ingress re-executed under another config, and the
-//! decisions of two runs compared window by window. Reading and comparing
+//! `metagov replay --simulate --config OTHER.toml`, `metagov replay
+//! --inspect --tick T` and `metagov diff A B`: a run's recorded ingress
+//! re-executed under another config or up to a tick, and the decisions of
+//! two runs compared window by window. Reading and comparing
 //! decisions is `metagov_actors::explain`'s; this module opens the files,
 //! writes the new run and prints.
 
@@ -141,5 +142,53 @@ pub fn replay_simulate(file: &Path, config: Config, out_dir: &Path, out: &mut dy
 pub fn diff_runs(a: &Path, b: &Path, out: &mut dyn Write) -> Result<Outcome> {
     let (ra, rb) = (open(a)?, open(b)?);
     print_diff(&diff(&decisions(a, &ra)?, &decisions(b, &rb)?), out)?;
+    Ok(Outcome::Success)
+}
+
+/// `metagov replay FILE --inspect --tick T`: rebuilds the recorded actor set
+/// from the recorded config, re-injects the recorded ingress up to tick `T`,
+/// and prints every actor's state after it (each job's knobs, smoothed
+/// reward and its best, streaks and cooldowns; each domain's estimate; the
+/// aggregator's buffer; the prior and its checkpoint ring), as JSON.
+///
+/// # Errors
+///
+/// If the file cannot be read, its actor set is not the governance set, or
+/// the re-execution stops.
+pub fn replay_inspect(file: &Path, tick: u64, out: &mut dyn Write) -> Result<Outcome> {
+    let reader = open(file)?;
+    let ctx = reader.context();
+    anyhow::ensure!(
+        ctx.actors == ACTOR_NAMES,
+        "{} records the actor set {:?}, not the governance actors: nothing to inspect",
+        Escaped(file.display()),
+        ctx.actors
+    );
+    let config = Config::from_toml_str(&ctx.config_text, "the chronicle's config")
+        .with_context(|| format!("{}: the recorded config does not read", Escaped(file.display())))?;
+    let mut bus = MetaSupervisor::build(&config, metagov_bus::NoJournal)?;
+    let mut last = 0;
+    for entry in reader.records() {
+        let entry = entry.with_context(|| format!("cannot read {}", Escaped(file.display())))?;
+        let OwnedEntry::Delivery(d) = entry else { continue };
+        if *d.from != *INGRESS {
+            continue;
+        }
+        if d.tick > tick {
+            break;
+        }
+        bus.ingress(&d.topic, d.payload).with_context(|| format!("the replay stopped at tick {}", d.tick))?;
+        last = d.tick;
+    }
+    anyhow::ensure!(
+        last == tick,
+        "{} has no ingress at tick {tick} (its last before it is {last})",
+        Escaped(file.display())
+    );
+    writeln!(out, "state after tick {tick} of {}", Escaped(file.display()))?;
+    for (actor, state) in bus.actor_states() {
+        let json = serde_json::to_string_pretty(&state.to_json()).context("cannot render a state")?;
+        writeln!(out, "\n{actor}: {json}")?;
+    }
     Ok(Outcome::Success)
 }

@@ -10,7 +10,7 @@ mod output;
 mod progress;
 pub mod run;
 
-pub use counterfactual::{diff_runs, replay_simulate};
+pub use counterfactual::{diff_runs, replay_inspect, replay_simulate};
 pub use output::{write_csv_field, Escaped, EscapedLines, OutputFile};
 
 use std::collections::BTreeMap;
