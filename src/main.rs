@@ -107,6 +107,10 @@ enum Command {
         /// List every frame, not only the first and last few.
         #[arg(long)]
         frames: bool,
+        /// The run's metadata as one JSON object: context, counts per topic
+        /// and per phase, integrity.
+        #[arg(long, conflicts_with = "frames")]
+        json: bool,
     },
     /// Check a chronicle's integrity: every CRC, the hash chain, the index and
     /// the footer. Exits non-zero on a torn, unsealed or corrupted file.
@@ -356,7 +360,7 @@ fn main() -> ExitCode {
         Command::Prior(PriorCommand::Show { dir, config }) => cli::prior_show(&dir, config.as_deref(), &mut out),
         Command::Config(ConfigCommand::Init { file, force }) => cli::config_init(file.as_deref(), force, &mut out),
         Command::Config(ConfigCommand::Check { file }) => cli::config_check(&file, &mut out),
-        Command::Inspect { file, frames } => cli::inspect(&cli::run::chronicle_in(file), frames, &mut out),
+        Command::Inspect { file, frames, json } => cli::inspect(&cli::run::chronicle_in(file), frames, json, &mut out),
         Command::Verify { file, json } => cli::verify(&cli::run::chronicle_in(file), json, &mut out),
         Command::Query { file, from, to, topic, job, window, json } => {
             let filter = cli::QueryFilter { topics: topic, job, windows: window };

@@ -571,6 +571,20 @@ mod cli {
     }
 
     #[test]
+    fn inspect_json_gives_the_run_metadata_with_counts_per_topic_and_phase() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = simulated(dir.path());
+        let (r, text) = run(|o| cli::inspect(&path, false, true, o));
+        assert_eq!(r.unwrap(), Outcome::Success);
+        let meta: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(meta["run"]["seed"], 42);
+        assert_eq!(meta["phases"]["train"]["packets"], 480, "{meta}");
+        assert_eq!(meta["phases"]["meta"]["cycle_records"], meta["cycle_records"]);
+        assert_eq!(meta["deliveries_by_topic"]["telemetry.raw"], 480);
+        assert_eq!(meta["integrity"]["status"], "sealed");
+    }
+
+    #[test]
     fn a_topic_exports_as_a_flat_csv_table() {
         let dir = tempfile::tempdir().unwrap();
         let path = simulated(dir.path());
@@ -604,7 +618,7 @@ mod cli {
     fn inspect_verify_query_export_and_replay_work_on_a_sealed_run() {
         let dir = tempfile::tempdir().unwrap();
         let path = sealed(dir.path());
-        let (r, text) = run(|o| cli::inspect(&path, false, o));
+        let (r, text) = run(|o| cli::inspect(&path, false, false, o));
         assert_eq!(r.unwrap(), Outcome::Success);
         assert!(text.contains("seed         42") && text.contains("integrity    sealed"), "{text}");
         let (r, text) = run(|o| cli::verify(&path, false, o));
@@ -640,7 +654,7 @@ mod cli {
         assert!(format!("{err:#}").contains("nope.cmeta"), "{err:#}");
 
         let empty = write_file(dir.path(), "empty.cmeta", b"");
-        let err = run(|o| cli::inspect(&empty, false, o)).0.unwrap_err();
+        let err = run(|o| cli::inspect(&empty, false, false, o)).0.unwrap_err();
         assert!(format!("{err:#}").contains("empty.cmeta"), "{err:#}");
 
         let torn = write_file(dir.path(), "torn.cmeta", &good[..good.len() - 100]);
@@ -1827,7 +1841,7 @@ mod chronicle_readers {
             let outcome = |r: anyhow::Result<Outcome>| r.unwrap_or(Outcome::Failure);
             let (r, text) = run(|o| cli::verify(&path, false, o));
             assert_eq!(outcome(r), expected[0], "{name}: verify: {text}");
-            let (r, text) = run(|o| cli::inspect(&path, false, o));
+            let (r, text) = run(|o| cli::inspect(&path, false, false, o));
             assert_eq!(outcome(r), expected[1], "{name}: inspect: {text}");
             assert!(text.contains(&format!("integrity    {status}")), "{name}: inspect: {text}");
             assert!(!text.contains("tail "), "{name}: one verdict, no second 'tail' line: {text}");
@@ -1909,7 +1923,7 @@ mod chronicle_readers {
         let dir = tempfile::tempdir().unwrap();
         let path = hostile(dir.path());
         let no_controls = |text: &str| text.chars().all(|c| !c.is_control() || c == '\n');
-        let (r, text) = run(|o| cli::inspect(&path, false, o));
+        let (r, text) = run(|o| cli::inspect(&path, false, false, o));
         assert_eq!(r.unwrap(), Outcome::Success);
         assert!(no_controls(&text), "{text:?}");
         assert!(text.contains("producer     metagov\\x0d\\x1b[2Kintegrity"), "{text}");
@@ -1933,7 +1947,7 @@ mod chronicle_readers {
         let path = fifo.clone();
         std::thread::spawn(move || {
             let results = [
-                run(|o| cli::inspect(&path, false, o)).0,
+                run(|o| cli::inspect(&path, false, false, o)).0,
                 run(|o| cli::verify(&path, false, o)).0,
                 run(|o| cli::query(&path, 0, 1, &cli::QueryFilter::default(), false, o)).0,
                 run(|o| cli::export(&path, true, None, o)).0,

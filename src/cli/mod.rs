@@ -88,8 +88,11 @@ fn tail_status(tail: &Tail) -> IntegrityStatus {
 }
 
 /// `metagov inspect`: exits non-zero when the file is corrupt.
-pub fn inspect(file: &Path, all_frames: bool, out: &mut dyn Write) -> Result<Outcome> {
+pub fn inspect(file: &Path, all_frames: bool, json: bool, out: &mut dyn Write) -> Result<Outcome> {
     let reader = open(file)?;
+    if json {
+        return inspect_json(file, &reader, out);
+    }
     let ctx = reader.context();
     writeln!(out, "chronicle    {}", Escaped(file.display()))?;
     writeln!(out, "run id       {}", Escaped(&ctx.run_id))?;
@@ -106,6 +109,43 @@ pub fn inspect(file: &Path, all_frames: bool, out: &mut dyn Write) -> Result<Out
     }
     let report = verify_file(file).with_context(|| format!("cannot verify {}", Escaped(file.display())))?;
     writeln!(out, "\nintegrity    {}", Escaped(&report.status))?;
+    Ok(if matches!(report.status, IntegrityStatus::Corrupt { .. }) { Outcome::Failure } else { Outcome::Success })
+}
+
+/// `inspect --json`: the run's metadata as one JSON object — its context,
+/// the frames and records, the deliveries per topic, the telemetry packets
+/// and cycle records per phase, and the integrity verdict (the audit
+/// report of `verify --json`).
+fn inspect_json(file: &Path, reader: &ChronicleReader, out: &mut dyn Write) -> Result<Outcome> {
+    use metagov_actors::messages::TELEMETRY_ACCEPTED;
+    let ctx = reader.context();
+    let (topics, cycles, frames, _) = topic_counts(reader);
+    let mut phases: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
+    for entry in reader.records().map_while(Result::ok) {
+        let (phase, what) = match &entry {
+            OwnedEntry::Delivery(d) if *d.topic == *TELEMETRY_ACCEPTED && *d.to == *"integrative" => {
+                (d.payload.get("phase").and_then(Value::as_str).unwrap_or("(none)").to_owned(), "packets")
+            }
+            OwnedEntry::Cycle { record, .. } => (record.phase.to_string(), "cycle_records"),
+            _ => continue,
+        };
+        *phases.entry(phase).or_default().entry(what).or_default() += 1;
+    }
+    let report = verify_file(file).with_context(|| format!("cannot verify {}", Escaped(file.display())))?;
+    let metadata = serde_json::json!({
+        "run": {
+            "run_id": ctx.run_id, "seed": ctx.seed, "config_sha256": ctx.config_sha256,
+            "environment": ctx.environment.to_string(), "actors": ctx.actors, "producer": ctx.producer,
+        },
+        "frames": reader.frame_count(),
+        "records": reader.record_count(),
+        "deliveries_by_topic": topics,
+        "cycle_records": cycles,
+        "meta_frames": frames,
+        "phases": phases,
+        "integrity": audit_report(file, &report),
+    });
+    writeln!(out, "{metadata}")?;
     Ok(if matches!(report.status, IntegrityStatus::Corrupt { .. }) { Outcome::Failure } else { Outcome::Success })
 }
 
