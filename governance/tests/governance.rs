@@ -81,10 +81,11 @@ mod seed_examples {
         let theta = optimizer.prior().clone();
         assert_eq!(theta, array![0.01, 0.3, 0.5, 0.9]);
         let phi = array![0.02, 0.5, 1.0, 0.95];
-        // reward 1 and no memory pressure: ε = lr = 0.1.
-        let updated = optimizer.apply(&phi, &keys, 1.0, false).clone();
-        for (got, want) in updated.iter().zip([0.011, 0.32, 0.55, 0.905]) {
-            assert!(close(*got, want), "{updated} vs θ + 0.1(φ − θ)");
+        // The highest reward the default weights give, 0.8, and no memory
+        // pressure: ε = lr · (0.8 + 1)/2 = 0.09.
+        let updated = optimizer.apply(&phi, &keys, 0.8, false).clone();
+        for (got, want) in updated.iter().zip([0.0109, 0.318, 0.545, 0.9045]) {
+            assert!(close(*got, want), "{updated} vs θ + 0.09(φ − θ)");
         }
         // reward 0: ε = 0.1·0.5; memory pressure halves it again.
         assert!(close(optimizer.step_size(0.0, false), 0.05) && close(optimizer.step_size(0.0, true), 0.025));
