@@ -151,6 +151,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The lifecycle of one packet (CREATED → ACTIVE or BLOCKED →
+    /// COMPLETED → ARCHIVED, or INVALID) and what happened to it: what
+    /// started it, the validator's verdict, every delivery it caused and
+    /// what each carried. Exits non-zero on an INVALID trace.
+    Trace {
+        /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
+        file: PathBuf,
+        /// The trace id: the tick of the packet (`query` and `explain` show
+        /// ticks).
+        trace: u64,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Say why a job's knobs changed: one line per change, with the rule
     /// that fired, the signal's value against its threshold, the rule's
     /// patience and cooldown (or the rollback, or the job's start values).
@@ -366,6 +380,7 @@ fn main() -> ExitCode {
             let filter = cli::QueryFilter { topics: topic, job, windows: window };
             cli::query(&cli::run::chronicle_in(file), from, to, &filter, json, &mut out)
         }
+        Command::Trace { file, trace, json } => cli::trace(&cli::run::chronicle_in(file), trace, json, &mut out),
         Command::Explain { file, job, knob, window, json } => {
             cli::explain(&cli::run::chronicle_in(file), &job, knob.as_deref(), window, json, &mut out)
         }

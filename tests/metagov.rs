@@ -585,6 +585,68 @@ mod cli {
     }
 
     #[test]
+    fn trace_shows_a_packets_lifecycle_and_a_broken_log_is_invalid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = simulated(dir.path());
+        let (r, text) = run(|o| cli::trace(&path, 1, false, o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        assert!(text.starts_with("trace 1: CREATED → ACTIVE → COMPLETED → ARCHIVED\n"), "{text}");
+        assert!(text.contains("job bert-0, domain nlp, window 1") && text.contains("every validator check passed"));
+        assert!(text.contains("1.0    telemetry.raw") && text.contains("meta.reward"), "{text}");
+
+        // A chronicle whose CRCs and chain hold but whose deliveries break
+        // the lifecycle: tick 1 rejected (fine), tick 2 admitted and
+        // rejected, tick 3 admitted without a decision, tick 4 with a
+        // consequence of a rejection.
+        use metagov_bus::{Entry, Journal, TraceId};
+        let ctx = init_session(1, "", metagov_actors::ACTOR_NAMES.iter().map(|a| a.to_string()).collect());
+        let mut writer = ChronicleWriter::new(Vec::new(), &ctx, WriterOptions::default()).unwrap();
+        let packet = Value::Record(vec![("job".into(), Value::Text("j".into())), ("window".into(), Value::Int(1))]);
+        let mut put = |tick: u64, seq: u64, topic: &str, from: &str, to: &str| {
+            let envelope = Envelope {
+                tick,
+                seq,
+                topic: topic.into(),
+                from: from.into(),
+                to: to.into(),
+                trace: TraceId(tick),
+                payload: Arc::new(packet.clone()),
+            };
+            writer.record(Entry::Delivery(&envelope)).unwrap();
+        };
+        for (tick, steps) in [
+            (1, vec![("telemetry.rejected", "validator", "nobody")]),
+            (
+                2,
+                vec![("telemetry.accepted", "validator", "integrative"), ("telemetry.rejected", "validator", "nobody")],
+            ),
+            (3, vec![("telemetry.accepted", "validator", "integrative")]),
+            (4, vec![("telemetry.rejected", "validator", "nobody"), ("meta.reward", "integrative", "telemetry_hooks")]),
+        ] {
+            put(tick, 0, "telemetry.raw", "ingress", "validator");
+            for (seq, (topic, from, to)) in steps.into_iter().enumerate() {
+                put(tick, seq as u64 + 1, topic, from, to);
+            }
+        }
+        let broken = write_file(dir.path(), "broken.cmeta", &writer.seal().unwrap());
+        let (r, text) = run(|o| cli::trace(&broken, 1, false, o));
+        assert_eq!(r.unwrap(), Outcome::Success, "{text}");
+        assert!(text.starts_with("trace 1: CREATED → BLOCKED → ARCHIVED"), "{text}");
+        for (tick, why) in [
+            (2, "the validator said ACTIVE and then BLOCKED"),
+            (3, "admitted, but no meta.reward followed"),
+            (4, "a rejected packet has a consequence"),
+        ] {
+            let (r, text) = run(|o| cli::trace(&broken, tick, false, o));
+            assert_eq!(r.unwrap(), Outcome::Failure, "{text}");
+            assert!(text.contains("→ INVALID") && text.contains(why), "tick {tick}: {text}");
+        }
+        let (_, json) = run(|o| cli::trace(&broken, 2, true, o));
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["state"], "INVALID");
+    }
+
+    #[test]
     fn a_topic_exports_as_a_flat_csv_table() {
         let dir = tempfile::tempdir().unwrap();
         let path = simulated(dir.path());

@@ -84,7 +84,8 @@ mod seed_examples {
         // The highest reward the default weights give, 0.8, and no memory
         // pressure: ε = lr · (0.8 + 1)/2 = 0.09.
         let updated = optimizer.apply(&phi, &keys, 0.8, false).clone();
-        for (got, want) in updated.iter().zip([0.0109, 0.318, 0.545, 0.9045]) {
+        let want = [0.01 + 0.09 * 0.01, 0.3 + 0.09 * 0.2, 0.5 + 0.09 * 0.5, 0.9 + 0.09 * 0.05];
+        for (got, want) in updated.iter().zip(want) {
             assert!(close(*got, want), "{updated} vs θ + 0.09(φ − θ)");
         }
         // reward 0: ε = 0.1·0.5; memory pressure halves it again.

@@ -436,6 +436,84 @@ pub fn explain(
     Ok(outcome)
 }
 
+/// `metagov trace`: the lifecycle of the packet of `tick` and the answers
+/// to the audit questions, from that tick's deliveries alone (read through
+/// the index: only the frames holding the tick). `json` writes one object.
+pub fn trace(file: &Path, tick: u64, json: bool, out: &mut dyn Write) -> Result<Outcome> {
+    use metagov_actors::trace::{summary, Trace, TraceState};
+    let reader = open(file)?;
+    let mut log = Vec::new();
+    reader
+        .visit_range(tick, tick, |entry| -> Result<()> {
+            if let OwnedEntry::Delivery(d) = entry {
+                log.push(d);
+            }
+            Ok(())
+        })
+        .with_context(|| format!("cannot read {}", Escaped(file.display())))?;
+    anyhow::ensure!(!log.is_empty(), "{}: no delivery at tick {tick}", Escaped(file.display()));
+    // Every frame the reader hands out is whole: CRC-checked and chained.
+    let trace = Trace::derive(tick, log, true);
+    let states: Vec<String> = trace.states.iter().map(|(s, _)| s.to_string()).collect();
+    let origin = trace.origin();
+    let field = |key: &str| origin.and_then(|o| o.payload.get(key)).map(Value::to_json);
+    let verdict = trace.log.iter().find(|e| *e.from == *"validator");
+    if json {
+        let log: Vec<serde_json::Value> = trace
+            .log
+            .iter()
+            .map(|e| serde_json::json!({"seq": e.seq, "topic": &*e.topic, "from": &*e.from, "to": &*e.to, "payload": e.payload.to_json()}))
+            .collect();
+        let value = serde_json::json!({
+            "trace": tick, "states": states, "state": trace.state().to_string(), "invalid": trace.invalid,
+            "job": field("job"), "domain": field("domain"), "window": field("window"),
+            "source": origin.map(|o| o.topic.to_string()), "arrival_time": null,
+            "verdict": verdict.map(|v| v.topic.to_string()), "log": log,
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(out, "trace {tick}: {}", states.join(" → "))?;
+        if let Some(reason) = &trace.invalid {
+            writeln!(out, "  INVALID: {}", Escaped(reason))?;
+        }
+        let text =
+            |key: &str| field(key).map_or_else(|| "?".to_owned(), |v| v.as_str().map_or(v.to_string(), str::to_owned));
+        match origin {
+            Some(o) if matches!(&*o.payload, Value::Record(_)) => writeln!(
+                out,
+                "started by   {} from outside: job {}, domain {}, window {} (arrival time: not recorded in this chronicle)",
+                Escaped(&o.topic),
+                Escaped(text("job")),
+                Escaped(text("domain")),
+                Escaped(text("window"))
+            )?,
+            Some(o) => writeln!(out, "started by   {} from outside: {}", Escaped(&o.topic), Escaped(summary(&o.payload)))?,
+            None => writeln!(out, "started by   (no ingress delivery)")?,
+        }
+        match (trace.states.get(1).map(|s| s.0), verdict) {
+            (Some(TraceState::Blocked), Some(v)) => {
+                writeln!(out, "checks       rejected by the validator: {}", Escaped(summary(&v.payload)))?;
+            }
+            (Some(TraceState::Active), _) => writeln!(out, "checks       admitted: every validator check passed")?,
+            _ => writeln!(out, "checks       no verdict recorded")?,
+        }
+        writeln!(out, "ran")?;
+        for e in &trace.log {
+            writeln!(
+                out,
+                "  {tick}.{:<4} {:<22} {} → {}: {}",
+                e.seq,
+                Escaped(&e.topic).to_string(),
+                Escaped(&e.from),
+                Escaped(&e.to),
+                Escaped(summary(&e.payload))
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(if trace.state() == TraceState::Invalid { Outcome::Failure } else { Outcome::Success })
+}
+
 /// `metagov topics`: each topic of the run with its deliveries, then the
 /// cycle records and meta frames, then the verdict.
 pub fn topics(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
