@@ -42,7 +42,7 @@ pub const META_TELEMETRY: &str = "meta.telemetry";
 pub const INGRESS_TOPICS: [&str; 2] = [TELEMETRY_RAW, FEDERATION_POLICY_PACK];
 
 /// The topics whose publishes are meant for the outside world (the bus hands
-/// them to its caller as egress, see [`Output`]): rejections, decisions,
+/// them to its caller as egress, see [`Output`](crate::Output)): rejections, decisions,
 /// hints, rewards, the aggregation report, prior updates and meta telemetry.
 pub const EGRESS_TOPICS: [&str; 7] =
     [TELEMETRY_REJECTED, POLICY_UPDATE, RESOURCE_HINT, META_REWARD, CROSS_AGGREGATE, PRIOR_UPDATED, META_TELEMETRY];

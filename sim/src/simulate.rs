@@ -144,7 +144,7 @@ pub fn free_bytes(dir: &Path) -> Result<u64> {
 /// (scheduler → aggregator → Reptile → hooks) several times over.
 const PROBE_WINDOWS: u64 = 100;
 
-/// Runs the probe packets (the first [`PROBE_WINDOWS`] windows of the
+/// Runs the probe packets (the first `PROBE_WINDOWS` (100) windows of the
 /// built-in `default` scenario) through the actor set `config` builds, with
 /// the config's own bus limits, and returns the limits they used: the
 /// longest the queue was and the most one handler emitted.

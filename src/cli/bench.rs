@@ -2,7 +2,7 @@
 //! ratio against a baseline measured in the same process.
 //!
 //! Every measurement runs the real path: the synthetic telemetry pipeline of
-//! [`crate::workload`] on the real bus, journaled by the real chronicle
+//! [`metagov_sim::workload`] on the real bus, journaled by the real chronicle
 //! writer. Wall-clock time is read here and nowhere in the deterministic
 //! crates. Figures and how to read them: docs/BENCHMARKS.md.
 
