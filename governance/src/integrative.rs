@@ -309,7 +309,7 @@ impl MetaIntegrativeLayer {
     /// missing).
     pub fn update(&mut self, packet: &TelemetryPacket) -> IntegrativeDecision {
         let config = &self.config;
-        let state = self.states.entry(packet.job.clone()).or_insert_with(|| MetaState::new(self.start.clone()));
+        let state = slot(&mut self.states, &packet.job, || MetaState::new(self.start.clone()));
         state.windows += 1;
 
         // Reward and its smoothing. Reference: docs/governance.md, "Reward" and "One update, in order".
@@ -395,6 +395,17 @@ impl MetaIntegrativeLayer {
         }
         decision
     }
+}
+
+/// The value of `key` in `map`, made by `make` if absent. Unlike
+/// `entry(key.to_owned())`, copies the key only when it is new: the maps of
+/// a job's state are keyed by job, rule and knob names that repeat on every
+/// window.
+fn slot<'m, V>(map: &'m mut BTreeMap<String, V>, key: &str, make: impl FnOnce() -> V) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), make());
+    }
+    map.get_mut(key).expect("the key was inserted above")
 }
 
 /// Adds `loss` to the job's sliding minimum of its last `memory` losses (of
@@ -493,18 +504,19 @@ fn apply_rules(
             Threshold::Knob(knob) => state.knobs[knob],
         };
         let (value, held) = if rule.significant {
-            let window = state.signal_windows.entry(rule.name.clone()).or_default();
+            let window = slot(&mut state.signal_windows, &rule.name, VecDeque::new);
             recent_mean_holds(window, signals.get(rule.signal), rule.comparison, threshold, &config.reward)
         } else {
             let value = signals.get(rule.signal);
             (value, value.is_some_and(|value| holds(rule.comparison, value, threshold)))
         };
-        let streak = state.streaks.entry(rule.name.clone()).or_default();
+        let streak = slot(&mut state.streaks, &rule.name, u32::default);
         *streak = if held { streak.saturating_add(1) } else { 0 };
         let silent = cooling(state.rule_cooldowns.get(&rule.name), state.windows);
         if let Some(value) = value.filter(|_| held && *streak >= rule.for_windows && !silent) {
             *streak = 0;
-            state.rule_cooldowns.insert(rule.name.clone(), state.windows + u64::from(rule.cooldown_windows));
+            let until = state.windows + u64::from(rule.cooldown_windows);
+            *slot(&mut state.rule_cooldowns, &rule.name, u64::default) = until;
             decision.fired_rules.push(FiredRule { rule: rule.name.clone(), signal: rule.signal, value, threshold });
             for (knob, factor) in &rule.scale {
                 changes.entry(knob).or_insert((1.0, 0.0)).0 *= factor;
@@ -525,8 +537,9 @@ fn apply_rules(
         let change = knob.step.map_or(change, |step| change.clamp(-step, step));
         let new = knob.fit(old + change);
         if new != old {
-            state.knobs.insert(name.to_owned(), new);
-            state.knob_cooldowns.insert(name.to_owned(), state.windows + u64::from(knob.cooldown_windows));
+            *slot(&mut state.knobs, name, f64::default) = new;
+            let until = state.windows + u64::from(knob.cooldown_windows);
+            *slot(&mut state.knob_cooldowns, name, u64::default) = until;
             decision.policy_updates.insert(name.to_owned(), new);
         }
     }

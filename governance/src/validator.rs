@@ -294,8 +294,16 @@ impl MetaPacketValidator {
             let detail = format!("domain {domain}: {domains_max} domains (domains_max) already seen");
             return reject(ReasonCode::LimitReached, detail);
         }
-        self.last_windows.insert(job.to_owned(), window);
-        self.domains.insert(domain.to_owned());
+        // A known job or domain is updated in place: no name is copied.
+        match self.last_windows.get_mut(job) {
+            Some(last) => *last = window,
+            None => {
+                self.last_windows.insert(job.to_owned(), window);
+            }
+        }
+        if !self.domains.contains(domain) {
+            self.domains.insert(domain.to_owned());
+        }
         Ok(())
     }
 
@@ -319,25 +327,30 @@ impl MetaPacketValidator {
                 let detail = format!("{field}: name {} is not 1–{NAME_CHARS_MAX} of [A-Za-z0-9._-]", shown(name));
                 return reject(ReasonCode::BadId, detail);
             }
-            let key = format!("{field}.{name}");
+            // Written out only in a rejection's detail: an admitted entry
+            // formats nothing.
+            let key = || format!("{field}.{name}");
             let number = match value {
                 Value::Bool(b) => f64::from(u8::from(*b)),
                 Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
                 other => {
-                    let detail = format!("{key}: expected a number or a boolean, found {}", describe(other));
+                    let detail = format!("{}: expected a number or a boolean, found {}", key(), describe(other));
                     return reject(ReasonCode::WrongType, detail);
                 }
             };
             if !number.is_finite() {
-                return reject(ReasonCode::NonFinite, format!("{key}: {number}"));
+                return reject(ReasonCode::NonFinite, format!("{}: {number}", key()));
             }
             let abs_max = self.config.value_abs_max;
             if number.abs() > abs_max {
-                return reject(ReasonCode::OutOfRange, format!("{key}: |{number}| exceeds value_abs_max {abs_max}"));
+                return reject(
+                    ReasonCode::OutOfRange,
+                    format!("{}: |{number}| exceeds value_abs_max {abs_max}", key()),
+                );
             }
             let range = if field == "metrics" { self.config.ranges.get(name) } else { None };
             if let Some(&[min, max]) = range.filter(|[min, max]| !(*min..=*max).contains(&number)) {
-                return reject(ReasonCode::OutOfRange, format!("{key}: {number} is out of range {min}..={max}"));
+                return reject(ReasonCode::OutOfRange, format!("{}: {number} is out of range {min}..={max}", key()));
             }
             entries.insert(name.clone(), number);
         }
