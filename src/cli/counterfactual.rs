@@ -18,22 +18,34 @@ use metagov_storage::{init_session, ChronicleReader, ChronicleWriter, WriterOpti
 
 use super::{open, Escaped, Outcome};
 
+/// Takes one publish into `decisions` if it is one they keep: a
+/// `policy.update`, or the `meta.reward` that marks an admitted window.
+fn observe(decisions: &mut Decisions, message: &Egress) {
+    if *message.topic == *META_REWARD {
+        let job = message.payload.get("job").and_then(Value::as_str).unwrap_or_default();
+        let window = message.payload.get("window").and_then(Value::as_f64).unwrap_or(0.0);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "windows are small integers")]
+        decisions.window(job, window as u64, message.tick);
+    } else if *message.topic == *POLICY_UPDATE {
+        if let Ok(Output::PolicyUpdate(update)) = Output::from_egress(message) {
+            decisions.update(message.tick, &update);
+        }
+    }
+}
+
+/// A recorded delivery as the publish it was (both topics `observe`
+/// keeps have one subscriber, so one delivery is one publish).
+fn as_egress(d: &metagov_bus::Envelope) -> Egress {
+    Egress { tick: d.tick, seq: d.seq, topic: d.topic.clone(), from: d.from.clone(), payload: d.payload.clone() }
+}
+
 /// The decisions recorded in `reader`'s whole frames.
 fn decisions(file: &Path, reader: &ChronicleReader) -> Result<Decisions> {
     let mut decisions = Decisions::default();
     for entry in reader.records() {
         let entry = entry.with_context(|| format!("cannot read {}", Escaped(file.display())))?;
-        let OwnedEntry::Delivery(d) = entry else { continue };
-        if *d.topic == *META_REWARD {
-            let job = d.payload.get("job").and_then(Value::as_str).unwrap_or_default().to_owned();
-            let window = d.payload.get("window").and_then(Value::as_f64).unwrap_or(0.0);
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "windows are small integers")]
-            decisions.window(&job, window as u64, d.tick);
-        } else if *d.topic == *POLICY_UPDATE {
-            let egress = Egress { tick: d.tick, seq: d.seq, topic: d.topic, from: d.from, payload: d.payload };
-            if let Ok(Output::PolicyUpdate(update)) = Output::from_egress(&egress) {
-                decisions.update(d.tick, &update);
-            }
+        if let OwnedEntry::Delivery(d) = entry {
+            observe(&mut decisions, &as_egress(&d));
         }
     }
     Ok(decisions)
@@ -99,15 +111,21 @@ pub fn replay_simulate(file: &Path, config: Config, out_dir: &Path, out: &mut dy
         .with_context(|| format!("cannot create {}", Escaped(chronicle.display())))?;
     let mut bus = MetaSupervisor::build(&config, writer)?;
     let mut packets = 0u64;
+    // One pass: the recorded decisions are read as the ingress is re-run,
+    // and the new run's are taken from its egress, so neither file is read
+    // again.
+    let (mut recorded, mut counterfactual) = (Decisions::default(), Decisions::default());
     for entry in reader.records() {
         let entry = entry.with_context(|| format!("cannot read {}", Escaped(file.display())))?;
         let OwnedEntry::Delivery(d) = entry else { continue };
         if *d.from != *INGRESS {
+            observe(&mut recorded, &as_egress(&d));
             continue;
         }
         packets += 1;
         bus.ingress(&d.topic, d.payload)
             .with_context(|| format!("the counterfactual run stopped at packet {packets}"))?;
+        bus.egress().iter().for_each(|message| observe(&mut counterfactual, message));
     }
     let sealed = bus.into_journal().seal().context("cannot seal the counterfactual chronicle")?;
     let sealed =
@@ -129,8 +147,7 @@ pub fn replay_simulate(file: &Path, config: Config, out_dir: &Path, out: &mut dy
         &context.config_sha256[..12],
         Escaped(chronicle.display())
     )?;
-    let counterfactual = open(&chronicle)?;
-    print_diff(&diff(&decisions(file, &reader)?, &decisions(&chronicle, &counterfactual)?), out)?;
+    print_diff(&diff(&recorded, &counterfactual), out)?;
     Ok(Outcome::Success)
 }
 
