@@ -102,6 +102,9 @@ pub(super) enum EventKind {
     GarbageBurst,
     /// Model jobs: every curvature × `factor`.
     CurvatureJump,
+    /// Model jobs: every curvature grows steadily from × 1 at `from_window`
+    /// to × `factor` at `to_window`, and stays there.
+    CurvatureDrift,
     /// Model jobs: gradient noise × `factor`.
     NoiseBurst,
 }
@@ -382,19 +385,25 @@ fn event_spec(
         }
     }
     let factor_default = match kind {
-        EventKind::CurvatureJump => 10.0,
+        EventKind::CurvatureJump | EventKind::CurvatureDrift => 10.0,
         EventKind::NoiseBurst => 20.0,
         EventKind::MemorySpike => 1.6,
         _ => {
             if let Some(factor) = &event.factor {
                 return Err(problem(
                     factor.span(),
-                    "`factor` applies only to curvature_jump, noise_burst and memory_spike".into(),
+                    "`factor` applies only to curvature_jump, curvature_drift, noise_burst and memory_spike".into(),
                 ));
             }
             1.0
         }
     };
+    if kind == EventKind::CurvatureDrift && event.to_window.is_none() {
+        return Err(problem(
+            event.kind.span(),
+            "curvature_drift needs `to_window`: the window by which the curvature has grown by `factor`".into(),
+        ));
+    }
     let latency_default = match kind {
         EventKind::MemorySpike => 250.0,
         EventKind::LatencySpike => 400.0,

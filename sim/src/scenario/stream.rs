@@ -265,6 +265,12 @@ impl JobSim {
         let mut params = &self.params;
         let mut garbage = None;
         for hit in &self.hits {
+            if hit.kind == EventKind::CurvatureDrift && w >= hit.from {
+                // Deterministic, and it stays after its stretch.
+                let done = (w.min(hit.to) - hit.from + 1) as f64 / (hit.to - hit.from + 1) as f64;
+                disturbance.curvature_factor *= 1.0 + (hit.factor - 1.0) * done;
+                continue;
+            }
             if w < hit.from || w > hit.to || unit(mix(die, hit.salt)) >= hit.rate {
                 continue;
             }
@@ -277,6 +283,7 @@ impl JobSim {
                 EventKind::LatencySpike => latency = hit.latency_ms * (1.0 + LATENCY_JITTER * noise[3]),
                 EventKind::Collapse if self.model.is_some() => disturbance.restart |= w == hit.from,
                 EventKind::CurvatureJump => disturbance.curvature_factor *= hit.factor,
+                EventKind::CurvatureDrift => {} // applied above
                 EventKind::NoiseBurst => disturbance.noise_factor *= hit.factor,
                 EventKind::Collapse => {
                     gain = COLLAPSE_GAIN + s.noise * noise[0];

@@ -534,3 +534,29 @@ fn a_scenario_file_is_read_as_a_config_is() {
     assert!(shown.contains("1048576 bytes"), "{shown}");
     std::fs::remove_file(&huge).expect("remove the test file");
 }
+
+/// A curvature drift grows the model's curvature steadily over its stretch
+/// and keeps it: the loss of a drifting job rises above that of the same
+/// job without the event, more at the end of the stretch than at its
+/// start, and stays different after it; a drift without an end is refused.
+#[test]
+fn a_curvature_drift_acts_on_the_model_and_needs_an_end() {
+    let text = |event: &str| {
+        format!("name = \"d\"\nwindows = 300\n[[jobs]]\nname = \"m\"\ndomains = [\"d\"]\npattern = \"nqm\"\n{event}")
+    };
+    let losses = |event: &str| -> Vec<f64> {
+        let scenario = Scenario::from_toml_str(&text(event), "d.toml").unwrap();
+        scenario.stream(3, None).map(|p| metric(&p, "loss")).collect()
+    };
+    let calm = losses("");
+    let drift = losses("[[events]]\nkind = \"curvature_drift\"\nfrom_window = 101\nto_window = 200\nfactor = 5.0\n");
+    assert_eq!(calm[..100], drift[..100], "nothing changes before the drift");
+    let ratio = |w: usize| drift[w] / calm[w];
+    assert!(ratio(110) > 1.0 && ratio(199) > ratio(110), "{} then {}", ratio(110), ratio(199));
+    // After it the curvature stays grown: the job trains on a different
+    // surface (faster, here, as every step is larger relative to it).
+    assert!((ratio(299) - 1.0).abs() > 1e-3, "the curvature stays grown: {}", ratio(299));
+    let open = Scenario::from_toml_str(&text("[[events]]\nkind = \"curvature_drift\"\nfrom_window = 10\n"), "d.toml");
+    let message = open.unwrap_err().to_string();
+    assert!(message.contains("curvature_drift needs `to_window`"), "{message}");
+}
