@@ -167,7 +167,7 @@ impl Actor for IntegrativeActor {
         if let Some(reason) = decision.rollback {
             tracing::info!(job = %decision.job, reason = rollback_code(reason), "knobs rolled back");
         }
-        if !decision.policy_updates.is_empty() || decision.rollback.is_some() {
+        if !decision.policy_updates.is_empty() || !decision.meta_updates.is_empty() || decision.rollback.is_some() {
             out.publish(POLICY_UPDATE, policy_update_to_value(&decision));
         }
         let hint = &decision.resource_hint;

@@ -228,19 +228,25 @@ pub fn rejection_to_value(rejection: &Rejection, job: Option<&str>) -> Value {
 /// `policy.update`: the knobs that changed, the rules that fired and a
 /// rollback, if any.
 pub fn policy_update_to_value(d: &IntegrativeDecision) -> Value {
-    let rules = d
+    let rules: Vec<Value> = d
         .fired_rules
         .iter()
         .map(|f| record(vec![("rule", text(&f.rule)), ("value", real(f.value)), ("threshold", real(f.threshold))]))
         .collect();
-    record(vec![
-        ("job", text(&d.job)),
-        ("window", Value::Int(d.window as i64)),
-        ("knobs", map_record(&d.policy_updates)),
-        ("rules", Value::List(rules)),
-        ("rollback", d.rollback.map_or(Value::Unit, |r| text(rollback_code(r)))),
-        ("start", Value::Bool(d.start)),
-    ])
+    record(
+        vec![
+            ("job", text(&d.job)),
+            ("window", Value::Int(d.window as i64)),
+            ("knobs", map_record(&d.policy_updates)),
+            ("rules", Value::List(rules)),
+            ("rollback", d.rollback.map_or(Value::Unit, |r| text(rollback_code(r)))),
+            ("start", Value::Bool(d.start)),
+        ]
+        .into_iter()
+        // Only a meta rule's decision names the job's meta parameters.
+        .chain((!d.meta_updates.is_empty()).then(|| ("meta", map_record(&d.meta_updates))))
+        .collect(),
+    )
 }
 
 /// The stable code of a drop reason, with the robust z of an outlier.
@@ -518,6 +524,7 @@ mod tests {
             job: "bert-a".into(),
             window: 9,
             policy_updates: [("gamma_diversity".to_string(), 0.35)].into(),
+            meta_updates: BTreeMap::new(),
             resource_hint: ResourceHint { batch_scale: 1.0, memory_high: false, latency_high: false },
             scoring: Scoring { gain: 0.1, stability: 0.2, vram: 0.0, latency: 0.0, total: 0.3 },
             ema_reward: 0.3,
@@ -538,6 +545,19 @@ mod tests {
         assert_eq!(v.get("knobs").and_then(|k| k.get("gamma_diversity")).and_then(Value::as_f64), Some(0.35));
         let Some(Value::List(rules)) = v.get("rules") else { panic!("{v}") };
         assert_eq!(rules[0].get("rule").and_then(Value::as_str), Some("plateau"));
+        assert_eq!(v.get("meta"), None, "no meta field without a meta rule");
+        let meta = IntegrativeDecision { meta_updates: [("tau".to_string(), 0.95)].into(), ..decision.clone() };
+        let egress = metagov_bus::Egress {
+            tick: 1,
+            seq: 1,
+            topic: POLICY_UPDATE.into(),
+            from: "integrative".into(),
+            payload: std::sync::Arc::new(policy_update_to_value(&meta)),
+        };
+        let Ok(crate::Output::PolicyUpdate(view)) = crate::Output::from_egress(&egress) else {
+            panic!("a policy update")
+        };
+        assert_eq!(view.meta, BTreeMap::from([("tau".to_string(), 0.95)]));
         let rolled = IntegrativeDecision { rollback: Some(RollbackReason::BelowFloor), ..decision };
         assert_eq!(policy_update_to_value(&rolled).get("rollback").and_then(Value::as_str), Some("below_floor"));
     }

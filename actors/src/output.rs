@@ -39,6 +39,8 @@ pub struct PolicyUpdateView {
     pub rollback: Option<String>,
     /// The job's first window: the knobs it starts from under governance.
     pub start: bool,
+    /// The job's meta parameters a meta rule moved, with their new values.
+    pub meta: BTreeMap<String, f64>,
 }
 
 /// A `resource.hint` for one job.
@@ -141,6 +143,7 @@ impl Output {
                     rules,
                     rollback: r.field("rollback")?.as_str().map(str::to_string),
                     start: matches!(r.field("start")?, Value::Bool(true)),
+                    meta: if v.get("meta").is_some() { r.map("meta")? } else { BTreeMap::new() },
                 })
             }
             RESOURCE_HINT => {

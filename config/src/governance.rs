@@ -135,6 +135,22 @@ impl Default for MetaConfig {
 }
 
 impl MetaConfig {
+    /// The parameters a rule's `[rules.meta]` may move.
+    pub const ADJUSTABLE: [&'static str; 3] = ["g_min", "lambda_ci", "tau"];
+
+    /// `value` for parameter `name` kept within the range `[meta]` allows
+    /// it (`None` for a name not in [`MetaConfig::ADJUSTABLE`]).
+    #[must_use]
+    pub fn fit(name: &str, value: f64) -> Option<f64> {
+        let (min, max) = match name {
+            "tau" => (0.0, 0.999),
+            "g_min" => (-1.0, 1.0),
+            "lambda_ci" => (0.0, 100.0),
+            _ => return None,
+        };
+        Some(value.clamp(min, max))
+    }
+
     pub(crate) fn check(&self, check: &mut Check) {
         check.range("meta.tau", self.tau, 0.0..=0.999);
         check.range("meta.g_min", self.g_min, -1.0..=1.0);
@@ -332,6 +348,11 @@ pub struct RuleConfig {
     /// `adjust`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scale: BTreeMap<String, f64>,
+    /// Change added to the layer's own parameters for this job when the
+    /// rule fires: `tau`, `g_min`, `lambda_ci` (a meta rule), kept within
+    /// the ranges `[meta]` allows.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, f64>,
     /// Windows after firing during which the rule does not fire. Default 0.
     #[serde(default)]
     pub cooldown_windows: u32,
@@ -361,6 +382,7 @@ pub(crate) fn default_rules() -> Vec<RuleConfig> {
             for_windows,
             adjust: BTreeMap::new(),
             scale: BTreeMap::from([(scale.0.to_owned(), scale.1)]),
+            meta: BTreeMap::new(),
             cooldown_windows,
             significant: false,
         }
@@ -731,8 +753,20 @@ pub(crate) fn check_rules(rules: &[RuleConfig], knobs: &BTreeMap<String, KnobCon
         }
         check.range(&key("for_windows"), rule.for_windows, 1..=WINDOWS_MAX);
         check.range(&key("cooldown_windows"), rule.cooldown_windows, 0..=WINDOWS_MAX);
-        let moves = !rule.adjust.is_empty() || !rule.scale.is_empty();
-        check.rule(&key("adjust"), moves, || "a rule must adjust or scale at least one knob".to_owned());
+        let moves = !rule.adjust.is_empty() || !rule.scale.is_empty() || !rule.meta.is_empty();
+        check.rule(&key("adjust"), moves, || "a rule must adjust or scale a knob, or move a meta parameter".to_owned());
+        for (name, delta) in &rule.meta {
+            let key = join(&key("meta"), name);
+            let known = MetaConfig::ADJUSTABLE.contains(&name.as_str());
+            check.rule(&key, known, || {
+                format!(
+                    "`{name}` is not a meta parameter a rule can move, {}",
+                    suggestion(name, &MetaConfig::ADJUSTABLE)
+                )
+            });
+            let ok = delta.is_finite() && *delta != 0.0 && delta.abs() <= VALUE_ABS_MAX;
+            check.rule(&key, ok, || format!("{delta} is not a non-zero finite change"));
+        }
         for (knob, factor) in &rule.scale {
             let key = join(&key("scale"), knob);
             check.rule(&key, knobs.contains_key(knob), || unknown_knob(knob));

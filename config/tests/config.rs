@@ -668,7 +668,7 @@ step = 0.1
                 "gov.toml:17:11: knobs.extra.initial: 3 is out of range 0..=1",
                 "gov.toml:20:8: knobs.extra.step: 0 is not a positive number at most 1000000000",
                 "gov.toml:26:15: rules[0].for_windows: 0 is out of range 1..=1000000",
-                "gov.toml:27:10: rules[0].adjust: a rule must adjust or scale at least one knob",
+                "gov.toml:27:10: rules[0].adjust: a rule must adjust or scale a knob, or move a meta parameter",
                 "gov.toml:29:8: rules[1].name: a rule named \"r\" comes earlier",
                 "gov.toml:33:18: rules[1].adjust.tau: 0 is not a non-zero finite change",
             ]
@@ -698,6 +698,19 @@ step = 0.1
             let text = toml::Value::try_from(signal).map(|v| v.as_str().map(str::to_owned));
             assert_eq!(text.ok().flatten().as_deref(), Some(signal.name()), "{signal:?}");
         }
+    }
+
+    #[test]
+    fn a_meta_rule_names_a_meta_parameter() {
+        let text = "[[rules]]\nname = \"r\"\nsignal = \"reward\"\ncomparison = \"lt\"\nthreshold = 0\n\
+                    meta = { tua = 0.01, g_min = 0 }\n";
+        assert_eq!(
+            problems(text),
+            [
+                "gov.toml:6:16: rules[0].meta.tua: `tua` is not a meta parameter a rule can move, did you mean `tau`?",
+                "gov.toml:6:30: rules[0].meta.g_min: 0 is not a non-zero finite change",
+            ]
+        );
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl DomainMetaLearner {
     ///
     /// If the packet was not admitted by the validator.
     pub fn observe(&mut self, packet: &TelemetryPacket) -> Option<DomainMetaUpdate> {
-        let reward = score(packet, &self.layer).total;
+        let reward = score(packet, &self.layer, self.layer.meta.g_min).total;
         let weight = (reward.clamp(-1.0, 1.0) + 1.0) / 2.0;
         let state = self.domains.entry(packet.domain.clone()).or_insert_with(|| DomainState {
             estimate: self.initial.clone(),

@@ -28,7 +28,7 @@ pub struct Scoring {
     pub total: f64,
 }
 
-/// Scores one packet.
+/// Scores one packet, with `g_min` the job's minimum useful gain.
 ///
 /// Reference: docs/governance.md, "Reward".
 ///
@@ -37,9 +37,8 @@ pub struct Scoring {
 /// If the packet lacks `gain_p50` or `stability_mean`: it was not admitted
 /// by the validator.
 #[must_use]
-pub fn score(packet: &TelemetryPacket, layer: &IntegrativeMetaConfig) -> Scoring {
+pub fn score(packet: &TelemetryPacket, layer: &IntegrativeMetaConfig, g_min: f64) -> Scoring {
     let config = &layer.reward;
-    let g_min = layer.meta.g_min;
     let gain = config.gain_weight * ((packet.required("gain_p50") - g_min) / config.gain_scale).clamp(-1.0, 1.0);
     let stability = config.stability_weight * (2.0 * packet.required("stability_mean") - 1.0);
     let target = layer.safety.vram_target;
@@ -94,6 +93,9 @@ pub struct IntegrativeDecision {
     pub window: u64,
     /// New values of the knobs that changed, by name.
     pub policy_updates: BTreeMap<String, f64>,
+    /// New values of the job's own meta parameters a meta rule moved, by
+    /// name (`tau`, `g_min`, `lambda_ci`).
+    pub meta_updates: BTreeMap<String, f64>,
     /// How the job should scale its resources.
     pub resource_hint: ResourceHint,
     /// The reward and its terms.
@@ -121,6 +123,9 @@ pub struct IntegrativeDecision {
 pub struct MetaState {
     /// Current knob values, by name.
     pub knobs: BTreeMap<String, f64>,
+    /// The job's own `tau`, `g_min` and `lambda_ci`: the config's `[meta]`
+    /// values until a meta rule moves them.
+    pub meta: BTreeMap<String, f64>,
     /// Knob values at the window `ema_reward` last reached its best: what a
     /// rollback restores.
     pub good_knobs: BTreeMap<String, f64>,
@@ -168,10 +173,15 @@ pub struct MetaState {
 }
 
 impl MetaState {
-    fn new(knobs: BTreeMap<String, f64>) -> Self {
+    fn new(knobs: BTreeMap<String, f64>, meta: &metagov_config::MetaConfig) -> Self {
         MetaState {
             good_knobs: knobs.clone(),
             knobs,
+            meta: BTreeMap::from([
+                ("g_min".to_owned(), meta.g_min),
+                ("lambda_ci".to_owned(), meta.lambda_ci),
+                ("tau".to_owned(), meta.tau),
+            ]),
             ema_reward: 0.0,
             best_ema_reward: f64::NEG_INFINITY,
             last_reward: 0.0,
@@ -309,13 +319,13 @@ impl MetaIntegrativeLayer {
     /// missing).
     pub fn update(&mut self, packet: &TelemetryPacket) -> IntegrativeDecision {
         let config = &self.config;
-        let state = slot(&mut self.states, &packet.job, || MetaState::new(self.start.clone()));
+        let state = slot(&mut self.states, &packet.job, || MetaState::new(self.start.clone(), &config.meta));
         state.windows += 1;
 
         // Reward and its smoothing. Reference: docs/governance.md, "Reward" and "One update, in order".
-        let scoring = score(packet, config);
+        let scoring = score(packet, config, state.meta["g_min"]);
         let reward = scoring.total;
-        let tau = config.meta.tau;
+        let tau = state.meta["tau"];
         let previous_ema = (state.windows > 1).then_some(state.ema_reward);
         state.ema_reward = previous_ema.map_or(reward, |ema| tau * ema + (1.0 - tau) * reward);
         let reward_delta = previous_ema.map(|ema| state.ema_reward - ema);
@@ -325,7 +335,7 @@ impl MetaIntegrativeLayer {
         }
         state.rewards.push_back(reward);
         let ci_level = config.reward.ci_level;
-        let ci_half_width = Welford::of(&state.rewards).t_half_width(ci_level).map(|hw| hw * config.meta.lambda_ci);
+        let ci_half_width = Welford::of(&state.rewards).t_half_width(ci_level).map(|hw| hw * state.meta["lambda_ci"]);
         let loss = packet.metric("loss");
         let relative = |from: f64, to: f64| (to - from) / from.abs().max(f64::MIN_POSITIVE);
         let best = state.best_losses.front().map(|&(_, best)| best);
@@ -340,6 +350,7 @@ impl MetaIntegrativeLayer {
             job: packet.job.clone(),
             window: packet.window,
             policy_updates: BTreeMap::new(),
+            meta_updates: BTreeMap::new(),
             resource_hint: resource_hint(packet, config),
             scoring,
             ema_reward: state.ema_reward,
@@ -390,7 +401,7 @@ impl MetaIntegrativeLayer {
             };
             apply_rules(state, config, &signals, &mut decision);
         }
-        if !decision.policy_updates.is_empty() {
+        if !decision.policy_updates.is_empty() || !decision.meta_updates.is_empty() {
             state.decision_count += 1;
         }
         decision
@@ -496,8 +507,10 @@ fn apply_rules(
     signals: &Signals<'_>,
     decision: &mut IntegrativeDecision,
 ) {
-    // Per knob: (product of factors, sum of changes).
+    // Per knob: (product of factors, sum of changes); per meta parameter:
+    // the sum of changes.
     let mut changes: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    let mut meta_changes: BTreeMap<&str, f64> = BTreeMap::new();
     for rule in &config.rules {
         let threshold = match &rule.threshold {
             Threshold::Value(value) => *value,
@@ -524,6 +537,9 @@ fn apply_rules(
             for (knob, delta) in &rule.adjust {
                 changes.entry(knob).or_insert((1.0, 0.0)).1 += delta;
             }
+            for (name, delta) in &rule.meta {
+                *meta_changes.entry(name).or_default() += delta;
+            }
         }
     }
     for (name, (factor, delta)) in changes {
@@ -541,6 +557,15 @@ fn apply_rules(
             let until = state.windows + u64::from(knob.cooldown_windows);
             *slot(&mut state.knob_cooldowns, name, u64::default) = until;
             decision.policy_updates.insert(name.to_owned(), new);
+        }
+    }
+    for (name, delta) in meta_changes {
+        let old = state.meta[name];
+        // Invariant: a checked config's meta rules name adjustable parameters.
+        let new = metagov_config::MetaConfig::fit(name, old + delta).expect("a checked meta parameter");
+        if new != old {
+            state.meta.insert(name.to_owned(), new);
+            decision.meta_updates.insert(name.to_owned(), new);
         }
     }
     if !decision.policy_updates.is_empty() {

@@ -611,6 +611,29 @@ adjust = { g_min = 0.005 }
         assert!(!banded.is_empty(), "a settled low gain does: {fired:?}");
     }
 
+    /// A meta rule moves the job's own `tau`, which the next window's EMA
+    /// then uses, within the range `[meta]` allows; other jobs keep theirs.
+    #[test]
+    fn a_meta_rule_moves_the_jobs_own_tau_and_the_ema_follows() {
+        let text = "[[rules]]\nname = \"smooth\"\nsignal = \"stability_mean\"\ncomparison = \"lt\"\n\
+                    threshold = 0.5\nmeta = { tau = 0.05 }\n";
+        let mut layer = MetaIntegrativeLayer::new(config(text).integrative());
+        let shaky = [("gain_p50", 0.1), ("stability_mean", 0.4)];
+        let first = layer.update(&packet("job", 1, &shaky));
+        let tau = first.meta_updates["tau"];
+        assert!(close(tau, 0.95) && first.meta_updates.len() == 1, "{:?}", first.meta_updates);
+        assert!(first.policy_updates.is_empty());
+        let second = layer.update(&packet("job", 2, &shaky));
+        let reward = second.scoring.total;
+        assert!(close(second.ema_reward, tau * first.ema_reward + (1.0 - tau) * reward), "the EMA uses the moved tau");
+        for window in 3..=5 {
+            layer.update(&packet("job", window, &shaky));
+        }
+        assert_eq!(layer.state("job").unwrap().meta["tau"], 0.999, "kept within [meta]'s range");
+        layer.update(&packet("other", 1, &[("gain_p50", 0.1), ("stability_mean", 0.9)]));
+        assert_eq!(layer.state("other").unwrap().meta["tau"], 0.9);
+    }
+
     #[test]
     fn loss_improvement_compares_with_the_best_recent_loss() {
         let text = "[meta]\nbest_loss_windows = 3\n[[rules]]\nname = \"stall\"\nsignal = \"loss_improvement\"\n\

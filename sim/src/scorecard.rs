@@ -85,6 +85,7 @@ pub fn reduce_lr_on_plateau(base: &Config) -> Config {
         for_windows: 11,
         adjust: BTreeMap::new(),
         scale: BTreeMap::from([("learning_rate".to_owned(), 0.1)]),
+        meta: BTreeMap::new(),
         cooldown_windows: 0,
         significant: false,
     };
