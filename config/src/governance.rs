@@ -590,7 +590,9 @@ pub struct MetaValidatorConfig {
     /// Most distinct domains. Default 256; valid 1..=65536.
     pub domains_max: u32,
     /// Allowed `[min, max]` of named metrics. Default `stability_mean` and
-    /// `vram_high` in [0, 1], `latency_ms` in [0, 3600000].
+    /// `vram_high` in [0, 1], `latency_ms` in [0, 3600000]. The ranges of
+    /// `stability_mean` and `vram_high` must lie within [0, 1]: the reward
+    /// reads them as fractions.
     pub ranges: BTreeMap<String, [f64; 2]>,
 }
 
@@ -864,6 +866,13 @@ impl MetaValidatorConfig {
             let fits = |x: &f64| x.is_finite() && x.abs() <= VALUE_ABS_MAX;
             let ok = fits(min) && fits(max) && min <= max;
             check.rule(&key, ok, || format!("[{min}, {max}] is not a range with min ≤ max within ±{VALUE_ABS_MAX}"));
+            // The reward and the rules read these two as fractions.
+            if ok && ["stability_mean", "vram_high"].contains(&metric.as_str()) {
+                let fraction = *min >= 0.0 && *max <= 1.0;
+                check.rule(&key, fraction, || {
+                    format!("[{min}, {max}] is not within [0, 1]: the reward reads {metric} as a fraction")
+                });
+            }
         }
     }
 }

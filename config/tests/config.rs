@@ -714,6 +714,15 @@ step = 0.1
     }
 
     #[test]
+    fn the_fractions_the_reward_reads_stay_fractions() {
+        let text = "[validator.ranges]\nstability_mean = [0.0, 2.0]\nvram_high = [0.0, 1.0]\nloss = [0.0, 50.0]\n";
+        assert_eq!(
+            problems(text),
+            ["gov.toml:2:18: validator.ranges.stability_mean: [0, 2] is not within [0, 1]: the reward reads stability_mean as a fraction"]
+        );
+    }
+
+    #[test]
     fn a_knob_fits_a_value_to_its_kind_and_bounds() {
         let knob = |kind| KnobConfig { initial: 16.0, min: 8.0, max: 128.0, step: None, cooldown_windows: 0, kind };
         assert_eq!(knob(KnobKind::PowerOfTwo).fit(90.0), 64.0, "log2(90) = 6.49 rounds to 6");
