@@ -117,32 +117,16 @@ pub fn inspect(file: &Path, all_frames: bool, json: bool, out: &mut dyn Write) -
 /// and cycle records per phase, and the integrity verdict (the audit
 /// report of `verify --json`).
 fn inspect_json(file: &Path, reader: &ChronicleReader, out: &mut dyn Write) -> Result<Outcome> {
-    use metagov_actors::messages::TELEMETRY_ACCEPTED;
-    let ctx = reader.context();
-    let (topics, cycles, frames, _) = topic_counts(reader);
-    let mut phases: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
-    for entry in reader.records().map_while(Result::ok) {
-        let (phase, what) = match &entry {
-            OwnedEntry::Delivery(d) if *d.topic == *TELEMETRY_ACCEPTED && *d.to == *"integrative" => {
-                (d.payload.get("phase").and_then(Value::as_str).unwrap_or("(none)").to_owned(), "packets")
-            }
-            OwnedEntry::Cycle { record, .. } => (record.phase.to_string(), "cycle_records"),
-            _ => continue,
-        };
-        *phases.entry(phase).or_default().entry(what).or_default() += 1;
-    }
+    let counts = count_records(reader);
     let report = verify_file(file).with_context(|| format!("cannot verify {}", Escaped(file.display())))?;
     let metadata = serde_json::json!({
-        "run": {
-            "run_id": ctx.run_id, "seed": ctx.seed, "config_sha256": ctx.config_sha256,
-            "environment": ctx.environment.to_string(), "actors": ctx.actors, "producer": ctx.producer,
-        },
+        "run": run_json(reader.context()),
         "frames": reader.frame_count(),
         "records": reader.record_count(),
-        "deliveries_by_topic": topics,
-        "cycle_records": cycles,
-        "meta_frames": frames,
-        "phases": phases,
+        "deliveries_by_topic": counts.topics,
+        "cycle_records": counts.cycles,
+        "meta_frames": counts.frames,
+        "phases": counts.phases,
         "integrity": audit_report(file, &report),
     });
     writeln!(out, "{metadata}")?;
@@ -204,17 +188,7 @@ fn audit_report(file: &Path, report: &metagov_storage::IntegrityReport) -> serde
             ("corrupt", None, Some(json!({"location": location.to_string(), "offset": offset, "reason": reason})))
         }
     };
-    let run = ChronicleReader::open(file).ok().map(|reader| {
-        let c = reader.context();
-        json!({
-            "run_id": c.run_id,
-            "seed": c.seed,
-            "config_sha256": c.config_sha256,
-            "environment": c.environment.to_string(),
-            "actors": c.actors,
-            "producer": c.producer,
-        })
-    });
+    let run = ChronicleReader::open(file).ok().map(|reader| run_json(reader.context()));
     json!({
         "file": file.display().to_string(),
         "status": status,
@@ -275,19 +249,59 @@ pub fn parse_windows(text: &str) -> Result<std::ops::RangeInclusive<u64>> {
     Ok(from..=to)
 }
 
-/// Deliveries per topic in the whole frames of `reader`, with the number of
-/// cycle records and meta frames, and the records read.
-fn topic_counts(reader: &ChronicleReader) -> (BTreeMap<String, u64>, u64, u64, u64) {
-    let (mut topics, mut cycles, mut frames, mut count) = (BTreeMap::new(), 0, 0, 0);
+/// What the whole frames of a chronicle hold, counted in one pass.
+#[derive(Default)]
+struct RunCounts {
+    /// Deliveries per topic.
+    topics: BTreeMap<String, u64>,
+    /// Cycle records.
+    cycles: u64,
+    /// Meta frames.
+    frames: u64,
+    /// Records read.
+    records: u64,
+    /// Per phase: admitted telemetry packets (their `phase`) and cycle
+    /// records (theirs).
+    phases: BTreeMap<String, BTreeMap<&'static str, u64>>,
+}
+
+fn count_records(reader: &ChronicleReader) -> RunCounts {
+    use metagov_actors::messages::TELEMETRY_ACCEPTED;
+    let mut counts = RunCounts::default();
+    let phase = |counts: &mut RunCounts, phase: String, what| {
+        *counts.phases.entry(phase).or_default().entry(what).or_default() += 1;
+    };
     for entry in reader.records().map_while(Result::ok) {
-        count += 1;
+        counts.records += 1;
         match entry {
-            OwnedEntry::Delivery(d) => *topics.entry(d.topic.to_string()).or_default() += 1,
-            OwnedEntry::Cycle { .. } => cycles += 1,
-            OwnedEntry::Frame { .. } => frames += 1,
+            OwnedEntry::Delivery(d) => {
+                *counts.topics.entry(d.topic.to_string()).or_default() += 1;
+                // An admitted packet is delivered to several actors: count it once.
+                if *d.topic == *TELEMETRY_ACCEPTED && *d.to == *"integrative" {
+                    let name = d.payload.get("phase").and_then(Value::as_str).unwrap_or("(none)").to_owned();
+                    phase(&mut counts, name, "packets");
+                }
+            }
+            OwnedEntry::Cycle { record, .. } => {
+                counts.cycles += 1;
+                phase(&mut counts, record.phase.to_string(), "cycle_records");
+            }
+            OwnedEntry::Frame { .. } => counts.frames += 1,
         }
     }
-    (topics, cycles, frames, count)
+    counts
+}
+
+/// A run's context as JSON, as `verify --json` and `inspect --json` show it.
+fn run_json(ctx: &metagov_storage::RunContext) -> serde_json::Value {
+    serde_json::json!({
+        "run_id": ctx.run_id,
+        "seed": ctx.seed,
+        "config_sha256": ctx.config_sha256,
+        "environment": ctx.environment.to_string(),
+        "actors": ctx.actors,
+        "producer": ctx.producer,
+    })
 }
 
 /// Refuses a topic no actor uses and the run does not hold, listing the
@@ -298,7 +312,7 @@ fn check_topics(file: &Path, reader: &ChronicleReader, topics: &[String]) -> Res
     if unknown.is_empty() {
         return Ok(());
     }
-    let (present, ..) = topic_counts(reader);
+    let present = count_records(reader).topics;
     let names: Vec<&str> = present.keys().map(String::as_str).collect();
     for topic in unknown {
         anyhow::ensure!(
@@ -518,7 +532,7 @@ pub fn trace(file: &Path, tick: u64, json: bool, out: &mut dyn Write) -> Result<
 /// cycle records and meta frames, then the verdict.
 pub fn topics(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
     let reader = open(file)?;
-    let (topics, cycles, frames, count) = topic_counts(&reader);
+    let RunCounts { topics, cycles, frames, records: count, .. } = count_records(&reader);
     writeln!(out, "{:<24} {:>12}", "topic", "deliveries")?;
     for (topic, n) in &topics {
         writeln!(out, "{:<24} {n:>12}", Escaped(topic).to_string())?;
