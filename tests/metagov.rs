@@ -1199,8 +1199,7 @@ mod governance_scenarios {
             let floor = simulation.config.safety.reward_floor;
             let ema: BTreeMap<u64, f64> =
                 published(&entries, META_REWARD).into_iter().map(|(t, r)| (t, num_of(r, "ema_reward"))).collect();
-            let initial: BTreeMap<String, f64> =
-                simulation.config.knobs.iter().map(|(k, knob)| (k.clone(), knob.initial)).collect();
+            let initial: BTreeMap<String, f64> = simulation.config.initial_knobs();
             // Every value each job's knobs have held, by (job, knob).
             let mut held: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
             let mut rollbacks = Vec::new();

@@ -66,7 +66,7 @@ impl Explainer {
     pub fn new(config: &Config) -> Self {
         Explainer {
             rules: config.rules.iter().map(|rule| (rule.name.clone(), rule.clone())).collect(),
-            initial: config.knobs.iter().map(|(name, knob)| (name.clone(), knob.initial)).collect(),
+            initial: config.initial_knobs(),
             known: BTreeMap::new(),
         }
     }

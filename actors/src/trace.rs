@@ -78,7 +78,7 @@ impl Trace {
     /// The last state.
     #[must_use]
     pub fn state(&self) -> TraceState {
-        self.states.last().map_or(TraceState::Invalid, |&(state, _)| state)
+        current(&self.states)
     }
 
     /// The ingress delivery that started it.

@@ -667,6 +667,12 @@ pub struct MetaLearningConfig {
 }
 
 impl Config {
+    /// Each knob's initial value, by name: where every new job starts.
+    #[must_use]
+    pub fn initial_knobs(&self) -> BTreeMap<String, f64> {
+        self.knobs.iter().map(|(name, knob)| (name.clone(), knob.initial)).collect()
+    }
+
     /// The integrative layer's part of this config.
     #[must_use]
     pub fn integrative(&self) -> IntegrativeMetaConfig {

@@ -277,7 +277,7 @@ impl<J: Journal> Supervisor<J> {
     pub fn new(config: &Config, journal: J) -> Result<Self, BusError> {
         Ok(Supervisor {
             bus: MetaSupervisor::build(config, journal)?,
-            initial: config.knobs.iter().map(|(name, knob)| (name.clone(), knob.initial)).collect(),
+            initial: config.initial_knobs(),
             jobs: BTreeMap::new(),
             prior: None,
         })

@@ -127,7 +127,7 @@ pub fn score(scenario: &Scenario, config: &Config, seed: u64) -> Result<BTreeMap
     config.run.seed = seed;
     let mut stream = scenario.stream(seed, None);
     let packets = stream.total_packets();
-    let initial = config.knobs.iter().map(|(k, knob)| (k.clone(), knob.initial)).collect();
+    let initial = config.initial_knobs();
     let mut summary = SummaryCollector::new(initial, packets, &stream.training());
     let mut bus = MetaSupervisor::build(&config, metagov_bus::NoJournal)?;
     drive(&mut bus, &mut stream, packets, |n, report, egress| {

@@ -274,7 +274,7 @@ pub fn run(sim: &Simulation, progress: &mut dyn Progress) -> Result<SimulationRe
         .with_context(|| format!("cannot create {}", partial.display()))?;
     let mut stream = sim.scenario.stream(seed, sim.windows);
     let packets = stream.total_packets();
-    let initial = sim.config.knobs.iter().map(|(k, knob)| (k.clone(), knob.initial)).collect();
+    let initial = sim.config.initial_knobs();
     let mut summary = SummaryCollector::new(initial, packets, &stream.training());
     let mut bus = MetaSupervisor::build(&sim.config, writer)?;
 

@@ -35,7 +35,7 @@ fn observe(decisions: &mut Decisions, message: &Egress) {
 
 /// A recorded delivery as the publish it was (both topics `observe`
 /// keeps have one subscriber, so one delivery is one publish).
-fn as_egress(d: &metagov_bus::Envelope) -> Egress {
+pub(super) fn as_egress(d: &metagov_bus::Envelope) -> Egress {
     Egress { tick: d.tick, seq: d.seq, topic: d.topic.clone(), from: d.from.clone(), payload: d.payload.clone() }
 }
 
@@ -181,8 +181,7 @@ pub fn replay_inspect(file: &Path, tick: u64, out: &mut dyn Write) -> Result<Out
         Escaped(file.display()),
         ctx.actors
     );
-    let config = Config::from_toml_str(&ctx.config_text, "the chronicle's config")
-        .with_context(|| format!("{}: the recorded config does not read", Escaped(file.display())))?;
+    let config = super::recorded_config(file, &reader)?;
     let mut bus = MetaSupervisor::build(&config, metagov_bus::NoJournal)?;
     let mut last = 0;
     for entry in reader.records() {

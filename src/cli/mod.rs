@@ -10,6 +10,7 @@ mod output;
 mod progress;
 pub mod run;
 
+use counterfactual::as_egress;
 pub use counterfactual::{diff_runs, replay_inspect, replay_simulate};
 pub use output::{write_csv_field, Escaped, EscapedLines, OutputFile};
 
@@ -292,6 +293,12 @@ fn count_records(reader: &ChronicleReader) -> RunCounts {
     counts
 }
 
+/// The config a chronicle recorded in its header, read back.
+fn recorded_config(file: &Path, reader: &ChronicleReader) -> Result<Config> {
+    Config::from_toml_str(&reader.context().config_text, "the chronicle's config")
+        .with_context(|| format!("{}: the recorded config does not read", Escaped(file.display())))
+}
+
 /// A run's context as JSON, as `verify --json` and `inspect --json` show it.
 fn run_json(ctx: &metagov_storage::RunContext) -> serde_json::Value {
     serde_json::json!({
@@ -390,8 +397,7 @@ pub fn explain(
     use metagov_actors::explain::{Cause, Explainer};
     use metagov_actors::messages::{POLICY_UPDATE, TELEMETRY_ACCEPTED};
     let reader = open(file)?;
-    let config = Config::from_toml_str(&reader.context().config_text, "the chronicle's config")
-        .with_context(|| format!("{}: the recorded config does not read", Escaped(file.display())))?;
+    let config = recorded_config(file, &reader)?;
     let mut explainer = Explainer::new(&config);
     let (mut seen_job, mut printed) = (false, 0);
     let outcome = export_records(file, &reader, |entry| {
@@ -409,8 +415,8 @@ pub fn explain(
         if *d.topic != *POLICY_UPDATE {
             return Ok(());
         }
-        let egress = metagov_bus::Egress { tick: d.tick, seq: d.seq, topic: d.topic, from: d.from, payload: d.payload };
-        let Ok(metagov_actors::Output::PolicyUpdate(update)) = metagov_actors::Output::from_egress(&egress) else {
+        let Ok(metagov_actors::Output::PolicyUpdate(update)) = metagov_actors::Output::from_egress(&as_egress(&d))
+        else {
             return Ok(());
         };
         for change in explainer.update(d.tick, &update) {
