@@ -330,10 +330,7 @@ impl MetaIntegrativeLayer {
         state.ema_reward = previous_ema.map_or(reward, |ema| tau * ema + (1.0 - tau) * reward);
         let reward_delta = previous_ema.map(|ema| state.ema_reward - ema);
         state.last_reward = reward;
-        if state.rewards.len() == usize::try_from(config.reward.ci_window).unwrap_or(usize::MAX) {
-            state.rewards.pop_front();
-        }
-        state.rewards.push_back(reward);
+        push_recent(&mut state.rewards, reward, config.reward.ci_window);
         let ci_level = config.reward.ci_level;
         let ci_half_width = Welford::of(&state.rewards).t_half_width(ci_level).map(|hw| hw * state.meta["lambda_ci"]);
         let loss = packet.metric("loss");
@@ -466,6 +463,16 @@ fn safety_check(state: &mut MetaState, config: &IntegrativeMetaConfig, ci: Optio
     cause
 }
 
+/// Appends `value` to `recent`, dropping the oldest so that at most `len`
+/// values are kept (the rewards of the confidence band, a significant
+/// rule's signal values).
+fn push_recent(recent: &mut VecDeque<f64>, value: f64, len: u32) {
+    if recent.len() == usize::try_from(len).unwrap_or(usize::MAX) {
+        recent.pop_front();
+    }
+    recent.push_back(value);
+}
+
 /// A `significant` rule's test: adds this window's value (if any) to the
 /// rule's recent values (at most `reward.ci_window`), and returns their
 /// mean with whether the whole t-interval of the mean lies on the firing
@@ -479,10 +486,7 @@ fn recent_mean_holds(
     reward: &metagov_config::RewardConfig,
 ) -> (Option<f64>, bool) {
     if let Some(value) = value {
-        if window.len() == usize::try_from(reward.ci_window).unwrap_or(usize::MAX) {
-            window.pop_front();
-        }
-        window.push_back(value);
+        push_recent(window, value, reward.ci_window);
     }
     let moments = Welford::of(window.iter());
     let Some(half_width) = moments.t_half_width(reward.ci_level) else { return (None, false) };
