@@ -94,7 +94,8 @@ mod determinism {
                 let at = (e.tick, e.seq);
                 assert!(last < Some(at), "{at:?} after {last:?}");
                 last = Some(at);
-                assert_eq!(e.trace.0, e.tick, "every delivery of a tick descends from that tick's packet");
+                assert_eq!(e.cause.is_none(), &*e.from == "ingress", "only ingress has no cause: {e:?}");
+                assert!(e.cause.is_none_or(|cause| cause < e.seq), "a cause comes before: {e:?}");
             }
         }
         assert_eq!(last.map(|(tick, _)| tick), Some(200));
@@ -593,12 +594,16 @@ mod cli {
         assert!(text.starts_with("trace 1: CREATED → ACTIVE → COMPLETED → ARCHIVED\n"), "{text}");
         assert!(text.contains("job bert-0, domain nlp, window 1") && text.contains("every validator check passed"));
         assert!(text.contains("1.0    telemetry.raw") && text.contains("meta.reward"), "{text}");
+        assert!(text.contains("(no arrival time: not a live packet)"), "{text}");
+        // Published by the validator's handling of the packet: one level in.
+        assert!(text.contains("\n    1.1    telemetry.accepted"), "{text}");
 
         // A chronicle whose CRCs and chain hold but whose deliveries break
         // the lifecycle: tick 1 rejected (fine), tick 2 admitted and
         // rejected, tick 3 admitted without a decision, tick 4 with a
-        // consequence of a rejection.
-        use metagov_bus::{Entry, Journal, TraceId};
+        // consequence of a rejection, tick 5 with a cause that never
+        // reached its publisher.
+        use metagov_bus::{Entry, Journal};
         let ctx = init_session(1, "", metagov_actors::ACTOR_NAMES.iter().map(|a| a.to_string()).collect());
         let mut writer = ChronicleWriter::new(Vec::new(), &ctx, WriterOptions::default()).unwrap();
         let packet = Value::Record(vec![("job".into(), Value::Text("j".into())), ("window".into(), Value::Int(1))]);
@@ -609,7 +614,8 @@ mod cli {
                 topic: topic.into(),
                 from: from.into(),
                 to: to.into(),
-                trace: TraceId(tick),
+                // The ingress delivery (seq 0) was to the validator.
+                cause: (seq > 0).then_some(0),
                 payload: Arc::new(packet.clone()),
             };
             writer.record(Entry::Delivery(&envelope)).unwrap();
@@ -622,6 +628,13 @@ mod cli {
             ),
             (3, vec![("telemetry.accepted", "validator", "integrative")]),
             (4, vec![("telemetry.rejected", "validator", "nobody"), ("meta.reward", "integrative", "telemetry_hooks")]),
+            (
+                5,
+                vec![
+                    ("telemetry.accepted", "validator", "integrative"),
+                    ("meta.reward", "integrative", "telemetry_hooks"),
+                ],
+            ),
         ] {
             put(tick, 0, "telemetry.raw", "ingress", "validator");
             for (seq, (topic, from, to)) in steps.into_iter().enumerate() {
@@ -636,6 +649,7 @@ mod cli {
             (2, "the validator said ACTIVE and then BLOCKED"),
             (3, "admitted, but no meta.reward followed"),
             (4, "a rejected packet has a consequence"),
+            (5, "names cause seq 0, which was delivered to `validator`, not to its publisher"),
         ] {
             let (r, text) = run(|o| cli::trace(&broken, tick, false, o));
             assert_eq!(r.unwrap(), Outcome::Failure, "{text}");
@@ -654,7 +668,7 @@ mod cli {
         assert_eq!(r.unwrap(), Outcome::Success);
         let mut lines = csv.lines();
         let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-        assert_eq!(&header[..5], ["tick", "seq", "from", "to", "trace"]);
+        assert_eq!(&header[..5], ["tick", "seq", "from", "to", "cause"]);
         for column in ["ema_reward", "job", "loss", "window"] {
             assert!(header.contains(&column), "{column} in {header:?}");
         }
@@ -696,7 +710,7 @@ mod cli {
         let reader = metagov_storage::ChronicleReader::open(&path).unwrap();
         assert_eq!(csv.lines().count() as u64, reader.record_count() + 1, "a header line and a row per entry");
         assert!(csv
-            .starts_with("kind,tick,seq,topic,from,to,trace,payload\ndelivery,1,0,telemetry.raw,ingress,validator,1,"));
+            .starts_with("kind,tick,seq,topic,from,to,cause,payload\ndelivery,1,0,telemetry.raw,ingress,validator,,"));
         let out_path = dir.path().join("export.jsonl");
         let (r, _) = run(|o| cli::export(&path, true, Some(&out_path), o));
         assert_eq!(r.unwrap(), Outcome::Success);
@@ -1822,7 +1836,7 @@ mod live;
 mod chronicle_readers {
     use super::*;
     use metagov::cli::{self, Outcome};
-    use metagov_bus::{Entry, TraceId};
+    use metagov_bus::Entry;
     use metagov_storage::format::{chain_anchor, Footer, FrameHeader, FOOTER_BYTES};
     use metagov_storage::{ChronicleReader, IntegrityStatus};
 
@@ -1971,7 +1985,7 @@ mod chronicle_readers {
             topic: forged.into(),
             from: "ingress".into(),
             to: "validator\x07".into(),
-            trace: TraceId(1),
+            cause: None,
             payload: Arc::new(Value::Text("\x1b]0;owned\x07".into())),
         };
         let mut writer = ChronicleWriter::new(Vec::new(), &ctx, WriterOptions::default()).unwrap();
@@ -2099,7 +2113,7 @@ mod chronicle_readers {
             topic: TELEMETRY_RAW.into(),
             from: "ingress".into(),
             to: "validator".into(),
-            trace: TraceId(tick),
+            cause: None,
             payload: Arc::new(payload),
         }
     }

@@ -1,7 +1,11 @@
 //! The lifecycle of one ingress packet (a trace), derived from a run's
 //! deliveries: each tick holds exactly one ingress delivery and everything
 //! its handling published, so the deliveries of tick T are trace T's log,
-//! append-only by construction.
+//! append-only by construction. Each delivery names its cause, the
+//! delivery whose handler published it, so the log is a tree rooted at the
+//! ingress delivery; a cause that is missing, later, or was not delivered
+//! to the publisher breaks the trace (chronicles of format version 1 kept
+//! no causes, and their logs are read by tick alone).
 //!
 //! CREATED (the ingress delivery) → ACTIVE (the validator admitted it) or
 //! BLOCKED (it rejected it, with a reason) → COMPLETED (its decisions were
@@ -64,11 +68,12 @@ pub struct Trace {
 
 impl Trace {
     /// Derives trace `tick` from that tick's deliveries (in seq order);
-    /// `sealed` says whether the frame holding them is sealed.
+    /// `sealed` says whether the frame holding them is sealed, `causes`
+    /// whether the chronicle recorded each delivery's cause (version 2 on).
     #[must_use]
-    pub fn derive(tick: u64, log: Vec<Envelope>, sealed: bool) -> Trace {
+    pub fn derive(tick: u64, log: Vec<Envelope>, sealed: bool, causes: bool) -> Trace {
         let mut states = Vec::new();
-        let invalid = walk(&log, &mut states, sealed).err();
+        let invalid = walk(&log, &mut states, sealed, causes).err();
         if invalid.is_some() {
             states.push((TraceState::Invalid, None));
         }
@@ -86,14 +91,56 @@ impl Trace {
     pub fn origin(&self) -> Option<&Envelope> {
         self.log.first().filter(|e| *e.from == *INGRESS)
     }
+
+    /// How many publishes separate `delivery` from the ingress delivery (0
+    /// for it, and for every delivery of a log without causes).
+    #[must_use]
+    pub fn depth(&self, delivery: &Envelope) -> usize {
+        let mut depth = 0;
+        let mut at = delivery;
+        while let Some(cause) = at.cause.and_then(|seq| self.log.iter().find(|e| e.seq == seq)) {
+            // Causes point strictly back (checked when derived, and by the
+            // format), so this ends; the bound only guards a broken log.
+            if depth == self.log.len() {
+                break;
+            }
+            depth += 1;
+            at = cause;
+        }
+        depth
+    }
+}
+
+/// A delivery's cause must be an earlier delivery of the same log, made to
+/// the actor that published this one.
+fn check_cause(log: &[Envelope], e: &Envelope) -> Result<(), String> {
+    let Some(cause) = e.cause else {
+        return Err(format!("seq {} ({} from `{}`) names no cause", e.seq, e.topic, e.from));
+    };
+    match log.iter().take_while(|c| c.seq < e.seq).find(|c| c.seq == cause) {
+        Some(c) if c.to == e.from => Ok(()),
+        Some(c) => Err(format!(
+            "seq {} ({} from `{}`) names cause seq {cause}, which was delivered to `{}`, not to its publisher",
+            e.seq, e.topic, e.from, c.to
+        )),
+        None => Err(format!("seq {} ({}) names cause seq {cause}, which is not an earlier delivery", e.seq, e.topic)),
+    }
 }
 
 /// Moves `states` through the lifecycle along `log`, asserting each step is
 /// forward and none is skipped.
-fn walk(log: &[Envelope], states: &mut Vec<(TraceState, Option<u64>)>, sealed: bool) -> Result<(), String> {
+fn walk(
+    log: &[Envelope],
+    states: &mut Vec<(TraceState, Option<u64>)>,
+    sealed: bool,
+    causes: bool,
+) -> Result<(), String> {
     let origin = log.first().ok_or("the tick holds no delivery")?;
     if *origin.from != *INGRESS {
         return Err(format!("its first delivery ({}) is not ingress but from `{}`", origin.seq, origin.from));
+    }
+    if let Some(cause) = origin.cause {
+        return Err(format!("its ingress delivery names a cause, seq {cause}"));
     }
     advance(states, TraceState::Created, Some(origin.seq))?;
     let admitted = if *origin.topic == *TELEMETRY_RAW { TELEMETRY_ACCEPTED } else { DOMAIN_UPDATE };
@@ -103,6 +150,9 @@ fn walk(log: &[Envelope], states: &mut Vec<(TraceState, Option<u64>)>, sealed: b
         let from_validator = *e.from == *"validator";
         if from_validator && (*e.topic == *admitted || *e.topic == *TELEMETRY_REJECTED) {
             let state = if *e.topic == *admitted { TraceState::Active } else { TraceState::Blocked };
+            if causes {
+                check_cause(log, e)?;
+            }
             match verdict {
                 None => verdict = Some(state),
                 Some(first) if first == state => continue, // the same publish, to another subscriber
@@ -117,6 +167,9 @@ fn walk(log: &[Envelope], states: &mut Vec<(TraceState, Option<u64>)>, sealed: b
                 return Err(format!("a rejected packet has a consequence: seq {} ({})", e.seq, e.topic))
             }
             _ => {}
+        }
+        if causes {
+            check_cause(log, e)?;
         }
         if *e.topic == *completed && current(states) == TraceState::Active {
             advance(states, TraceState::Completed, Some(e.seq))?;

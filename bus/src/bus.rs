@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use crate::envelope::{Envelope, Name, TraceId, INGRESS, NOBODY};
+use crate::envelope::{Envelope, Name, INGRESS, NOBODY};
 use crate::journal::{Entry, Journal, JournalError};
 use crate::records::{CycleRecord, MetaFrame};
 use crate::rng::ActorRng;
@@ -426,9 +426,8 @@ impl<J: Journal> Bus<J> {
         self.seq = 0;
         self.egress.clear();
         self.tick_records = (0, 0);
-        let trace = TraceId(self.tick);
         let from = self.ingress_name.clone();
-        let result = self.enqueue(topic, from, trace, payload.into()).and_then(|()| self.drain());
+        let result = self.enqueue(topic, from, None, payload.into()).and_then(|()| self.drain());
         if result.is_err() {
             self.stopped = true;
             self.queue.clear();
@@ -437,7 +436,7 @@ impl<J: Journal> Bus<J> {
         result.map(|deliveries| IngressReport { tick: self.tick, deliveries, cycles, frames })
     }
 
-    fn enqueue(&mut self, topic: &str, from: Name, trace: TraceId, payload: Arc<Value>) -> Result<(), BusError> {
+    fn enqueue(&mut self, topic: &str, from: Name, cause: Option<u64>, payload: Arc<Value>) -> Result<(), BusError> {
         // First use of a topic nobody subscribes to: check it once and
         // intern it, so its deliveries share one name. A known topic costs
         // two map lookups here, not three.
@@ -473,7 +472,7 @@ impl<J: Journal> Bus<J> {
                 topic: topic_name.clone(),
                 from: from.clone(),
                 to,
-                trace,
+                cause,
                 payload: payload.clone(),
             };
             *seq += 1;
@@ -558,7 +557,7 @@ impl<J: Journal> Bus<J> {
         self.tick_records.0 += cycles.len() as u64;
         self.tick_records.1 += frames.len() as u64;
         for (topic, payload) in messages {
-            self.enqueue(&topic, from.clone(), envelope.trace, Arc::new(payload))?;
+            self.enqueue(&topic, from.clone(), Some(seq), Arc::new(payload))?;
         }
         Ok(())
     }

@@ -14,8 +14,9 @@ pub const INGRESS: &str = "ingress";
 /// is still journaled, so nothing published is lost from the record.
 pub const NOBODY: &str = "nobody";
 
-/// Identifies the ingress packet whose consequences a delivery belongs to.
-/// It is the tick at which that packet entered the bus.
+/// Identifies the ingress packet whose consequences a delivery belongs to:
+/// the tick that packet opened (every delivery of a tick descends from the
+/// tick's one ingress packet).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TraceId(pub u64);
 
@@ -40,8 +41,17 @@ pub struct Envelope {
     pub from: Name,
     /// Receiving actor, or [`NOBODY`].
     pub to: Name,
-    /// The ingress packet this delivery descends from.
-    pub trace: TraceId,
+    /// The seq, in the same tick, of the delivery whose handler published
+    /// this one; `None` for an ingress delivery (and for every delivery read
+    /// from a version 1 chronicle, which did not record causes).
+    pub cause: Option<u64>,
     /// The data; shared between the deliveries of one publish.
     pub payload: Arc<Value>,
+}
+
+impl Envelope {
+    /// The ingress packet this delivery descends from.
+    pub fn trace(&self) -> TraceId {
+        TraceId(self.tick)
+    }
 }

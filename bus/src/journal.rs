@@ -33,6 +33,18 @@ pub enum Entry<'a> {
         /// The frame.
         frame: &'a MetaFrame,
     },
+    /// When the ingress packet of delivery `(tick, seq)` reached the shell,
+    /// in nanoseconds since the Unix epoch: metadata for people, recorded by
+    /// a live shell's journal right after that delivery. The bus never
+    /// produces it and never hands it to an actor.
+    Arrival {
+        /// Tick of the ingress delivery.
+        tick: u64,
+        /// Seq of the ingress delivery (0).
+        seq: u64,
+        /// Wall-clock arrival time, nanoseconds since the Unix epoch.
+        unix_nanos: i64,
+    },
 }
 
 /// A sink for entries. Calls come in `(tick, seq)` order.
@@ -81,6 +93,15 @@ pub enum OwnedEntry {
         /// The frame.
         frame: MetaFrame,
     },
+    /// See [`Entry::Arrival`].
+    Arrival {
+        /// Tick of the ingress delivery.
+        tick: u64,
+        /// Seq of the ingress delivery.
+        seq: u64,
+        /// Wall-clock arrival time, nanoseconds since the Unix epoch.
+        unix_nanos: i64,
+    },
 }
 
 impl From<Entry<'_>> for OwnedEntry {
@@ -89,6 +110,7 @@ impl From<Entry<'_>> for OwnedEntry {
             Entry::Delivery(e) => OwnedEntry::Delivery(e.clone()),
             Entry::Cycle { tick, seq, record } => OwnedEntry::Cycle { tick, seq, record: record.clone() },
             Entry::Frame { tick, seq, frame } => OwnedEntry::Frame { tick, seq, frame: frame.clone() },
+            Entry::Arrival { tick, seq, unix_nanos } => OwnedEntry::Arrival { tick, seq, unix_nanos },
         }
     }
 }
@@ -135,16 +157,19 @@ impl OwnedEntry {
     pub fn at(&self) -> (u64, u64) {
         match self {
             OwnedEntry::Delivery(e) => (e.tick, e.seq),
-            OwnedEntry::Cycle { tick, seq, .. } | OwnedEntry::Frame { tick, seq, .. } => (*tick, *seq),
+            OwnedEntry::Cycle { tick, seq, .. }
+            | OwnedEntry::Frame { tick, seq, .. }
+            | OwnedEntry::Arrival { tick, seq, .. } => (*tick, *seq),
         }
     }
 
-    /// The kind as a word: `delivery`, `cycle` or `frame`.
+    /// The kind as a word: `delivery`, `cycle`, `frame` or `arrival`.
     pub fn kind(&self) -> &'static str {
         match self {
             OwnedEntry::Delivery(_) => "delivery",
             OwnedEntry::Cycle { .. } => "cycle",
             OwnedEntry::Frame { .. } => "frame",
+            OwnedEntry::Arrival { .. } => "arrival",
         }
     }
 
@@ -168,11 +193,12 @@ impl OwnedEntry {
                 ("topic".into(), Value::Text(e.topic.to_string())),
                 ("from".into(), Value::Text(e.from.to_string())),
                 ("to".into(), Value::Text(e.to.to_string())),
-                ("trace".into(), Value::Int(e.trace.0 as i64)),
+                ("cause".into(), e.cause.map_or(Value::Unit, |c| Value::Int(c as i64))),
                 ("payload".into(), (*e.payload).clone()),
             ]),
             OwnedEntry::Cycle { record, .. } => fields.push(("payload".into(), record.to_value())),
             OwnedEntry::Frame { frame, .. } => fields.push(("payload".into(), frame.to_value())),
+            OwnedEntry::Arrival { unix_nanos, .. } => fields.push(("unix_nanos".into(), Value::Int(*unix_nanos))),
         }
         Value::Record(fields)
     }
@@ -194,7 +220,12 @@ impl std::fmt::Display for EntryJson<'_> {
         let kind = entry.kind();
         match entry {
             OwnedEntry::Delivery(e) => {
-                f.write_str("{\"from\":")?;
+                f.write_str("{\"cause\":")?;
+                match e.cause {
+                    Some(cause) => write!(f, "{}", cause as i64)?,
+                    None => f.write_str("null")?,
+                }
+                f.write_str(",\"from\":")?;
                 write_json_str(f, &e.from)?;
                 write!(f, ",\"kind\":\"{kind}\",\"payload\":")?;
                 e.payload.write_json(f)?;
@@ -202,7 +233,7 @@ impl std::fmt::Display for EntryJson<'_> {
                 write_json_str(f, &e.to)?;
                 f.write_str(",\"topic\":")?;
                 write_json_str(f, &e.topic)?;
-                write!(f, ",\"trace\":{}}}", e.trace.0 as i64)
+                f.write_str("}")
             }
             OwnedEntry::Cycle { record, .. } => {
                 write!(f, "{{\"kind\":\"{kind}\",\"payload\":")?;
@@ -213,6 +244,9 @@ impl std::fmt::Display for EntryJson<'_> {
                 write!(f, "{{\"kind\":\"{kind}\",\"payload\":")?;
                 frame.to_value().write_json(f)?;
                 write!(f, ",\"seq\":{seq},\"tick\":{tick}}}")
+            }
+            OwnedEntry::Arrival { unix_nanos, .. } => {
+                write!(f, "{{\"kind\":\"{kind}\",\"seq\":{seq},\"tick\":{tick},\"unix_nanos\":{unix_nanos}}}")
             }
         }
     }

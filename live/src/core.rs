@@ -70,6 +70,10 @@ pub struct Request {
     /// When the shell received it (for the ingest-to-ack histogram; never
     /// handed to an actor).
     pub received: Instant,
+    /// The same moment on the wall clock, in nanoseconds since the Unix
+    /// epoch: recorded in the chronicle beside each of the request's packets
+    /// for people (arrival records), never handed to an actor.
+    pub arrived_unix_nanos: i64,
 }
 
 /// What the queue carries.
@@ -203,12 +207,34 @@ fn open(options: &CoreOptions, board: &Board) -> Result<(Supervisor<Writer>, u64
     let mut supervisor = create(&rewrite, &context, &recorded)?;
     let mut packets = 0;
     let mut events = Vec::new();
+    // A packet is submitted once the record after it is read: an arrival
+    // record, if any, follows its delivery and is carried over with it.
+    let mut pending: Option<(Packet, Option<i64>)> = None;
+    let mut submit = |supervisor: &mut Supervisor<Writer>, pending: Option<(Packet, Option<i64>)>| {
+        let Some((packet, arrival)) = pending else { return Ok(()) };
+        if let Some(unix_nanos) = arrival {
+            supervisor.journal_mut().note_arrival(unix_nanos);
+        }
+        let answer = supervisor.submit(packet).map_err(|e| LiveError::Chronicle(e.to_string()))?;
+        packets += 1;
+        events.extend(answer.events);
+        if events.len() > crate::board::EVENTS_KEPT_MAX {
+            events.drain(..events.len() - crate::board::EVENTS_KEPT_MAX);
+        }
+        Ok::<(), LiveError>(())
+    };
     for entry in reader.records() {
         let entry = entry.map_err(|e| LiveError::Chronicle(e.to_string()))?;
-        let OwnedEntry::Delivery(delivery) = entry else { continue };
-        if &*delivery.from != INGRESS {
-            continue;
-        }
+        let delivery = match entry {
+            OwnedEntry::Arrival { unix_nanos, .. } => {
+                if let Some((_, arrival)) = &mut pending {
+                    *arrival = Some(unix_nanos);
+                }
+                continue;
+            }
+            OwnedEntry::Delivery(delivery) if &*delivery.from == INGRESS => delivery,
+            _ => continue,
+        };
         let packet = match Packet::from_value(&delivery.payload) {
             Some(packet) if &*delivery.topic == TELEMETRY_RAW => packet,
             _ => {
@@ -224,13 +250,9 @@ fn open(options: &CoreOptions, board: &Board) -> Result<(Supervisor<Writer>, u64
                 });
             }
         };
-        let answer = supervisor.submit(packet).map_err(|e| LiveError::Chronicle(e.to_string()))?;
-        packets += 1;
-        events.extend(answer.events);
-        if events.len() > crate::board::EVENTS_KEPT_MAX {
-            events.drain(..events.len() - crate::board::EVENTS_KEPT_MAX);
-        }
+        submit(&mut supervisor, pending.replace((packet, None)))?;
     }
+    submit(&mut supervisor, pending.take())?;
     commit(&mut supervisor, Durability::Fsync)?;
     fs::rename(&rewrite, &chronicle).map_err(|e| LiveError::io(&chronicle, e))?;
     sync_dir(&options.dir)?;
@@ -309,6 +331,7 @@ fn govern(
     for request in batch.iter_mut() {
         let mut these = Vec::with_capacity(request.packets.len());
         for packet in std::mem::take(&mut request.packets) {
+            supervisor.journal_mut().note_arrival(request.arrived_unix_nanos);
             match supervisor.submit(packet) {
                 Ok(answer) => these.push(answer),
                 Err(e) => {

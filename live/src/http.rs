@@ -8,7 +8,7 @@
 //! decisions.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -108,13 +108,26 @@ fn split(body: Bytes) -> Result<Vec<Packet>, String> {
     Ok(vec![Packet::from_bytes(body.to_vec())])
 }
 
+/// `t` in nanoseconds since the Unix epoch (negative before it). A clock
+/// past the year 2262 saturates: the value is a person's hint, never an
+/// input of a decision.
+fn unix_nanos(t: SystemTime) -> i64 {
+    let clamp = |n: u128| i64::try_from(n).unwrap_or(i64::MAX);
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(after) => clamp(after.as_nanos()),
+        Err(before) => -clamp(before.duration().as_nanos()),
+    }
+}
+
 /// Queues `packets` for the core and waits for its answer. `Err` is the
 /// response to send instead (429 on a full queue, 503 when stopping).
 pub async fn submit(queue: &Sender<Message>, packets: Vec<Packet>) -> Result<Reply, &'static str> {
     let (reply, answer) = oneshot::channel();
     #[allow(clippy::disallowed_methods)] // Arrival time for the latency metric; never handed to an actor.
     let received = Instant::now();
-    let request = Request { packets, reply, received };
+    #[allow(clippy::disallowed_methods)] // Arrival time for the chronicle's people-only arrival records.
+    let arrived_unix_nanos = unix_nanos(SystemTime::now());
+    let request = Request { packets, reply, received, arrived_unix_nanos };
     match queue.try_send(Message::Packets(request)) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => {

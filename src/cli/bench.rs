@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
-use metagov_bus::{ActorRng, BusLimits, Entry, Envelope, Journal, JournalError, NoJournal, OwnedEntry, TraceId, Value};
+use metagov_bus::{ActorRng, BusLimits, Entry, Envelope, Journal, JournalError, NoJournal, OwnedEntry, Value};
 use metagov_storage::{init_session, verify_file, ChronicleReader, ChronicleWriter, WriterOptions};
 
 use super::Outcome;
@@ -112,7 +112,7 @@ fn sample_envelope() -> Envelope {
         topic: TELEMETRY_RAW.into(),
         from: "ingress".into(),
         to: "validator".into(),
-        trace: TraceId(1),
+        cause: None,
         payload: std::sync::Arc::new(TelemetryStream::new(42, 1, 1).next_packet()),
     }
 }

@@ -102,6 +102,7 @@ pub fn inspect(file: &Path, all_frames: bool, json: bool, out: &mut dyn Write) -
     writeln!(out, "environment  {}", Escaped(&ctx.environment))?;
     writeln!(out, "actors       {}", Escaped(ctx.actors.join(", ")))?;
     writeln!(out, "producer     {}", Escaped(&ctx.producer))?;
+    writeln!(out, "format       version {}", reader.version())?;
     writeln!(out, "frames       {}", reader.frame_count())?;
     writeln!(out, "records      {}", reader.record_count())?;
     match reader.frames() {
@@ -122,11 +123,13 @@ fn inspect_json(file: &Path, reader: &ChronicleReader, out: &mut dyn Write) -> R
     let report = verify_file(file).with_context(|| format!("cannot verify {}", Escaped(file.display())))?;
     let metadata = serde_json::json!({
         "run": run_json(reader.context()),
+        "format_version": reader.version(),
         "frames": reader.frame_count(),
         "records": reader.record_count(),
         "deliveries_by_topic": counts.topics,
         "cycle_records": counts.cycles,
         "meta_frames": counts.frames,
+        "arrival_records": counts.arrivals,
         "phases": counts.phases,
         "integrity": audit_report(file, &report),
     });
@@ -259,6 +262,8 @@ struct RunCounts {
     cycles: u64,
     /// Meta frames.
     frames: u64,
+    /// Arrival records (live runs).
+    arrivals: u64,
     /// Records read.
     records: u64,
     /// Per phase: admitted telemetry packets (their `phase`) and cycle
@@ -288,6 +293,7 @@ fn count_records(reader: &ChronicleReader) -> RunCounts {
                 phase(&mut counts, record.phase.to_string(), "cycle_records");
             }
             OwnedEntry::Frame { .. } => counts.frames += 1,
+            OwnedEntry::Arrival { .. } => counts.arrivals += 1,
         }
     }
     counts
@@ -342,17 +348,22 @@ fn write_row(entry: &OwnedEntry, json: bool, out: &mut dyn Write) -> io::Result<
     }
     let (tick, seq) = entry.at();
     match entry {
-        OwnedEntry::Delivery(e) => writeln!(
-            out,
-            "{tick}.{seq}  {}  {} -> {}  {}  {}",
-            Escaped(&e.topic),
-            Escaped(&e.from),
-            Escaped(&e.to),
-            e.trace,
-            Escaped(&e.payload)
-        ),
+        OwnedEntry::Delivery(e) => {
+            let cause = e.cause.map_or_else(|| "(ingress)".to_owned(), |cause| format!("<- {tick}.{cause}"));
+            writeln!(
+                out,
+                "{tick}.{seq}  {}  {} -> {}  {cause}  {}",
+                Escaped(&e.topic),
+                Escaped(&e.from),
+                Escaped(&e.to),
+                Escaped(&e.payload)
+            )
+        }
         OwnedEntry::Cycle { record, .. } => writeln!(out, "{tick}.{seq}  (cycle)  {}", Escaped(record.to_value())),
         OwnedEntry::Frame { frame, .. } => writeln!(out, "{tick}.{seq}  (meta frame)  {}", Escaped(frame.to_value())),
+        OwnedEntry::Arrival { unix_nanos, .. } => {
+            writeln!(out, "{tick}.{seq}  (arrival)  {}", metagov_storage::utc_text(*unix_nanos))
+        }
     }
 }
 
@@ -463,17 +474,26 @@ pub fn trace(file: &Path, tick: u64, json: bool, out: &mut dyn Write) -> Result<
     use metagov_actors::trace::{summary, Trace, TraceState};
     let reader = open(file)?;
     let mut log = Vec::new();
+    let mut arrival = None;
     reader
         .visit_range(tick, tick, |entry| -> Result<()> {
-            if let OwnedEntry::Delivery(d) = entry {
-                log.push(d);
+            match entry {
+                OwnedEntry::Delivery(d) => log.push(d),
+                OwnedEntry::Arrival { unix_nanos, .. } => arrival = Some(unix_nanos),
+                _ => {}
             }
             Ok(())
         })
         .with_context(|| format!("cannot read {}", Escaped(file.display())))?;
     anyhow::ensure!(!log.is_empty(), "{}: no delivery at tick {tick}", Escaped(file.display()));
+    let causes = reader.version() >= 2;
     // Every frame the reader hands out is whole: CRC-checked and chained.
-    let trace = Trace::derive(tick, log, true);
+    let trace = Trace::derive(tick, log, true, causes);
+    let arrived = match arrival {
+        Some(unix_nanos) => format!("arrived {}", metagov_storage::utc_text(unix_nanos)),
+        None if causes => "no arrival time: not a live packet".to_owned(),
+        None => "arrival time: not recorded in a version 1 chronicle".to_owned(),
+    };
     let states: Vec<String> = trace.states.iter().map(|(s, _)| s.to_string()).collect();
     let origin = trace.origin();
     let field = |key: &str| origin.and_then(|o| o.payload.get(key)).map(Value::to_json);
@@ -482,12 +502,13 @@ pub fn trace(file: &Path, tick: u64, json: bool, out: &mut dyn Write) -> Result<
         let log: Vec<serde_json::Value> = trace
             .log
             .iter()
-            .map(|e| serde_json::json!({"seq": e.seq, "topic": &*e.topic, "from": &*e.from, "to": &*e.to, "payload": e.payload.to_json()}))
+            .map(|e| serde_json::json!({"seq": e.seq, "cause": e.cause, "topic": &*e.topic, "from": &*e.from, "to": &*e.to, "payload": e.payload.to_json()}))
             .collect();
         let value = serde_json::json!({
             "trace": tick, "states": states, "state": trace.state().to_string(), "invalid": trace.invalid,
             "job": field("job"), "domain": field("domain"), "window": field("window"),
-            "source": origin.map(|o| o.topic.to_string()), "arrival_time": null,
+            "source": origin.map(|o| o.topic.to_string()), "arrival_unix_nanos": arrival,
+            "arrival_time": arrival.map(metagov_storage::utc_text),
             "verdict": verdict.map(|v| v.topic.to_string()), "log": log,
         });
         writeln!(out, "{value}")?;
@@ -501,13 +522,18 @@ pub fn trace(file: &Path, tick: u64, json: bool, out: &mut dyn Write) -> Result<
         match origin {
             Some(o) if matches!(&*o.payload, Value::Record(_)) => writeln!(
                 out,
-                "started by   {} from outside: job {}, domain {}, window {} (arrival time: not recorded in this chronicle)",
+                "started by   {} from outside: job {}, domain {}, window {} ({arrived})",
                 Escaped(&o.topic),
                 Escaped(text("job")),
                 Escaped(text("domain")),
                 Escaped(text("window"))
             )?,
-            Some(o) => writeln!(out, "started by   {} from outside: {}", Escaped(&o.topic), Escaped(summary(&o.payload)))?,
+            Some(o) => writeln!(
+                out,
+                "started by   {} from outside: {} ({arrived})",
+                Escaped(&o.topic),
+                Escaped(summary(&o.payload))
+            )?,
             None => writeln!(out, "started by   (no ingress delivery)")?,
         }
         match (trace.states.get(1).map(|s| s.0), verdict) {
@@ -517,11 +543,12 @@ pub fn trace(file: &Path, tick: u64, json: bool, out: &mut dyn Write) -> Result<
             (Some(TraceState::Active), _) => writeln!(out, "checks       admitted: every validator check passed")?,
             _ => writeln!(out, "checks       no verdict recorded")?,
         }
-        writeln!(out, "ran")?;
+        writeln!(out, "ran          each delivery under the one whose handler published it")?;
         for e in &trace.log {
+            let indent = "  ".repeat(trace.depth(e).min(16));
             writeln!(
                 out,
-                "  {tick}.{:<4} {:<22} {} → {}: {}",
+                "  {indent}{tick}.{:<4} {:<22} {} → {}: {}",
                 e.seq,
                 Escaped(&e.topic).to_string(),
                 Escaped(&e.from),
@@ -538,13 +565,16 @@ pub fn trace(file: &Path, tick: u64, json: bool, out: &mut dyn Write) -> Result<
 /// cycle records and meta frames, then the verdict.
 pub fn topics(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
     let reader = open(file)?;
-    let RunCounts { topics, cycles, frames, records: count, .. } = count_records(&reader);
+    let RunCounts { topics, cycles, frames, arrivals, records: count, .. } = count_records(&reader);
     writeln!(out, "{:<24} {:>12}", "topic", "deliveries")?;
     for (topic, n) in &topics {
         writeln!(out, "{:<24} {n:>12}", Escaped(topic).to_string())?;
     }
     writeln!(out, "{:<24} {cycles:>12}", "(cycle records)")?;
     writeln!(out, "{:<24} {frames:>12}", "(meta frames)")?;
+    if arrivals > 0 {
+        writeln!(out, "{:<24} {arrivals:>12}", "(arrival records)")?;
+    }
     out.flush()?;
     Ok(report_verdict(file, &tail_status(reader.tail()), count))
 }
@@ -582,7 +612,7 @@ pub fn export_topic_csv(file: &Path, topic: &str, output: Option<&Path>, stdout:
     }
     let columns: Vec<String> = columns.into_iter().collect();
     let write_table = |out: &mut dyn Write| -> Result<Outcome> {
-        write!(out, "tick,seq,from,to,trace")?;
+        write!(out, "tick,seq,from,to,cause")?;
         for column in &columns {
             out.write_all(b",")?;
             write_csv_field(out, column)?;
@@ -601,7 +631,10 @@ pub fn export_topic_csv(file: &Path, topic: &str, output: Option<&Path>, stdout:
             write_csv_field(out, &&*d.from)?;
             out.write_all(b",")?;
             write_csv_field(out, &&*d.to)?;
-            write!(out, ",{}", d.trace.0)?;
+            out.write_all(b",")?;
+            if let Some(cause) = d.cause {
+                write!(out, "{cause}")?;
+            }
             for column in &columns {
                 out.write_all(b",")?;
                 write_csv_field(out, &cells.get(column).map_or("", String::as_str))?;
@@ -643,7 +676,7 @@ fn flatten(prefix: &str, value: &Value, cell: &mut dyn FnMut(String, String)) {
 
 fn export_to(file: &Path, reader: &ChronicleReader, json: bool, out: &mut dyn Write) -> Result<Outcome> {
     if !json {
-        writeln!(out, "kind,tick,seq,topic,from,to,trace,payload")?;
+        writeln!(out, "kind,tick,seq,topic,from,to,cause,payload")?;
     }
     let outcome = export_records(file, reader, |entry| {
         if json {
@@ -695,7 +728,10 @@ fn write_csv_row(entry: &OwnedEntry, out: &mut dyn Write) -> io::Result<()> {
                 write_csv_field(out, &&**name)?;
                 out.write_all(b",")?;
             }
-            write!(out, "{},", e.trace.0)?;
+            if let Some(cause) = e.cause {
+                write!(out, "{cause}")?;
+            }
+            out.write_all(b",")?;
             write_csv_field(out, &*e.payload)?;
         }
         OwnedEntry::Cycle { record, .. } => {
@@ -706,6 +742,7 @@ fn write_csv_row(entry: &OwnedEntry, out: &mut dyn Write) -> io::Result<()> {
             out.write_all(b",,,,")?;
             write_csv_field(out, &frame.to_value())?;
         }
+        OwnedEntry::Arrival { unix_nanos, .. } => write!(out, ",,,,{unix_nanos}")?,
     }
     out.write_all(b"\n")
 }

@@ -16,7 +16,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use metagov_bus::{CycleRecord, Entry, Envelope, Fixed, MetaFrame, OwnedEntry, TraceId, Value};
+use metagov_bus::{CycleRecord, Entry, Envelope, Fixed, MetaFrame, OwnedEntry, Value};
 
 use crate::format::{
     put_uvarint, unzigzag, zigzag, Cursor, DecodeError, FRAME_DECODED_BYTES_MAX, PAYLOAD_BYTES_MAX, SHAPE_DEPTH_MAX,
@@ -29,6 +29,8 @@ pub const KIND_DELIVERY: u8 = 1;
 pub const KIND_CYCLE: u8 = 2;
 /// Record kind byte of a meta frame.
 pub const KIND_FRAME: u8 = 3;
+/// Record kind byte of an ingress packet's wall-clock arrival time (version 2).
+pub const KIND_ARRIVAL: u8 = 4;
 
 const TAG_UNIT: u8 = 0;
 const TAG_BOOL: u8 = 1;
@@ -64,7 +66,9 @@ pub enum EncodeError {
 pub fn position(entry: &Entry<'_>) -> (u64, u64) {
     match *entry {
         Entry::Delivery(e) => (e.tick, e.seq),
-        Entry::Cycle { tick, seq, .. } | Entry::Frame { tick, seq, .. } => (tick, seq),
+        Entry::Cycle { tick, seq, .. } | Entry::Frame { tick, seq, .. } | Entry::Arrival { tick, seq, .. } => {
+            (tick, seq)
+        }
     }
 }
 
@@ -75,6 +79,9 @@ pub fn entry_ref(entry: &OwnedEntry) -> Entry<'_> {
         OwnedEntry::Delivery(e) => Entry::Delivery(e),
         OwnedEntry::Cycle { tick, seq, record } => Entry::Cycle { tick: *tick, seq: *seq, record },
         OwnedEntry::Frame { tick, seq, frame } => Entry::Frame { tick: *tick, seq: *seq, frame },
+        OwnedEntry::Arrival { tick, seq, unix_nanos } => {
+            Entry::Arrival { tick: *tick, seq: *seq, unix_nanos: *unix_nanos }
+        }
     }
 }
 
@@ -428,6 +435,15 @@ impl FrameEncoder {
                 owned = frame.to_value();
                 (KIND_FRAME, &owned)
             }
+            Entry::Arrival { seq: arrival_seq, unix_nanos, .. } => {
+                if arrival_seq != 0 {
+                    return Err(EncodeError::Unencodable(format!(
+                        "arrival time at ({tick}, {arrival_seq}): an arrival belongs to a tick's ingress delivery, seq 0"
+                    )));
+                }
+                owned = Value::Int(unix_nanos);
+                (KIND_ARRIVAL, &owned)
+            }
         };
         self.scratch.clear();
         let mut m = Measure::default();
@@ -443,7 +459,7 @@ impl FrameEncoder {
             for name in [&e.topic, &e.from, &e.to] {
                 decoded += self.strings.put_name(out, name);
             }
-            put_uvarint(out, zigzag(e.trace.0.wrapping_sub(tick) as i64));
+            put_uvarint(out, cause_code(e, seq).map_err(EncodeError::Unencodable)?);
         }
         let slot = match self.shapes.get(self.scratch.as_slice()) {
             Some(&slot) => {
@@ -484,6 +500,16 @@ impl FrameEncoder {
         self.last = (tick, seq);
         self.record_count += 1;
         Ok(())
+    }
+}
+
+/// A delivery's cause as written: 0 for none (ingress), else `seq − cause`,
+/// at least 1 (a delivery is published by the handler of an earlier one).
+fn cause_code(e: &Envelope, seq: u64) -> Result<u64, String> {
+    match e.cause {
+        None => Ok(0),
+        Some(cause) if cause < seq => Ok(seq - cause),
+        Some(cause) => Err(format!("delivery ({}, {seq}) names cause seq {cause}, not before it", e.tick)),
     }
 }
 
@@ -695,10 +721,11 @@ pub fn decode_frame(
     first_tick: u64,
     first_seq: u64,
     record_count: u32,
+    version: u16,
 ) -> Result<Vec<OwnedEntry>, DecodeError> {
     // Every record takes at least four bytes (kind, tick, seq, shape).
     let mut out = Vec::with_capacity((record_count as usize).min(payload.len() / 4));
-    walk_frame(payload, first_tick, first_seq, record_count, true, |entry, _| {
+    walk_frame(payload, (first_tick, first_seq, record_count, version), true, |entry, _| {
         // Invariant: a materializing walk hands over every entry.
         out.push(entry.expect("a materializing walk yields entries"));
     })?;
@@ -713,9 +740,10 @@ pub fn check_frame(
     first_tick: u64,
     first_seq: u64,
     record_count: u32,
+    version: u16,
 ) -> Result<Option<(u64, u64)>, DecodeError> {
     let mut last = None;
-    walk_frame(payload, first_tick, first_seq, record_count, false, |_, at| last = Some(at))?;
+    walk_frame(payload, (first_tick, first_seq, record_count, version), false, |_, at| last = Some(at))?;
     Ok(last)
 }
 
@@ -765,16 +793,20 @@ struct Progress {
     seq: u64,
     order: JournalOrder,
     done: u32,
+    /// The file's format version: what a delivery's fourth field means, and
+    /// which record kinds exist.
+    version: u16,
 }
 
 impl Progress {
-    fn new(first_tick: u64, first_seq: u64) -> Progress {
+    fn new(first_tick: u64, first_seq: u64, version: u16) -> Progress {
         Progress {
             first: (first_tick, first_seq),
             tick: first_tick,
             seq: first_seq,
             order: JournalOrder::default(),
             done: 0,
+            version,
         }
     }
 }
@@ -811,15 +843,45 @@ fn next_record(
             let topic = d.strref()?;
             let from = d.strref()?;
             let to = d.strref()?;
-            let trace = TraceId(tick.wrapping_add(unzigzag(d.c.uvarint()?) as u64));
+            let code = d.c.uvarint()?;
+            let cause = if p.version == 1 {
+                // Version 1's `trace`, zigzag(trace − tick): metagov only
+                // ever wrote the tick itself, and recorded no cause.
+                if code != 0 {
+                    let trace = tick.wrapping_add(unzigzag(code) as u64);
+                    return Err(DecodeError {
+                        offset: at,
+                        reason: format!("version 1 trace {trace} is not the delivery's tick {tick}"),
+                    });
+                }
+                None
+            } else if code == 0 {
+                None
+            } else {
+                let cause = seq
+                    .checked_sub(code)
+                    .ok_or_else(|| DecodeError { offset: at, reason: format!("cause {code} seqs before seq {seq}") })?;
+                Some(cause)
+            };
             let payload = Arc::new(d.value()?);
-            materialize.then_some(OwnedEntry::Delivery(Envelope { tick, seq, topic, from, to, trace, payload }))
+            materialize.then_some(OwnedEntry::Delivery(Envelope { tick, seq, topic, from, to, cause, payload }))
         }
         KIND_CYCLE => {
             Some(OwnedEntry::Cycle { tick, seq, record: CycleRecord::from_value(&built()?).map_err(shape_error)? })
         }
         KIND_FRAME => {
             Some(OwnedEntry::Frame { tick, seq, frame: MetaFrame::from_value(&built()?).map_err(shape_error)? })
+        }
+        KIND_ARRIVAL if p.version >= 2 => {
+            if seq != 0 {
+                return Err(DecodeError { offset: at, reason: format!("arrival time at seq {seq}, not 0") });
+            }
+            match built()? {
+                Value::Int(unix_nanos) => Some(OwnedEntry::Arrival { tick, seq, unix_nanos }),
+                other => {
+                    return Err(DecodeError { offset: at, reason: format!("arrival time is not an int: {other}") })
+                }
+            }
         }
         k => return Err(DecodeError { offset: at, reason: format!("unknown record kind {k}") }),
     };
@@ -839,14 +901,12 @@ fn check_end(d: &Decoder<'_>) -> Result<(), DecodeError> {
 /// `materialize`) and its position to `each`.
 fn walk_frame(
     payload: &[u8],
-    first_tick: u64,
-    first_seq: u64,
-    record_count: u32,
+    (first_tick, first_seq, record_count, version): (u64, u64, u32, u16),
     materialize: bool,
     mut each: impl FnMut(Option<OwnedEntry>, (u64, u64)),
 ) -> Result<(), DecodeError> {
     let mut d = Decoder::resume(payload, 0, &mut Tables::default(), materialize);
-    let mut p = Progress::new(first_tick, first_seq);
+    let mut p = Progress::new(first_tick, first_seq, version);
     for _ in 0..record_count {
         let (entry, at) = next_record(&mut d, &mut p, materialize)?;
         each(entry, at);
@@ -871,12 +931,12 @@ pub struct FrameStream {
 impl FrameStream {
     /// A stream over `payload`, a frame of `record_count` records whose first
     /// is at `(first_tick, first_seq)`.
-    pub fn new(payload: Vec<u8>, first_tick: u64, first_seq: u64, record_count: u32) -> FrameStream {
+    pub fn new(payload: Vec<u8>, first_tick: u64, first_seq: u64, record_count: u32, version: u16) -> FrameStream {
         FrameStream {
             payload,
             pos: 0,
             tables: Tables::default(),
-            progress: Progress::new(first_tick, first_seq),
+            progress: Progress::new(first_tick, first_seq, version),
             record_count,
             last: None,
         }
@@ -915,19 +975,21 @@ mod tests {
             topic: "telemetry.raw".into(),
             from: "ingress".into(),
             to: "validator".into(),
-            trace: TraceId(tick),
+            cause: None,
             payload: Arc::new(payload),
         }
     }
+
+    use crate::format::VERSION;
 
     #[test]
     fn repeated_records_cost_only_their_deltas() {
         let v = |x: i64| Value::Record(vec![("x".into(), Value::Int(x)), ("name".into(), Value::Text("job-a".into()))]);
         let envs: Vec<Envelope> = (0..3).map(|i| delivery(1, i, v(i as i64))).collect();
         let payload = encode_frame(envs.iter().map(Entry::Delivery)).unwrap();
-        let back = decode_frame(&payload, 1, 0, 3).unwrap();
+        let back = decode_frame(&payload, 1, 0, 3, VERSION).unwrap();
         assert_eq!(back, envs.into_iter().map(OwnedEntry::Delivery).collect::<Vec<_>>());
-        // The third record: kind, dt, ds, 3 strrefs, trace, shaperef, x delta, same text.
+        // The third record: kind, dt, ds, 3 strrefs, cause, shaperef, x delta, same text.
         let one = encode_frame(std::iter::once(Entry::Delivery(&delivery(1, 0, v(0))))).unwrap();
         let two = encode_frame([delivery(1, 0, v(0)), delivery(1, 1, v(1))].iter().map(Entry::Delivery)).unwrap();
         assert_eq!(payload.len() - two.len(), 10);
@@ -948,7 +1010,7 @@ mod tests {
         assert_eq!(enc.payload().len(), 0);
         let ok = delivery(1, 0, Value::List(vec![Value::Unit; SHAPE_ITEMS_MAX as usize]));
         enc.push(Entry::Delivery(&ok)).unwrap();
-        assert_eq!(decode_frame(enc.payload(), 1, 0, 1).unwrap(), vec![OwnedEntry::Delivery(ok)]);
+        assert_eq!(decode_frame(enc.payload(), 1, 0, 1, VERSION).unwrap(), vec![OwnedEntry::Delivery(ok)]);
     }
 
     #[test]
@@ -961,7 +1023,7 @@ mod tests {
         for _ in 1..records {
             payload.extend_from_slice(&[KIND_DELIVERY, 0, 1, 0, 0, 0, 0, 0]);
         }
-        let err = decode_frame(&payload, 0, 0, records).unwrap_err();
+        let err = decode_frame(&payload, 0, 0, records, VERSION).unwrap_err();
         assert!(err.reason.contains("frame_decoded_bytes_max"), "{err}");
     }
 
@@ -972,7 +1034,43 @@ mod tests {
             let len = rng.below(40) as usize;
             let bytes: Vec<u8> =
                 (0..len).map(|_| if rng.below(3) == 0 { rng.below(8) as u8 } else { rng.next_u64() as u8 }).collect();
-            let _ = decode_frame(&bytes, 0, 0, rng.below(4) as u32 + 1);
+            let _ = decode_frame(&bytes, 0, 0, rng.below(4) as u32 + 1, VERSION);
+            let _ = decode_frame(&bytes, 0, 0, rng.below(4) as u32 + 1, 1);
         }
+    }
+
+    #[test]
+    fn causes_and_arrivals_round_trip_and_bad_ones_are_refused() {
+        let ingress = delivery(3, 0, Value::Int(1));
+        let mut published = delivery(3, 2, Value::Int(2));
+        published.cause = Some(0);
+        let entries = [
+            Entry::Delivery(&ingress),
+            Entry::Arrival { tick: 3, seq: 0, unix_nanos: 1_764_000_000_123_456_789 },
+            Entry::Delivery(&published),
+        ];
+        let payload = encode_frame(entries).unwrap();
+        let back = decode_frame(&payload, 3, 0, 3, VERSION).unwrap();
+        assert_eq!(back, entries.map(OwnedEntry::from).to_vec());
+        // Version 1 had no arrival kind and no causes.
+        let err = decode_frame(&payload, 3, 0, 3, 1).unwrap_err();
+        assert!(err.reason.contains("unknown record kind 4"), "{err}");
+
+        let mut ahead = delivery(3, 1, Value::Unit);
+        ahead.cause = Some(1);
+        assert!(
+            matches!(encode_frame([Entry::Delivery(&ahead)]), Err(EncodeError::Unencodable(r)) if r.contains("cause seq 1"))
+        );
+        let late = Entry::Arrival { tick: 3, seq: 1, unix_nanos: 0 };
+        assert!(matches!(encode_frame([late]), Err(EncodeError::Unencodable(r)) if r.contains("seq 0")));
+
+        // A cause code past seq 0, written by hand: kind, dt 0, ds 0, one
+        // new empty string as topic, from and to, cause 1, shape unit.
+        let bytes = [KIND_DELIVERY, 0, 0, 0, 0, 0, 0, 1, 0, TAG_UNIT];
+        let err = decode_frame(&bytes[..], 0, 0, 1, VERSION).unwrap_err();
+        assert!(err.reason.contains("cause 1 seqs before seq 0"), "{err}");
+        // In version 1 that byte is a trace other than the tick.
+        let err = decode_frame(&bytes[..], 0, 0, 1, 1).unwrap_err();
+        assert!(err.reason.contains("version 1 trace"), "{err}");
     }
 }

@@ -186,6 +186,22 @@ impl RunContext {
     }
 }
 
+/// A wall-clock time recorded as nanoseconds since the Unix epoch (an
+/// arrival record's), as RFC 3339 UTC text with nanoseconds, for people.
+/// A time before the epoch (which no clock of a live run gives, but a file
+/// can hold) is said as the number: `humantime` formats only times after
+/// it, and panics on earlier ones. An `i64` of nanoseconds ends in 2262,
+/// within its range (year 9999).
+pub fn utc_text(unix_nanos: i64) -> String {
+    match u64::try_from(unix_nanos) {
+        Ok(nanos) => {
+            let time = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos);
+            humantime::format_rfc3339_nanos(time).to_string()
+        }
+        Err(_) => format!("{unix_nanos} ns since the Unix epoch (before it)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +230,12 @@ mod tests {
         let parsed = uuid::Uuid::parse_str(&a.run_id).unwrap();
         assert_eq!(parsed.get_version_num(), 8);
         assert_eq!(a.config_sha256.len(), 64);
+    }
+
+    #[test]
+    fn utc_text_is_rfc3339_with_nanoseconds() {
+        assert_eq!(utc_text(1_796_126_400_000_000_001), "2026-12-01T12:00:00.000000001Z");
+        assert_eq!(utc_text(i64::MAX), "2262-04-11T23:47:16.854775807Z");
+        assert_eq!(utc_text(-1_000_000_000), "-1000000000 ns since the Unix epoch (before it)");
     }
 }

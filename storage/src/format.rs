@@ -17,8 +17,9 @@ use crate::context::{Arch, Environment, Os, RunContext};
 
 /// File magic `0x0C0DA55E`, stored little-endian as `5E A5 0D 0C`.
 pub const MAGIC: u32 = 0x0C0D_A55E;
-/// The format version this crate writes and reads.
-pub const VERSION: u16 = 1;
+/// The format version this crate writes. It reads every version from 1 to
+/// this one.
+pub const VERSION: u16 = 2;
 /// Size of the preamble.
 pub const PREAMBLE_BYTES: u64 = 20;
 /// Size of a frame header.
@@ -233,7 +234,8 @@ pub enum PreambleError {
         /// The first four bytes, in file order.
         found: [u8; 4],
     },
-    /// The preamble CRC holds but the version is not [`VERSION`].
+    /// The preamble CRC holds but the version is not one this crate reads
+    /// (1 to [`VERSION`]).
     UnsupportedVersion(u16),
     /// CRC mismatch, reserved flags set, or an oversized header.
     Corrupt(String),
@@ -273,7 +275,7 @@ impl Preamble {
             return Err(PreambleError::Corrupt("preamble CRC mismatch".into()));
         }
         let version = u16::from_le_bytes([b[4], b[5]]);
-        if version != VERSION {
+        if !(1..=VERSION).contains(&version) {
             return Err(PreambleError::UnsupportedVersion(version));
         }
         if b[6] != 0 || b[7] != 0 {

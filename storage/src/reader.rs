@@ -180,6 +180,8 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
 /// The header of a chronicle, read and checked.
 #[derive(Debug)]
 struct Header {
+    /// The format version the preamble states.
+    version: u16,
     context: RunContext,
     /// Offset of frame 0: the end of the header CRC.
     frames_start: u64,
@@ -199,8 +201,8 @@ fn read_header(src: &Source) -> Result<Header, ChronicleError> {
     if have < PREAMBLE_BYTES as usize {
         return Err(torn(PREAMBLE_BYTES));
     }
-    let header_len = match Preamble::from_bytes(&preamble) {
-        Ok(p) => u64::from(p.header_len),
+    let (version, header_len) = match Preamble::from_bytes(&preamble) {
+        Ok(p) => (p.version, u64::from(p.header_len)),
         Err(PreambleError::NotAChronicle { found }) => {
             return Err(ChronicleError::NotAChronicle { path: src.path.clone(), found })
         }
@@ -230,7 +232,7 @@ fn read_header(src: &Source) -> Result<Header, ChronicleError> {
         )));
     }
     check_context(&context).map_err(corrupt)?;
-    Ok(Header { context, frames_start, anchor: chain_anchor(&bytes) })
+    Ok(Header { version, context, frames_start, anchor: chain_anchor(&bytes) })
 }
 
 /// The header's fields that are also stated elsewhere must agree: the run id
@@ -273,9 +275,9 @@ fn check_header(
 
 /// The checks of a frame read record by record ([`ChronicleReader::next_in`])
 /// without building the records, for `verify`, which needs no values.
-fn check_payload_only(header: &FrameHeader, payload: &[u8]) -> Result<(), String> {
+fn check_payload_only(header: &FrameHeader, payload: &[u8], version: u16) -> Result<(), String> {
     check_crc(header, payload)?;
-    let last = check_frame(payload, header.first_tick, header.first_seq, header.record_count)
+    let last = check_frame(payload, header.first_tick, header.first_seq, header.record_count, version)
         .map_err(|e| format!("payload {e}"))?;
     check_last(header, last)
 }
@@ -321,10 +323,25 @@ enum Step {
 /// file ends after them (or the first corruption).
 #[derive(Debug)]
 struct Walk {
+    /// The file's format version, which the payloads are decoded by.
+    version: u16,
     frames: Vec<FrameInfo>,
     records: u64,
     chain: Chain,
     end: Result<WalkEnd, ChronicleError>,
+}
+
+impl Walk {
+    /// A walk that has read nothing past `header`.
+    fn new(header: &Header) -> Walk {
+        Walk {
+            version: header.version,
+            frames: Vec::new(),
+            records: 0,
+            chain: header.anchor,
+            end: Ok(WalkEnd::Unsealed),
+        }
+    }
 }
 
 /// Walks the file frame by frame from the header's end. With
@@ -332,7 +349,7 @@ struct Walk {
 /// skips them. `index_at` is where a valid footer puts the index block, so
 /// damage there is reported as the index's.
 fn walk(src: &Source, header: &Header, check_payloads: bool, index_at: Option<u64>) -> Walk {
-    let mut w = Walk { frames: Vec::new(), records: 0, chain: header.anchor, end: Ok(WalkEnd::Unsealed) };
+    let mut w = Walk::new(header);
     let mut offset = header.frames_start;
     w.end = loop {
         match walk_step(src, &mut w, offset, check_payloads, index_at) {
@@ -387,7 +404,7 @@ fn walk_step(
         }
         if check_payloads {
             let payload = src.read_vec(payload_at, u64::from(header.payload_len), location)?;
-            check_payload_only(&header, &payload).map_err(|r| src.corrupt(location, offset, r))?;
+            check_payload_only(&header, &payload, w.version).map_err(|r| src.corrupt(location, offset, r))?;
         }
         w.frames.push(header.info(offset));
         w.records += u64::from(header.record_count);
@@ -550,6 +567,12 @@ impl ChronicleReader {
         &self.header.context
     }
 
+    /// The file's format version (1 or 2): a version 1 file records no
+    /// delivery causes and no arrival times.
+    pub fn version(&self) -> u16 {
+        self.header.version
+    }
+
     /// How the file ends.
     pub fn tail(&self) -> &Tail {
         &self.tail
@@ -588,7 +611,7 @@ impl ChronicleReader {
     pub fn records(&self) -> Records<'_> {
         Records {
             reader: self,
-            walk: Walk { frames: Vec::new(), records: 0, chain: self.header.anchor, end: Ok(WalkEnd::Unsealed) },
+            walk: Walk::new(&self.header),
             offset: self.header.frames_start,
             current: None,
             frames_read: 0,
@@ -720,7 +743,8 @@ impl ChronicleReader {
         }
         let payload = self.src.read_vec(offset + FRAME_HEADER_BYTES, u64::from(header.payload_len), location)?;
         check_crc(header, &payload).map_err(|r| self.src.corrupt(location, offset, r))?;
-        let stream = FrameStream::new(payload, header.first_tick, header.first_seq, header.record_count);
+        let stream =
+            FrameStream::new(payload, header.first_tick, header.first_seq, header.record_count, self.header.version);
         Ok(OpenFrame { header: *header, offset, stream })
     }
 

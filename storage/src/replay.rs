@@ -92,6 +92,9 @@ pub struct ComparingJournal<'r> {
     read_error: Option<ChronicleError>,
     /// The replay asked for an entry after the last recorded one.
     exhausted: bool,
+    /// The recording is of format version 1, which kept no delivery
+    /// causes: the replay's are not compared.
+    without_causes: bool,
 }
 
 fn divergence(expected: Option<OwnedEntry>, actual: Option<OwnedEntry>) -> Divergence {
@@ -102,21 +105,38 @@ fn divergence(expected: Option<OwnedEntry>, actual: Option<OwnedEntry>) -> Diver
 }
 
 impl<'r> ComparingJournal<'r> {
-    fn new(records: Records<'r>) -> Self {
-        ComparingJournal { records, peeked: None, compared: 0, divergence: None, read_error: None, exhausted: false }
+    fn new(records: Records<'r>, version: u16) -> Self {
+        ComparingJournal {
+            records,
+            peeked: None,
+            compared: 0,
+            divergence: None,
+            read_error: None,
+            exhausted: false,
+            without_causes: version == 1,
+        }
+    }
+
+    /// The next recorded entry the bus produces: arrival records are a
+    /// shell's notes for people, which no replay makes, so they are passed.
+    fn next_recorded(&mut self) -> Option<Result<OwnedEntry, ChronicleError>> {
+        self.records.find(|entry| !matches!(entry, Ok(OwnedEntry::Arrival { .. })))
     }
 
     /// The next recorded ingress `(topic, payload)`, `Ok(None)` at the end of
     /// the recording, or the divergence when the next recorded entry is not
     /// an ingress delivery opening a tick.
     fn peek(&mut self) -> Option<&Result<OwnedEntry, ChronicleError>> {
-        self.peeked.get_or_insert_with(|| self.records.next()).as_ref()
+        if self.peeked.is_none() {
+            self.peeked = Some(self.next_recorded());
+        }
+        self.peeked.as_ref().and_then(Option::as_ref)
     }
 
     fn next_expected(&mut self) -> Option<Result<OwnedEntry, ChronicleError>> {
         match self.peeked.take() {
             Some(peeked) => peeked,
-            None => self.records.next(),
+            None => self.next_recorded(),
         }
     }
 
@@ -138,7 +158,10 @@ impl<'r> ComparingJournal<'r> {
 
 impl Journal for ComparingJournal<'_> {
     fn record(&mut self, entry: Entry<'_>) -> Result<(), JournalError> {
-        let actual = OwnedEntry::from(entry);
+        let mut actual = OwnedEntry::from(entry);
+        if let (true, OwnedEntry::Delivery(delivery)) = (self.without_causes, &mut actual) {
+            delivery.cause = None;
+        }
         match self.next_expected() {
             Some(Ok(expected)) if expected == actual => {
                 self.compared += 1;
@@ -180,7 +203,7 @@ pub fn verify_replay<'r, B>(reader: &'r ChronicleReader, build: B) -> Result<Rep
 where
     B: FnOnce(&RunContext, ComparingJournal<'r>) -> Result<Bus<ComparingJournal<'r>>, String>,
 {
-    let journal = ComparingJournal::new(reader.records());
+    let journal = ComparingJournal::new(reader.records(), reader.version());
     let mut bus = build(reader.context(), journal).map_err(ReplayError::Build)?;
     let recorded_actors = &reader.context().actors;
     if !recorded_actors.is_empty() && &bus.actor_names() != recorded_actors {

@@ -15,7 +15,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use metagov_bus::{CycleRecord, Entry, Journal, JournalError, MetaFrame};
+use metagov_bus::{CycleRecord, Entry, Journal, JournalError, MetaFrame, INGRESS};
 
 use crate::codec::{position, EncodeError, FrameEncoder, JournalOrder};
 use crate::context::{sha256_hex, RunContext};
@@ -71,6 +71,8 @@ pub struct ChronicleWriter<W: Write> {
     /// Records in the whole frames written (what a seal after a failure keeps).
     records_framed: u64,
     failed: bool,
+    /// The arrival time of the next ingress delivery, once noted.
+    arrival: Option<i64>,
 }
 
 /// A file that can be cut to a length, for [`ChronicleWriter::seal_written`].
@@ -171,6 +173,7 @@ impl<W: Write> ChronicleWriter<W> {
             records_written: 0,
             records_framed: 0,
             failed: false,
+            arrival: None,
         };
         writer.write_parts(&[&header])?;
         Ok(writer)
@@ -205,6 +208,14 @@ impl<W: Write> ChronicleWriter<W> {
             self.write_frame()?;
         }
         Ok(())
+    }
+
+    /// Notes when the next ingress packet reached the shell (nanoseconds
+    /// since the Unix epoch): it is recorded as an arrival record right
+    /// after that packet's delivery, for people reading the run. The bus
+    /// and the actors never see it, so it cannot change a decision.
+    pub fn note_arrival(&mut self, unix_nanos: i64) {
+        self.arrival = Some(unix_nanos);
     }
 
     /// Appends a cycle record emitted while handling delivery `(tick, seq)`.
@@ -338,7 +349,15 @@ impl<W: Write> ChronicleWriter<W> {
 
 impl<W: Write> Journal for ChronicleWriter<W> {
     fn record(&mut self, entry: Entry<'_>) -> Result<(), JournalError> {
-        self.append(entry).map_err(Into::into)
+        self.append(entry)?;
+        if let Entry::Delivery(e) = entry {
+            if &*e.from == INGRESS {
+                if let Some(unix_nanos) = self.arrival.take() {
+                    self.append(Entry::Arrival { tick: e.tick, seq: e.seq, unix_nanos })?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), JournalError> {

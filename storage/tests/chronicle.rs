@@ -7,7 +7,7 @@ mod support {
     use std::path::{Path, PathBuf};
     use std::sync::Arc;
 
-    use metagov_bus::{CycleRecord, Envelope, Fixed, MetaFrame, OwnedEntry, TraceId, Value};
+    use metagov_bus::{CycleRecord, Envelope, Fixed, MetaFrame, OwnedEntry, Value};
     use metagov_storage::{entry_ref, init_session, Arch, ChronicleWriter, Environment, Os, RunContext, WriterOptions};
 
     /// A context with a fixed environment and producer, so files are the
@@ -34,7 +34,7 @@ mod support {
             topic: topic.into(),
             from: "ingress".into(),
             to: to.into(),
-            trace: TraceId(tick),
+            cause: None,
             payload: Arc::new(payload),
         })
     }
@@ -93,6 +93,36 @@ mod support {
         out
     }
 
+    /// `entry`, a delivery, as published by `from` while handling the
+    /// delivery at seq `cause` of the same tick.
+    pub fn caused(entry: OwnedEntry, from: &str, cause: u64) -> OwnedEntry {
+        let OwnedEntry::Delivery(mut e) = entry else { panic!("not a delivery: {entry:?}") };
+        e.from = from.into();
+        e.cause = Some(cause);
+        OwnedEntry::Delivery(e)
+    }
+
+    /// [`stream`] as a live run records it (format version 2): each packet's
+    /// arrival time after it, and the accepted copy caused by the packet's
+    /// delivery to the validator.
+    pub fn live_stream(ticks: u64) -> Vec<OwnedEntry> {
+        let mut out = Vec::new();
+        for entry in stream(ticks) {
+            match entry {
+                OwnedEntry::Delivery(ref e) if e.seq == 0 => {
+                    let tick = e.tick;
+                    out.push(entry);
+                    out.push(OwnedEntry::Arrival { tick, seq: 0, unix_nanos: 1_796_126_400_000_000_000 + tick as i64 });
+                }
+                OwnedEntry::Delivery(ref e) if e.topic.as_ref() == "telemetry.accepted" => {
+                    out.push(caused(entry, "validator", 0));
+                }
+                other => out.push(other),
+            }
+        }
+        out
+    }
+
     pub fn write_sealed(path: &Path, entries: &[OwnedEntry], options: WriterOptions) {
         let mut w = ChronicleWriter::create(path, &context(), options).unwrap();
         for e in entries {
@@ -112,7 +142,7 @@ mod support {
     pub fn tick_of(e: &OwnedEntry) -> u64 {
         match e {
             OwnedEntry::Delivery(d) => d.tick,
-            OwnedEntry::Cycle { tick, .. } | OwnedEntry::Frame { tick, .. } => *tick,
+            OwnedEntry::Cycle { tick, .. } | OwnedEntry::Frame { tick, .. } | OwnedEntry::Arrival { tick, .. } => *tick,
         }
     }
 
@@ -133,7 +163,7 @@ mod seed_001 {
     use std::panic::{catch_unwind, AssertUnwindSafe};
 
     use metagov_bus::{ActorRng, CycleRecord, Fixed, OwnedEntry, Value};
-    use metagov_storage::format::{FRAME_HEADER_BYTES, PREAMBLE_BYTES};
+    use metagov_storage::format::{FRAME_HEADER_BYTES, PREAMBLE_BYTES, VERSION};
     use metagov_storage::{
         crc64, decode_frame, encode_frame, entry_ref, replay_cycle, sha256_hex, verify_file, Chronicle, ChronicleError,
         ChronicleReader, ChronicleWriter, IntegrityStatus, Location, Tail, WriterOptions,
@@ -214,23 +244,24 @@ mod seed_001 {
         {
             entries.push(delivery(1, i as u64, "telemetry.raw", "validator", extremes(a, b)));
         }
+        entries.push(OwnedEntry::Arrival { tick: u64::MAX, seq: 0, unix_nanos: i64::MIN });
         entries.push(cycle(u64::MAX, 0, i64::MIN, u64::MAX));
         entries.push(meta_frame(u64::MAX, 0));
-        let mut trace_extreme = delivery(u64::MAX, 1, "x", "y", Value::Unit);
-        if let OwnedEntry::Delivery(e) = &mut trace_extreme {
-            e.trace = metagov_bus::TraceId(0);
+        let mut cause_extreme = delivery(u64::MAX, u64::MAX, "x", "y", Value::Unit);
+        if let OwnedEntry::Delivery(e) = &mut cause_extreme {
+            e.cause = Some(0);
         }
-        entries.push(trace_extreme);
+        entries.push(cause_extreme);
 
         let payload = encode_frame(entries.iter().map(entry_ref)).unwrap();
-        let decoded = decode_frame(&payload, 0, 0, entries.len() as u32).unwrap();
+        let decoded = decode_frame(&payload, 0, 0, entries.len() as u32, VERSION).unwrap();
         assert_eq!(decoded, entries);
         // Bitwise: the decoded records encode to the very same bytes.
         assert_eq!(encode_frame(decoded.iter().map(entry_ref)).unwrap(), payload);
         // Decoding with the wrong record count or first position is corruption, not a panic.
-        assert!(decode_frame(&payload, 0, 0, entries.len() as u32 - 1).is_err());
-        assert!(decode_frame(&payload, 0, 0, entries.len() as u32 + 1).is_err());
-        assert!(decode_frame(&payload, 1, 0, entries.len() as u32).is_err());
+        assert!(decode_frame(&payload, 0, 0, entries.len() as u32 - 1, VERSION).is_err());
+        assert!(decode_frame(&payload, 0, 0, entries.len() as u32 + 1, VERSION).is_err());
+        assert!(decode_frame(&payload, 1, 0, entries.len() as u32, VERSION).is_err());
     }
 
     #[test]
@@ -589,7 +620,8 @@ mod roundtrip {
     use std::borrow::Cow;
     use std::sync::Arc;
 
-    use metagov_bus::{CycleRecord, Envelope, Fixed, MetaFrame, OwnedEntry, TraceId, Value};
+    use metagov_bus::{CycleRecord, Envelope, Fixed, MetaFrame, OwnedEntry, Value};
+    use metagov_storage::format::VERSION;
     use metagov_storage::{
         check_frame, decode_frame, encode_frame, entry_ref, verify_file, ChronicleReader, ChronicleWriter,
         IntegrityStatus, Tail, WriterOptions,
@@ -620,12 +652,12 @@ mod roundtrip {
         })
     }
 
-    /// (kind, tick step, seq step, names, trace offset, value, number)
+    /// (kind, tick step, seq step, names, cause offset, value, number)
     type Step = (u8, u64, u64, (String, String, String), i64, Value, u64);
 
     fn step() -> impl Strategy<Value = Step> {
         (
-            0u8..3,
+            0u8..4,
             prop_oneof![4 => Just(0u64), 2 => 1u64..3, 1 => any::<u32>().prop_map(u64::from)],
             prop_oneof![0u64..3, any::<u32>().prop_map(u64::from)],
             (text(), text(), text()),
@@ -643,6 +675,9 @@ mod roundtrip {
         for (kind, dt, ds, (topic, from, to), trace, value, n) in steps {
             tick += dt;
             seq = if dt == 0 { seq + ds } else { ds };
+            // A tick's arrival record sits at seq 0, right where its
+            // ingress is: only a step that opens a tick can make one.
+            let kind = if kind == 3 && (dt == 0 || seq != 0) { 2 } else { kind };
             out.push(match kind {
                 0 => {
                     if last_delivery.is_some_and(|last| (tick, seq) <= last) {
@@ -655,7 +690,8 @@ mod roundtrip {
                         topic: topic.into(),
                         from: from.into(),
                         to: to.into(),
-                        trace: TraceId(tick.wrapping_add(trace as u64)),
+                        // Any seq before this one, or none.
+                        cause: (seq > 0 && trace != 0).then(|| seq - 1 - trace.unsigned_abs() % seq),
                         payload: Arc::new(value),
                     })
                 }
@@ -673,6 +709,7 @@ mod roundtrip {
                         seed_state: n.rotate_left(7),
                     },
                 },
+                3 => OwnedEntry::Arrival { tick, seq, unix_nanos: trace },
                 _ => OwnedEntry::Frame {
                     tick,
                     seq,
@@ -741,8 +778,9 @@ mod roundtrip {
             let at = usize::from(flip.0) % damaged.len();
             damaged[at] ^= flip.1.max(1);
             for bytes in [&payload, &damaged] {
-                let decoded = decode_frame(bytes, first.0, first.1, count).map(|r| r.last().map(OwnedEntry::at));
-                prop_assert_eq!(check_frame(bytes, first.0, first.1, count), decoded);
+                let decoded =
+                    decode_frame(bytes, first.0, first.1, count, VERSION).map(|r| r.last().map(OwnedEntry::at));
+                prop_assert_eq!(check_frame(bytes, first.0, first.1, count, VERSION), decoded);
             }
         }
     }
@@ -752,7 +790,7 @@ mod roundtrip {
 /// whole frames before it; a flipped byte is corruption, located.
 mod damage {
     use metagov_bus::OwnedEntry;
-    use metagov_storage::format::{FOOTER_BYTES, PREAMBLE_BYTES};
+    use metagov_storage::format::{FOOTER_BYTES, PREAMBLE_BYTES, VERSION};
     use metagov_storage::{
         verify_file, ChronicleError, ChronicleReader, FrameInfo, IntegrityStatus, Location, Tail, WriterOptions,
     };
@@ -901,13 +939,15 @@ mod damage {
             Err(ChronicleError::NotAChronicle { found: [0x5b, 0x72, 0x75, 0x6e], .. })
         ));
         let mut bytes = small_sealed().bytes;
-        bytes[4] = 2;
-        let crc = metagov_storage::crc64(&bytes[0..12]);
-        bytes[12..20].copy_from_slice(&crc.to_le_bytes());
-        let path = temp_file(&dir, "v2.cmeta", &bytes);
-        let err = ChronicleReader::open(&path).unwrap_err();
-        assert!(matches!(err, ChronicleError::UnsupportedVersion { version: 2, .. }), "{err}");
-        assert!(err.to_string().contains("version 2"), "{err}");
+        for version in [0u16, VERSION + 1] {
+            bytes[4..6].copy_from_slice(&version.to_le_bytes());
+            let crc = metagov_storage::crc64(&bytes[0..12]);
+            bytes[12..20].copy_from_slice(&crc.to_le_bytes());
+            let path = temp_file(&dir, "other-version.cmeta", &bytes);
+            let err = ChronicleReader::open(&path).unwrap_err();
+            assert!(matches!(err, ChronicleError::UnsupportedVersion { version: v, .. } if v == version), "{err}");
+            assert!(err.to_string().contains(&format!("version {version}")), "{err}");
+        }
         let empty = temp_file(&dir, "empty.cmeta", b"");
         assert!(matches!(ChronicleReader::open(&empty), Err(ChronicleError::TornHeader { file_len: 0, .. })));
     }
@@ -1115,8 +1155,8 @@ mod golden {
 
     /// The worked example of docs/chronicle-format.md, byte for byte.
     const WORKED_EXAMPLE: &str = "
-5e a5 0d 0c 01 00 00 00 a5 00 00 00 de 97 ed 40
-05 2a e9 79 24 62 30 30 30 35 66 66 38 2d 62 30
+5e a5 0d 0c 02 00 00 00 a5 00 00 00 9b 68 6a a7
+de 3b f2 84 24 62 30 30 30 35 66 66 38 2d 62 30
 37 30 2d 38 35 63 34 2d 38 61 32 37 2d 32 65 33
 38 61 30 38 63 64 33 63 30 40 35 64 30 39 61 34
 36 37 64 38 36 65 31 36 38 65 31 65 61 33 36 35
@@ -1127,24 +1167,28 @@ mod golden {
 78 06 78 38 36 5f 36 34 2a 00 00 00 00 00 00 00
 01 09 76 61 6c 69 64 61 74 6f 72 0d 6d 65 74 61
 67 6f 76 20 30 2e 31 2e 30 30 58 8b 70 21 7b 18
-5c 63 6d 46 52 00 00 00 00 01 00 00 00 46 00 00
+5c 63 6d 46 52 00 00 00 00 03 00 00 00 7d 00 00
 00 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00
-00 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00
-00 5f e3 2c 47 84 f8 eb 6d 03 29 3c 64 42 23 61
-73 64 96 d3 3a a6 9b db 02 c3 34 79 ca 41 dd ca
-b9 a7 a1 c4 28 fb dd 68 12 ea 40 22 63 5f 64 b7
-38 01 00 00 00 0d 74 65 6c 65 6d 65 74 72 79 2e
+00 01 00 00 00 00 00 00 00 01 00 00 00 00 00 00
+00 2d f7 bd 80 dd 02 1c 2d 3d 26 78 1e 0c b5 f3
+70 bd 60 3a 48 bb 31 a3 1e b5 ac 2f c7 d8 0d 33
+2d fa b1 fa 4c 1f 08 4d b5 4b 77 45 5c 8f e8 fd
+f9 01 00 00 00 0d 74 65 6c 65 6d 65 74 72 79 2e
 72 61 77 01 07 69 6e 67 72 65 73 73 02 09 76 61
 6c 69 64 61 74 6f 72 00 00 07 02 03 03 6a 6f 62
 04 04 08 67 61 69 6e 5f 70 35 30 03 06 06 62 65
-72 74 2d 61 e0 a7 12 63 6d 49 58 01 00 00 00 c1
-00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 00
-00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 00
-00 00 00 00 00 00 00 48 3d 68 de 0c 11 e3 8b 63
-6d 46 54 01 00 00 00 01 00 00 00 00 00 00 00 67
-01 00 00 00 00 00 00 03 29 3c 64 42 23 61 73 64
-96 d3 3a a6 9b db 02 c3 34 79 ca 41 dd ca b9 a7
-a1 c4 28 fb dd 68 12 4e b3 7d 14 e0 f8 39 79
+72 74 2d 61 e0 a7 12 04 00 00 01 02 80 80 9c bb
+b9 dc 8f ed 31 01 00 01 06 12 74 65 6c 65 6d 65
+74 72 79 2e 61 63 63 65 70 74 65 64 02 07 0b 69
+6e 74 65 67 72 61 74 69 76 65 01 00 00 00 63 6d
+49 58 01 00 00 00 c1 00 00 00 00 00 00 00 01 00
+00 00 00 00 00 00 00 00 00 00 00 00 00 00 01 00
+00 00 00 00 00 00 01 00 00 00 00 00 00 00 08 62
+ef 19 a3 84 5d 51 63 6d 46 54 01 00 00 00 03 00
+00 00 00 00 00 00 9e 01 00 00 00 00 00 00 3d 26
+78 1e 0c b5 f3 70 bd 60 3a 48 bb 31 a3 1e b5 ac
+2f c7 d8 0d 33 2d fa b1 fa 4c 1f 08 4d b5 77 4c
+8b 30 e5 40 2b 28
 ";
 
     fn hex_dump(bytes: &[u8]) -> String {
@@ -1156,47 +1200,46 @@ a1 c4 28 fb dd 68 12 4e b3 7d 14 e0 f8 39 79
 
     #[test]
     fn worked_example_bytes() {
-        let entry = delivery(
-            1,
-            0,
-            "telemetry.raw",
-            "validator",
-            record(vec![("job", Value::Text("bert-a".into())), ("gain_p50", fixed(150_000))]),
-        );
-        let bytes = sealed_bytes(&[entry], WriterOptions::default());
+        let packet = record(vec![("job", Value::Text("bert-a".into())), ("gain_p50", fixed(150_000))]);
+        let entries = [
+            delivery(1, 0, "telemetry.raw", "validator", packet.clone()),
+            // 2026-12-01T12:00:00Z
+            OwnedEntry::Arrival { tick: 1, seq: 0, unix_nanos: 1_796_126_400_000_000_000 },
+            caused(delivery(1, 1, "telemetry.accepted", "integrative", packet), "validator", 0),
+        ];
+        let bytes = sealed_bytes(&entries, WriterOptions::default());
         assert_eq!(hex_dump(&bytes), WORKED_EXAMPLE.trim_start(), "got:\n{}", hex_dump(&bytes));
     }
 
-    fn golden_path() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden-v1.cmeta")
+    fn golden_path(version: u16) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/golden-v{version}.cmeta"))
     }
 
-    /// Regenerates tests/data/golden-v1.cmeta, only when `METAGOV_BLESS=1`.
-    /// Never re-bless it for a format change: it is the file every later
-    /// version must still read.
+    /// Regenerates tests/data/golden-v2.cmeta, only when `METAGOV_BLESS=1`
+    /// and the file is missing. A golden file is never re-blessed: it is the
+    /// file every later version must still read (golden-v1.cmeta was written
+    /// by the version-1 writer, which no longer exists).
     #[allow(clippy::disallowed_methods)] // A test switch, read outside any run.
-    fn regenerate_golden_v1_if_blessed() {
-        if std::env::var("METAGOV_BLESS").as_deref() != Ok("1") {
+    fn bless_golden_v2_if_missing() {
+        let path = golden_path(2);
+        if std::env::var("METAGOV_BLESS").as_deref() != Ok("1") || path.exists() {
             return;
         }
-        let path = golden_path();
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let _ = std::fs::remove_file(&path);
         let mut chronicle = Chronicle::new(context());
-        chronicle.records = stream(120);
+        chronicle.records = live_stream(120);
         chronicle.save_chronicle(&path, WriterOptions { frame_records_max: 64, frame_bytes_max: 4096 }).unwrap();
     }
 
-    const GOLDEN_CHAIN_HEAD: &str = "400540e51ebbd8f5f842f9efe30a6d85b7b4afcb69f63f061494c34ea1a3d2e7";
+    const GOLDEN_V1_CHAIN_HEAD: &str = "400540e51ebbd8f5f842f9efe30a6d85b7b4afcb69f63f061494c34ea1a3d2e7";
 
     #[test]
     fn golden_v1_file_still_reads() {
-        regenerate_golden_v1_if_blessed();
-        let path = golden_path();
+        let path = golden_path(1);
         let report = verify_file(&path).unwrap();
         assert_eq!(report.status, IntegrityStatus::Sealed);
-        assert_eq!(report.chain_head, GOLDEN_CHAIN_HEAD);
+        assert_eq!(report.chain_head, GOLDEN_V1_CHAIN_HEAD);
         let reader = ChronicleReader::open(&path).unwrap();
+        assert_eq!(reader.version(), 1);
         assert_eq!(reader.tail(), &Tail::Sealed);
         assert_eq!(reader.record_count(), 300);
         assert_eq!(reader.context(), &context());
@@ -1212,5 +1255,24 @@ a1 c4 28 fb dd 68 12 4e b3 7d 14 e0 f8 39 79
         assert_eq!((frame.cycle_id, frame.rng_seed, frame.module.as_str()), (60, u64::MAX - 240, "learner"));
         assert_eq!(reader.query_range(100, 103).unwrap().len(), 4);
         assert_eq!(records, stream(120), "the stream builder is the file's source");
+    }
+
+    const GOLDEN_V2_CHAIN_HEAD: &str = "cb832754019e55712abd6b91c85495dde4f0003e80ea1e64c52232ba08f7b21e";
+
+    #[test]
+    fn golden_v2_file_still_reads() {
+        bless_golden_v2_if_missing();
+        let path = golden_path(2);
+        let report = verify_file(&path).unwrap();
+        assert_eq!(report.status, IntegrityStatus::Sealed);
+        assert_eq!(report.chain_head, GOLDEN_V2_CHAIN_HEAD);
+        let reader = ChronicleReader::open(&path).unwrap();
+        assert_eq!(reader.version(), 2);
+        let records: Vec<OwnedEntry> = reader.records().collect::<Result<_, _>>().unwrap();
+        assert_eq!(records.len(), 420);
+        let OwnedEntry::Delivery(accepted) = &records[2] else { panic!("{:?}", records[2]) };
+        assert_eq!((accepted.tick, accepted.seq, accepted.cause, &*accepted.from), (2, 1, Some(0), "validator"));
+        assert_eq!(records[1], OwnedEntry::Arrival { tick: 2, seq: 0, unix_nanos: 1_796_126_400_000_000_002 });
+        assert_eq!(records, live_stream(120), "the stream builder is the file's source");
     }
 }

@@ -615,12 +615,28 @@ fn recorded_telemetry_re_runs_offline_exactly_as_the_live_path_ran_it() {
     let simulate =
         Command::new(BIN).args(["simulate", "--telemetry"]).arg(&jsonl).arg("--out").arg(&offline).output().unwrap();
     assert!(simulate.status.success(), "{}", String::from_utf8_lossy(&simulate.stderr));
+    // Every line but the live run's arrival records, which hold wall-clock
+    // time for humans and are no part of what the actors did.
     let entries = |dir: &Path| {
         let output = Command::new(BIN).arg("export").arg(dir).args(["--format", "json"]).output().unwrap();
         assert!(output.status.success());
-        output.stdout
+        let text = String::from_utf8(output.stdout).unwrap();
+        let (arrivals, entries): (Vec<&str>, Vec<&str>) =
+            text.lines().partition(|line| line.starts_with("{\"kind\":\"arrival\""));
+        (arrivals.len(), entries.join("\n"))
     };
-    assert!(entries(&live) == entries(&offline), "the offline run records the very deliveries of the live one");
+    let (live_arrivals, live_entries) = entries(&live);
+    let (offline_arrivals, offline_entries) = entries(&offline);
+    assert_eq!((live_arrivals, offline_arrivals), (121, 0), "one arrival per live packet, none offline");
+    assert!(live_entries == offline_entries, "the offline run records the very deliveries of the live one");
+    let trace = Command::new(BIN).arg("trace").arg(&live).arg("1").output().unwrap();
+    let text = String::from_utf8_lossy(&trace.stdout);
+    assert!(trace.status.success() && text.contains(" (arrived 20") && text.contains("Z)\n"), "{text}");
+    let trace = Command::new(BIN).arg("trace").arg(&live).args(["1", "--json"]).output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&trace.stdout).unwrap();
+    assert!(json["arrival_unix_nanos"].as_i64().unwrap() > 1_700_000_000_000_000_000, "{json}");
+    let offline_trace = Command::new(BIN).arg("trace").arg(&offline).arg("1").output().unwrap();
+    assert!(String::from_utf8_lossy(&offline_trace.stdout).contains("(no arrival time: not a live packet)"));
     replay_verifies(&offline);
     let refused = Command::new(BIN)
         .arg("export")
