@@ -2121,19 +2121,24 @@ mod chronicle_readers {
     /// An unsealed file whose one frame defines a shape of 65,536 units and
     /// uses it in `records` records of eight bytes each: past about 120
     /// records it crosses frame_decoded_bytes_max. Every CRC and link holds.
-    fn shape_bomb(dir: &std::path::Path, records: u32) -> std::path::PathBuf {
+    /// `zstd` packs the frame (a few kilobytes for megabytes of records).
+    /// Returns the file and, when packed, the size of the frame's records.
+    fn shape_bomb(dir: &std::path::Path, records: u32, zstd: bool) -> (std::path::PathBuf, u64) {
         let header = {
             let writer = ChronicleWriter::new(Vec::new(), &context(42), WriterOptions::default()).unwrap();
             let bytes = writer.seal().unwrap();
             bytes[..bytes.len() - 16 - FOOTER_BYTES as usize].to_vec()
         };
         // kind 1, tick and seq deltas 0, topic = new empty string, from and
-        // to = it, trace 0, a new shape: list of 65,536 units (varint 80 80 04).
-        let mut payload = vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0x80, 0x80, 0x04];
-        payload.extend(std::iter::repeat_n(0u8, 65_536));
+        // to = it, no cause, a new shape: list of 65,536 units (varint 80 80 04).
+        let mut records_bytes = vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0x80, 0x80, 0x04];
+        records_bytes.extend(std::iter::repeat_n(0u8, 65_536));
         for _ in 1..records {
-            payload.extend_from_slice(&[1, 0, 1, 0, 0, 0, 0, 0]);
+            records_bytes.extend_from_slice(&[1, 0, 1, 0, 0, 0, 0, 0]);
         }
+        let level = zstd.then_some(metagov_storage::packing::ZSTD_LEVEL_DEFAULT);
+        let payload = metagov_storage::packing::Packer::new(level).unwrap().pack(&records_bytes).to_vec();
+        assert_eq!(payload[0] == metagov_storage::packing::PACKING_ZSTD, zstd);
         let mut h = FrameHeader {
             frame_index: 0,
             record_count: records,
@@ -2149,38 +2154,45 @@ mod chronicle_readers {
         let mut bytes = header;
         bytes.extend_from_slice(&h.to_bytes());
         bytes.extend_from_slice(&payload);
-        write_file(dir, &format!("bomb-{records}.cmeta"), &bytes)
+        let name = format!("bomb-{records}{}.cmeta", if zstd { "-zstd" } else { "" });
+        (write_file(dir, &name, &bytes), if zstd { records_bytes.len() as u64 } else { 0 })
     }
 
     #[test]
     fn the_crafted_files_read_as_documented() {
         let dir = tempfile::tempdir().unwrap();
-        let valid = shape_bomb(dir.path(), 100);
-        let status = metagov_storage::verify_file(&valid).unwrap().status;
-        assert_eq!(status, IntegrityStatus::Unsealed, "100 uses of the wide shape are within the limits");
-        let over = shape_bomb(dir.path(), 200_000);
-        let status = metagov_storage::verify_file(&over).unwrap().status;
-        assert!(status.to_string().contains("frame_decoded_bytes_max"), "{status}");
-        let (r, json) = run(|o| cli::export(&over, true, None, o));
-        assert_eq!(r.unwrap(), Outcome::Failure);
-        assert!(json.lines().count() > 100, "the records before the limit are exported one by one");
+        for zstd in [false, true] {
+            let (valid, _) = shape_bomb(dir.path(), 100, zstd);
+            let status = metagov_storage::verify_file(&valid).unwrap().status;
+            assert_eq!(status, IntegrityStatus::Unsealed, "100 uses of the wide shape are within the limits");
+            let (over, _) = shape_bomb(dir.path(), 200_000, zstd);
+            let status = metagov_storage::verify_file(&over).unwrap().status;
+            assert!(status.to_string().contains("frame_decoded_bytes_max"), "{status}");
+            let (r, json) = run(|o| cli::export(&over, true, None, o));
+            assert_eq!(r.unwrap(), Outcome::Failure);
+            assert!(json.lines().count() > 100, "the records before the limit are exported one by one");
+        }
     }
 
     #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
     #[test]
-    fn every_reading_command_stays_within_64_mib_plus_4_times_the_file() {
+    fn every_reading_command_stays_within_64_mib_plus_4_times_the_file_and_a_frames_records() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
+        let leaf = Value::Bytes((0..6u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect());
         let files = [
-            shape_bomb(dir.path(), 100),
-            shape_bomb(dir.path(), 200_000),
-            // One bytes leaf: its JSON, as a serde_json::Value, took 32 bytes
-            // per byte (some 200 MB here against a bound of 88 MiB).
-            sealed_file(dir.path(), "leaf.cmeta", &[delivery(1, Value::Bytes(vec![0xab; 6 << 20]))]),
+            shape_bomb(dir.path(), 100, false),
+            shape_bomb(dir.path(), 200_000, false),
+            // Megabytes of records in a file of kilobytes.
+            shape_bomb(dir.path(), 200_000, true),
+            // One bytes leaf (incompressible, so stored plain): its JSON, as
+            // a serde_json::Value, took 32 bytes per byte (some 200 MB here
+            // against a bound of 88 MiB).
+            (sealed_file(dir.path(), "leaf.cmeta", &[delivery(1, leaf)]), 0),
         ];
-        for path in &files {
+        for (path, zstd_records) in &files {
             let size = std::fs::metadata(path).unwrap().len();
-            let bound = (64 << 20) + 4 * size;
+            let bound = (64 << 20) + 4 * (size + zstd_records);
             let (p, o) = (path.as_os_str(), out.as_os_str());
             let runs: [&[&std::ffi::OsStr]; 7] = [
                 &["verify".as_ref(), p],

@@ -329,6 +329,28 @@ impl Journal for JsonLines {
     }
 }
 
+/// The governance actors under the default config on the built-in default
+/// scenario's telemetry (closed loop, as `simulate` runs it), journaled to
+/// `journal`: deliveries made, and the journal.
+fn run_governance<J: Journal>(windows: u64, journal: J, label: &str) -> Result<(u64, J)> {
+    let config = Config::default();
+    let scenario = Scenario::builtin("default").context("built-in default scenario")?;
+    let mut stream = scenario.stream(config.run.seed, Some(windows));
+    let packets = stream.total_packets();
+    let mut bus = metagov_actors::MetaSupervisor::build(&config, journal)?;
+    let bar = super::progress::progress_bar(packets, true, label);
+    let mut deliveries = 0;
+    simulate::drive(&mut bus, &mut stream, packets, |n, report, _| {
+        deliveries += report.deliveries;
+        if n % 1024 == 0 {
+            bar.set_position(n);
+        }
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    Ok((deliveries, bus.into_journal()))
+}
+
 fn bench_size(packets: u64, out: &mut dyn Write) -> Result<()> {
     writeln!(out, "## chronicle bytes per delivery ({packets} telemetry packets)\n")?;
     let ctx = context(&workload::ACTORS);
@@ -336,6 +358,24 @@ fn bench_size(packets: u64, out: &mut dyn Write) -> Result<()> {
     let (deliveries, _, writer) = run_pipeline(packets, writer, "chronicle")?;
     let chronicle = writer.seal()?.len() as f64;
     let (_, _, JsonLines(json)) = run_pipeline(packets, JsonLines(Vec::new()), "json lines")?;
+    size_table("the synthetic pipeline (validator, learner, hooks)", deliveries, chronicle, json, out)?;
+
+    // The governance actors record far richer payloads (decisions, rewards,
+    // every window's evidence): the target must hold for them too.
+    let windows = (packets / 8).max(1);
+    let ctx = context(&metagov_actors::ACTOR_NAMES);
+    let writer = ChronicleWriter::new(Vec::new(), &ctx, WriterOptions::default())?;
+    let (deliveries, writer) = run_governance(windows, writer, "governance chronicle")?;
+    let chronicle = writer.seal()?.len() as f64;
+    let (_, JsonLines(json)) = run_governance(windows, JsonLines(Vec::new()), "governance json lines")?;
+    let title = format!("the governance actors, default config and scenario, {windows} windows per job");
+    size_table(&title, deliveries, chronicle, json, out)
+}
+
+/// One encoding comparison of `bench size`: the chronicle against the same
+/// entries as JSON lines, raw and zstd level 3.
+fn size_table(title: &str, deliveries: u64, chronicle: f64, json: Vec<u8>, out: &mut dyn Write) -> Result<()> {
+    writeln!(out, "{title}: {deliveries} deliveries\n")?;
     let zstd = zstd::bulk::compress(&json, 3).context("zstd")?.len() as f64;
     let json = json.len() as f64;
     let per = |bytes: f64| bytes / deliveries as f64;

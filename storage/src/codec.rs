@@ -19,7 +19,7 @@ use std::sync::Arc;
 use metagov_bus::{CycleRecord, Entry, Envelope, Fixed, MetaFrame, OwnedEntry, Value};
 
 use crate::format::{
-    put_uvarint, unzigzag, zigzag, Cursor, DecodeError, FRAME_DECODED_BYTES_MAX, PAYLOAD_BYTES_MAX, SHAPE_DEPTH_MAX,
+    put_uvarint, unzigzag, zigzag, Cursor, DecodeError, FRAME_DECODED_BYTES_MAX, RECORDS_BYTES_MAX, SHAPE_DEPTH_MAX,
     SHAPE_ITEMS_MAX,
 };
 
@@ -50,7 +50,7 @@ const NODE_DECODED_BYTES: u64 = 32;
 /// Why a record was not added to the frame.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
-    /// The record would push the frame past [`PAYLOAD_BYTES_MAX`] or
+    /// The record would push the frame past [`RECORDS_BYTES_MAX`] or
     /// [`FRAME_DECODED_BYTES_MAX`]. The frame still holds every record before
     /// it, intact; write it out and [`FrameEncoder::reset`] before pushing
     /// the record again.
@@ -480,7 +480,7 @@ impl FrameEncoder {
         decoded += put_scalars(out, &mut self.strings, &mut self.state, &mut leaf, value);
         self.decoded_bytes += decoded;
 
-        if self.out.len() > PAYLOAD_BYTES_MAX as usize || self.decoded_bytes > FRAME_DECODED_BYTES_MAX {
+        if self.out.len() > RECORDS_BYTES_MAX as usize || self.decoded_bytes > FRAME_DECODED_BYTES_MAX {
             // The bytes before this record are a whole, decodable frame; the
             // tables now name strings and shapes whose definitions are cut.
             self.out.truncate(len_before);
@@ -488,7 +488,7 @@ impl FrameEncoder {
             if self.record_count == 0 {
                 self.reset();
                 return Err(EncodeError::Unencodable(format!(
-                    "record ({tick}, {seq}) alone exceeds payload_bytes_max {PAYLOAD_BYTES_MAX} or frame_decoded_bytes_max {FRAME_DECODED_BYTES_MAX}"
+                    "record ({tick}, {seq}) alone exceeds records_bytes_max {RECORDS_BYTES_MAX} or frame_decoded_bytes_max {FRAME_DECODED_BYTES_MAX}"
                 )));
             }
             self.must_close = true;

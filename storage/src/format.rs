@@ -42,6 +42,9 @@ pub const HEADER_BYTES_MAX: u32 = 16 << 20;
 /// Reader hard limit: bytes of one frame payload. The writer never writes a
 /// larger one.
 pub const PAYLOAD_BYTES_MAX: u32 = 64 << 20;
+/// Most bytes of records one frame holds: [`PAYLOAD_BYTES_MAX`] less the
+/// packing byte of a version-2 payload, so a frame stored plain still fits.
+pub const RECORDS_BYTES_MAX: u32 = PAYLOAD_BYTES_MAX - 1;
 /// Longest uvarint (a `u64` needs at most 10 groups of 7 bits).
 pub const VARINT_BYTES_MAX: usize = 10;
 /// Deepest shape: the root value counts as depth 1.

@@ -18,6 +18,7 @@ pub mod codec;
 mod context;
 mod error;
 pub mod format;
+pub mod packing;
 mod priors;
 mod reader;
 mod replay;

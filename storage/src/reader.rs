@@ -29,6 +29,7 @@ use crate::format::{
     FrameInfo, Preamble, PreambleError, FOOTER_BYTES, FRAME_HEADER_BYTES, FRAME_MAGIC, INDEX_ENTRY_BYTES,
     INDEX_FIXED_BYTES, INDEX_MAGIC, MAGIC, PREAMBLE_BYTES,
 };
+use crate::packing::unpack;
 
 /// How a chronicle ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -275,11 +276,17 @@ fn check_header(
 
 /// The checks of a frame read record by record ([`ChronicleReader::next_in`])
 /// without building the records, for `verify`, which needs no values.
-fn check_payload_only(header: &FrameHeader, payload: &[u8], version: u16) -> Result<(), String> {
-    check_crc(header, payload)?;
-    let last = check_frame(payload, header.first_tick, header.first_seq, header.record_count, version)
-        .map_err(|e| format!("payload {e}"))?;
+fn check_payload_only(header: &FrameHeader, payload: Vec<u8>, version: u16) -> Result<(), String> {
+    let records = checked_records(header, payload, version)?;
+    let last = check_frame(&records, header.first_tick, header.first_seq, header.record_count, version)
+        .map_err(|e| format!("records {e}"))?;
     check_last(header, last)
+}
+
+/// The records of a stored payload, once its CRC matches the header's.
+fn checked_records(header: &FrameHeader, payload: Vec<u8>, version: u16) -> Result<Vec<u8>, String> {
+    check_crc(header, &payload)?;
+    unpack(payload, version).map_err(|e| format!("payload {e}"))
 }
 
 fn check_crc(header: &FrameHeader, payload: &[u8]) -> Result<(), String> {
@@ -404,7 +411,7 @@ fn walk_step(
         }
         if check_payloads {
             let payload = src.read_vec(payload_at, u64::from(header.payload_len), location)?;
-            check_payload_only(&header, &payload, w.version).map_err(|r| src.corrupt(location, offset, r))?;
+            check_payload_only(&header, payload, w.version).map_err(|r| src.corrupt(location, offset, r))?;
         }
         w.frames.push(header.info(offset));
         w.records += u64::from(header.record_count);
@@ -742,9 +749,10 @@ impl ChronicleReader {
             return Err(self.src.corrupt(location, offset, reason));
         }
         let payload = self.src.read_vec(offset + FRAME_HEADER_BYTES, u64::from(header.payload_len), location)?;
-        check_crc(header, &payload).map_err(|r| self.src.corrupt(location, offset, r))?;
+        let records =
+            checked_records(header, payload, self.header.version).map_err(|r| self.src.corrupt(location, offset, r))?;
         let stream =
-            FrameStream::new(payload, header.first_tick, header.first_seq, header.record_count, self.header.version);
+            FrameStream::new(records, header.first_tick, header.first_seq, header.record_count, self.header.version);
         Ok(OpenFrame { header: *header, offset, stream })
     }
 
@@ -755,7 +763,7 @@ impl ChronicleReader {
         match frame.stream.next_entry() {
             Ok(Some(entry)) => Ok(Some(entry)),
             Ok(None) => check_last(&frame.header, frame.stream.last()).map(|()| None).map_err(corrupt),
-            Err(e) => Err(corrupt(format!("payload {e}"))),
+            Err(e) => Err(corrupt(format!("records {e}"))),
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::format::{
     chain_anchor, chain_link, crc64, encode_header, encode_index, Chain, Footer, FrameHeader, FrameInfo,
     PAYLOAD_BYTES_MAX,
 };
+use crate::packing::{Packer, ZSTD_LEVEL_DEFAULT};
 
 /// When the writer closes a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,19 +34,27 @@ pub struct WriterOptions {
     /// A frame closes once its payload reaches this many bytes (1 to
     /// `PAYLOAD_BYTES_MAX`). A frame may exceed it by its last record.
     pub frame_bytes_max: u32,
+    /// The zstd level frames are packed with when that makes them smaller
+    /// (`None`: every frame is stored plain).
+    pub zstd_level: Option<i32>,
 }
 
 impl From<&metagov_config::ChronicleConfig> for WriterOptions {
     /// The frame limits a config's `[chronicle]` section asks for.
     fn from(config: &metagov_config::ChronicleConfig) -> Self {
-        WriterOptions { frame_records_max: config.frame_records_max, frame_bytes_max: config.frame_bytes_max }
+        WriterOptions {
+            frame_records_max: config.frame_records_max,
+            frame_bytes_max: config.frame_bytes_max,
+            ..WriterOptions::default()
+        }
     }
 }
 
 impl Default for WriterOptions {
-    /// 4096 records or 1 MiB, whichever comes first.
+    /// 4096 records or 1 MiB, whichever comes first, packed with zstd at
+    /// its default level.
     fn default() -> Self {
-        WriterOptions { frame_records_max: 4096, frame_bytes_max: 1 << 20 }
+        WriterOptions { frame_records_max: 4096, frame_bytes_max: 1 << 20, zstd_level: Some(ZSTD_LEVEL_DEFAULT) }
     }
 }
 
@@ -63,6 +72,7 @@ pub struct ChronicleWriter<W: Write> {
     path: PathBuf,
     options: WriterOptions,
     encoder: FrameEncoder,
+    packer: Packer,
     order: JournalOrder,
     chain: Chain,
     frames: Vec<FrameInfo>,
@@ -161,11 +171,14 @@ impl<W: Write> ChronicleWriter<W> {
             )));
         }
         let header = encode_header(context).map_err(invalid)?;
+        let packer = Packer::new(options.zstd_level)
+            .map_err(|e| invalid(format!("writer options {options:?}: zstd refused the level: {e}")))?;
         let mut writer = ChronicleWriter {
             out,
             path,
             options,
             encoder: FrameEncoder::new(),
+            packer,
             order: JournalOrder::default(),
             chain: chain_anchor(&header),
             frames: Vec::new(),
@@ -309,12 +322,14 @@ impl<W: Write> ChronicleWriter<W> {
         // The encoder moves out for the write, so its payload can be borrowed
         // while `self` writes (a move of a few pointers, no copy).
         let mut encoder = std::mem::take(&mut self.encoder);
-        let payload = encoder.payload();
+        let mut packer = std::mem::take(&mut self.packer);
+        let payload = packer.pack(encoder.payload());
         let (first, last) = (encoder.first(), encoder.last());
         let mut header = FrameHeader {
             frame_index,
             record_count,
-            // Invariant: the encoder keeps payloads within PAYLOAD_BYTES_MAX.
+            // Invariant: the encoder keeps its records within
+            // PAYLOAD_BYTES_MAX − 1, and packing adds at most the packing byte.
             payload_len: payload.len() as u32,
             first_tick: first.0,
             first_seq: first.1,
@@ -339,6 +354,7 @@ impl<W: Write> ChronicleWriter<W> {
         let written = self.write_parts(&[&bytes, payload]);
         encoder.reset();
         self.encoder = encoder;
+        self.packer = packer;
         written?;
         self.chain = header.chain;
         self.frames.push(header.info(offset));

@@ -172,7 +172,11 @@ mod seed_001 {
 
     use crate::support::*;
 
-    const SMALL_FRAMES: WriterOptions = WriterOptions { frame_records_max: 7, frame_bytes_max: 1 << 20 };
+    const SMALL_FRAMES: WriterOptions = WriterOptions {
+        frame_records_max: 7,
+        frame_bytes_max: 1 << 20,
+        zstd_level: Some(metagov_storage::packing::ZSTD_LEVEL_DEFAULT),
+    };
 
     #[test]
     fn test_chronicle_record_append() {
@@ -554,8 +558,12 @@ mod writer {
     fn a_full_disk_stops_the_writer_and_what_was_written_is_sealed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("full.cmeta");
+        // Plain frames of 64 records (about 1.3 KB): larger than the index
+        // and footer, so cutting the torn one frees room for them. (Packed
+        // frames of this stream are a few hundred bytes, and the seal needs
+        // 40 bytes of index per frame: on a full disk, sealing is best effort.)
         let entries = stream(200);
-        let options = WriterOptions { frame_records_max: 64, ..WriterOptions::default() };
+        let options = WriterOptions { frame_records_max: 64, zstd_level: None, ..WriterOptions::default() };
         let disk = SmallDisk { file: std::fs::File::create(&path).unwrap(), capacity: 6000 };
         let mut writer = ChronicleWriter::new(io::BufWriter::new(disk), &context(), options).unwrap();
         let failed = entries.iter().position(|e| writer.append(entry_ref(e)).is_err());
@@ -740,7 +748,7 @@ mod roundtrip {
             let entries = entries(steps);
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("prop.cmeta");
-            let options = WriterOptions { frame_records_max, frame_bytes_max };
+            let options = WriterOptions { frame_records_max, frame_bytes_max, ..WriterOptions::default() };
             let mut w = ChronicleWriter::create(&path, &context(), options).unwrap();
             for e in &entries {
                 w.append(entry_ref(e)).unwrap();
@@ -1167,28 +1175,28 @@ de 3b f2 84 24 62 30 30 30 35 66 66 38 2d 62 30
 78 06 78 38 36 5f 36 34 2a 00 00 00 00 00 00 00
 01 09 76 61 6c 69 64 61 74 6f 72 0d 6d 65 74 61
 67 6f 76 20 30 2e 31 2e 30 30 58 8b 70 21 7b 18
-5c 63 6d 46 52 00 00 00 00 03 00 00 00 7d 00 00
+5c 63 6d 46 52 00 00 00 00 03 00 00 00 7e 00 00
 00 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00
 00 01 00 00 00 00 00 00 00 01 00 00 00 00 00 00
-00 2d f7 bd 80 dd 02 1c 2d 3d 26 78 1e 0c b5 f3
-70 bd 60 3a 48 bb 31 a3 1e b5 ac 2f c7 d8 0d 33
-2d fa b1 fa 4c 1f 08 4d b5 4b 77 45 5c 8f e8 fd
-f9 01 00 00 00 0d 74 65 6c 65 6d 65 74 72 79 2e
-72 61 77 01 07 69 6e 67 72 65 73 73 02 09 76 61
-6c 69 64 61 74 6f 72 00 00 07 02 03 03 6a 6f 62
-04 04 08 67 61 69 6e 5f 70 35 30 03 06 06 62 65
-72 74 2d 61 e0 a7 12 04 00 00 01 02 80 80 9c bb
-b9 dc 8f ed 31 01 00 01 06 12 74 65 6c 65 6d 65
-74 72 79 2e 61 63 63 65 70 74 65 64 02 07 0b 69
-6e 74 65 67 72 61 74 69 76 65 01 00 00 00 63 6d
-49 58 01 00 00 00 c1 00 00 00 00 00 00 00 01 00
-00 00 00 00 00 00 00 00 00 00 00 00 00 00 01 00
-00 00 00 00 00 00 01 00 00 00 00 00 00 00 08 62
-ef 19 a3 84 5d 51 63 6d 46 54 01 00 00 00 03 00
-00 00 00 00 00 00 9e 01 00 00 00 00 00 00 3d 26
-78 1e 0c b5 f3 70 bd 60 3a 48 bb 31 a3 1e b5 ac
-2f c7 d8 0d 33 2d fa b1 fa 4c 1f 08 4d b5 77 4c
-8b 30 e5 40 2b 28
+00 bc ea 17 3c 5b dd 1f 65 62 88 ae 2d 1f 46 50
+c1 6f 31 73 53 ad eb 46 6d e4 a4 3c 4e 22 a2 95
+56 ad 8e 72 d6 48 df 3f eb 2c 46 28 34 84 1e 05
+b7 00 01 00 00 00 0d 74 65 6c 65 6d 65 74 72 79
+2e 72 61 77 01 07 69 6e 67 72 65 73 73 02 09 76
+61 6c 69 64 61 74 6f 72 00 00 07 02 03 03 6a 6f
+62 04 04 08 67 61 69 6e 5f 70 35 30 03 06 06 62
+65 72 74 2d 61 e0 a7 12 04 00 00 01 02 80 80 9c
+bb b9 dc 8f ed 31 01 00 01 06 12 74 65 6c 65 6d
+65 74 72 79 2e 61 63 63 65 70 74 65 64 02 07 0b
+69 6e 74 65 67 72 61 74 69 76 65 01 00 00 00 63
+6d 49 58 01 00 00 00 c1 00 00 00 00 00 00 00 01
+00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01
+00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 08
+62 ef 19 a3 84 5d 51 63 6d 46 54 01 00 00 00 03
+00 00 00 00 00 00 00 9f 01 00 00 00 00 00 00 62
+88 ae 2d 1f 46 50 c1 6f 31 73 53 ad eb 46 6d e4
+a4 3c 4e 22 a2 95 56 ad 8e 72 d6 48 df 3f eb 38
+b0 2a 17 6b 2a 4c 42
 ";
 
     fn hex_dump(bytes: &[u8]) -> String {
@@ -1227,7 +1235,8 @@ ef 19 a3 84 5d 51 63 6d 46 54 01 00 00 00 03 00
         }
         let mut chronicle = Chronicle::new(context());
         chronicle.records = live_stream(120);
-        chronicle.save_chronicle(&path, WriterOptions { frame_records_max: 64, frame_bytes_max: 4096 }).unwrap();
+        let options = WriterOptions { frame_records_max: 64, frame_bytes_max: 4096, ..WriterOptions::default() };
+        chronicle.save_chronicle(&path, options).unwrap();
     }
 
     const GOLDEN_V1_CHAIN_HEAD: &str = "400540e51ebbd8f5f842f9efe30a6d85b7b4afcb69f63f061494c34ea1a3d2e7";
@@ -1257,7 +1266,7 @@ ef 19 a3 84 5d 51 63 6d 46 54 01 00 00 00 03 00
         assert_eq!(records, stream(120), "the stream builder is the file's source");
     }
 
-    const GOLDEN_V2_CHAIN_HEAD: &str = "cb832754019e55712abd6b91c85495dde4f0003e80ea1e64c52232ba08f7b21e";
+    const GOLDEN_V2_CHAIN_HEAD: &str = "661e25b1a1ad02d36e3fe0c640286214971a7fcae7143765e41da5a2f08d4bbc";
 
     #[test]
     fn golden_v2_file_still_reads() {
@@ -1268,6 +1277,9 @@ ef 19 a3 84 5d 51 63 6d 46 54 01 00 00 00 03 00
         assert_eq!(report.chain_head, GOLDEN_V2_CHAIN_HEAD);
         let reader = ChronicleReader::open(&path).unwrap();
         assert_eq!(reader.version(), 2);
+        // The first frame's payload (after the 193 bytes of the context and
+        // a 96-byte frame header) starts with its packing byte: zstd.
+        assert_eq!(std::fs::read(&path).unwrap()[193 + 96], metagov_storage::packing::PACKING_ZSTD);
         let records: Vec<OwnedEntry> = reader.records().collect::<Result<_, _>>().unwrap();
         assert_eq!(records.len(), 420);
         let OwnedEntry::Delivery(accepted) = &records[2] else { panic!("{:?}", records[2]) };
