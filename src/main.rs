@@ -177,10 +177,20 @@ enum Command {
         /// Only this knob.
         #[arg(long)]
         knob: Option<String>,
-        /// Only changes caused by this window's packet.
-        #[arg(long)]
+        /// Only changes caused by this window's packet. A window in which
+        /// nothing changed is answered with why not: what the layer weighed
+        /// (the safety check, every rule's value, streak and cooldown).
+        #[arg(long, conflicts_with = "tick")]
         window: Option<u64>,
-        /// One JSON object per change.
+        /// Only changes caused by the packet of this tick (as `--window`).
+        #[arg(long)]
+        tick: Option<u64>,
+        /// Under each window's changes, the whole chain: what the layer
+        /// weighed in that window.
+        #[arg(long)]
+        detail: bool,
+        /// One JSON object per change (and per window's evidence, with
+        /// --detail).
         #[arg(long)]
         json: bool,
     },
@@ -381,8 +391,9 @@ fn main() -> ExitCode {
             cli::query(&cli::run::chronicle_in(file), from, to, &filter, json, &mut out)
         }
         Command::Trace { file, trace, json } => cli::trace(&cli::run::chronicle_in(file), trace, json, &mut out),
-        Command::Explain { file, job, knob, window, json } => {
-            cli::explain(&cli::run::chronicle_in(file), &job, knob.as_deref(), window, json, &mut out)
+        Command::Explain { file, job, knob, window, tick, detail, json } => {
+            let query = cli::ExplainQuery { job: &job, knob: knob.as_deref(), window, tick, detail };
+            cli::explain(&cli::run::chronicle_in(file), &query, json, &mut out)
         }
         Command::Topics { file } => cli::topics(&cli::run::chronicle_in(file), &mut out),
         Command::Export { file, telemetry: true, output, .. } => {

@@ -496,25 +496,44 @@ mod cli {
         assert!(text.lines().any(|l| l.starts_with("meta.reward") && l.trim_end().ends_with(" 480")), "{text}");
     }
 
+    fn explain_query<'a>(job: &'a str, knob: Option<&'a str>, window: Option<u64>) -> cli::ExplainQuery<'a> {
+        cli::ExplainQuery { job, knob, window, ..Default::default() }
+    }
+
     #[test]
     fn explain_names_the_rule_its_values_patience_and_cooldown() {
         let dir = tempfile::tempdir().unwrap();
         let path = simulated(dir.path());
-        let (r, text) = run(|o| cli::explain(&path, "bert-0", Some("learning_rate"), None, false, o));
+        let (r, text) = run(|o| cli::explain(&path, &explain_query("bert-0", Some("learning_rate"), None), false, o));
         assert_eq!(r.unwrap(), Outcome::Success, "{text}");
         let first = text.lines().next().expect("bert-0's rate changes in 120 windows");
         assert!(first.contains("learning_rate 0.1 → 0.3 (rule accelerating: loss_improvement "), "{first}");
         assert!(first.ends_with("> 0.003 for 10 windows; × 3; cooldown 1000000)"), "{first}");
         let window: u64 = first.strip_prefix("window ").unwrap().split(':').next().unwrap().parse().unwrap();
         // The same change as JSON, and nothing at another window.
-        let (r, json) = run(|o| cli::explain(&path, "bert-0", None, Some(window), true, o));
+        let (r, json) = run(|o| cli::explain(&path, &explain_query("bert-0", None, Some(window)), true, o));
         assert_eq!(r.unwrap(), Outcome::Success);
         let change: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
         assert_eq!((change["from"].as_f64(), change["to"].as_f64()), (Some(0.1), Some(0.3)), "{change}");
         assert_eq!(change["rules"][0], "accelerating");
-        let (_, none) = run(|o| cli::explain(&path, "bert-0", None, Some(window + 1), false, o));
-        assert!(none.contains(&format!("no knob changed at window {}", window + 1)), "{none}");
-        let err = run(|o| cli::explain(&path, "bert-9", None, None, false, o)).0.unwrap_err();
+        // With --detail, the window's evidence follows its change.
+        let detail = cli::ExplainQuery { detail: true, ..explain_query("bert-0", None, Some(window)) };
+        let (_, text) = run(|o| cli::explain(&path, &detail, false, o));
+        assert!(text.contains("\n    rule accelerating: fired: loss_improvement "), "{text}");
+        assert!(text.contains("\n    knob learning_rate: 0.1 → 0.3\n") && text.contains("\n    safety: "), "{text}");
+        // Why not: the next window changed nothing, and says what held
+        // each rule back; accelerating fires once per job.
+        let (_, none) = run(|o| cli::explain(&path, &explain_query("bert-0", None, Some(window + 1)), false, o));
+        assert!(none.starts_with(&format!("bert-0: window {} (tick ", window + 1)), "{none}");
+        assert!(none.contains("no knob changed. What the layer weighed:\n    safety: "), "{none}");
+        let accelerating = none.lines().find(|l| l.starts_with("    rule accelerating: ")).expect("every rule");
+        assert!(
+            accelerating.contains("cooling down (1000000 windows left") || accelerating.contains("does not meet"),
+            "{accelerating}"
+        );
+        let (_, none) = run(|o| cli::explain(&path, &explain_query("bert-0", None, Some(100_000)), false, o));
+        assert!(none.contains("no knob changed at window 100000. The chronicle holds no evidence"), "{none}");
+        let err = run(|o| cli::explain(&path, &explain_query("bert-9", None, None), false, o)).0.unwrap_err();
         assert!(format!("{err:#}").contains("no delivery names job \"bert-9\""), "{err:#}");
     }
 
@@ -552,7 +571,7 @@ mod cli {
         let dir = tempfile::tempdir().unwrap();
         let path = simulated(dir.path());
         // bert-0's rate after tick 200, from the recorded decisions.
-        let (_, updates) = run(|o| cli::explain(&path, "bert-0", Some("learning_rate"), None, true, o));
+        let (_, updates) = run(|o| cli::explain(&path, &explain_query("bert-0", Some("learning_rate"), None), true, o));
         let told = updates
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())

@@ -175,6 +175,7 @@ impl Actor for IntegrativeActor {
             out.publish(RESOURCE_HINT, resource_hint_to_value(&decision));
         }
         out.publish(META_REWARD, meta_reward_to_value(&decision, &packet));
+        out.publish(DECISION_EVIDENCE, evidence_to_value(&decision));
     }
 }
 

@@ -1,17 +1,21 @@
-//! Why a knob changed: each knob change of a run in words, from what the
-//! chronicle records (the `policy.update`s with the rules that fired, the
-//! jobs' reported `params`) and the run's own config (each rule's
-//! comparison, patience and cooldown).
+//! Why a knob changed, and why not: each knob change of a run in words,
+//! from what the chronicle records (the `policy.update`s with the rules
+//! that fired, the jobs' reported `params`) and the run's own config (each
+//! rule's comparison, patience and cooldown); and what the layer weighed in
+//! any one window (its `decision.evidence`: the safety check, every rule's
+//! value, streak and cooldown, every moved knob's step, bound and cooldown).
 //!
-//! It reads decisions; it makes none. It knows only what was recorded: a
-//! window in which nothing changed cannot be explained from the deliveries
-//! alone (what held a rule back is not journaled).
+//! It reads decisions; it makes none. It knows only what was recorded:
+//! chronicles written before evidence was recorded can say what changed,
+//! not what held a rule back.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use metagov_config::{Comparison, Config, RuleConfig};
+use metagov_config::{Comparison, Config, RuleConfig, SafetyConfig, Threshold};
+use metagov_governance::{RuleEvidence, SafetyHold};
 
+use crate::messages::{rollback_code, EvidenceRecord};
 use crate::output::{FiredRuleView, PolicyUpdateView};
 
 /// What moved a knob.
@@ -254,4 +258,138 @@ pub fn diff(a: &Decisions, b: &Decisions) -> DecisionDiff {
     let windows = all.clone().count() as u64;
     let exact_windows = all.filter(|(t, _)| first_tick.is_none_or(|first| *t <= first)).count() as u64;
     DecisionDiff { lines, first_tick, exact_windows, windows }
+}
+
+/// What the layer weighed in one window of one job, one line each: the
+/// safety check, then every rule in config order, then every knob a fired
+/// rule moved — the answer to "why did nothing change?" as much as to "why
+/// did this change?". Rules and knobs the run's config no longer names are
+/// said with the recorded values alone.
+#[must_use]
+pub fn weighed(record: &EvidenceRecord, config: &Config) -> Vec<String> {
+    let mut lines = Vec::new();
+    let evidence = &record.evidence;
+    if let Some(safety) = &evidence.safety {
+        lines.push(safety_line(record, safety, &config.safety));
+    }
+    if evidence.rules.is_empty() {
+        lines.push("rules: none ran (a rollback window runs no rule)".to_owned());
+    }
+    for rule in &evidence.rules {
+        let configured = config.rules.iter().find(|r| r.name == rule.rule);
+        lines.push(rule_line(rule, configured));
+    }
+    for knob in &evidence.knobs {
+        let bounds = config.knobs.get(&knob.knob);
+        let moved = format!("{} → {}", short(knob.old), short(knob.new));
+        let line = if knob.cooldown_left > 0 {
+            format!(
+                "knob {}: a rule moved it, blocked by its cooldown ({} window{} left, this one included)",
+                knob.knob,
+                knob.cooldown_left,
+                plural(knob.cooldown_left)
+            )
+        } else if knob.new == knob.old {
+            let at = bounds.map_or(String::new(), |b| format!(" (bounds [{}, {}])", short(b.min), short(b.max)));
+            format!(
+                "knob {}: stays {}: the rules' change is undone by its bound or kind{at}",
+                knob.knob,
+                short(knob.old)
+            )
+        } else {
+            let mut how = Vec::new();
+            if knob.step_limited {
+                let step = bounds.and_then(|b| b.step).map_or(String::new(), |s| format!(" {}", short(s)));
+                how.push(format!("cut to its step{step}"));
+            }
+            if knob.fitted {
+                how.push("fitted to its bounds or kind".to_owned());
+            }
+            let how = if how.is_empty() { String::new() } else { format!(" ({})", how.join(", ")) };
+            format!("knob {}: {moved}{how}", knob.knob)
+        };
+        lines.push(line);
+    }
+    lines
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn safety_line(record: &EvidenceRecord, safety: &metagov_governance::SafetyEvidence, config: &SafetyConfig) -> String {
+    let best = if safety.best_ema_reward.is_finite() { short(safety.best_ema_reward) } else { "none yet".to_owned() };
+    let state =
+        format!("smoothed reward {} (best {best}, floor {})", short(record.ema_reward), short(config.reward_floor));
+    let Some(condition) = safety.condition else {
+        return format!("safety: no rollback called for: {state}, drop within max_drop {}", short(config.max_drop));
+    };
+    let code = rollback_code(condition);
+    match safety.hold {
+        None => format!("safety: rolled back ({code}): {state}"),
+        Some(SafetyHold::Cooldown(left)) => format!(
+            "safety: {code} held, but the rollback cooldown runs ({left} window{} left, this one included): {state}",
+            plural(left)
+        ),
+        Some(SafetyHold::IncidentOpen) => format!(
+            "safety: {code} held, but the last rollback's incident is open until the smoothed reward is back to {}: {state}",
+            safety.incident_recovery.map_or_else(|| "?".to_owned(), short)
+        ),
+        Some(SafetyHold::AtSnapshot) => {
+            format!("safety: {code} held, but the knobs already are the known-good snapshot: {state}")
+        }
+    }
+}
+
+fn rule_line(rule: &RuleEvidence, configured: Option<&RuleConfig>) -> String {
+    let Some(config) = configured else {
+        let value = rule.value.map_or_else(|| "none".to_owned(), short);
+        return format!(
+            "rule {} (not in this config): value {value} against {}, streak {}, fired {}",
+            rule.rule,
+            short(rule.threshold),
+            rule.streak,
+            rule.fired
+        );
+    };
+    let signal = if config.significant {
+        format!("recent mean of {}", config.signal.name())
+    } else {
+        config.signal.name().to_owned()
+    };
+    let from_knob = match &config.threshold {
+        Threshold::Knob(knob) => format!(" (knob {knob})"),
+        Threshold::Value(_) => String::new(),
+    };
+    let test = format!("{signal} {} {}{from_knob}", symbol(config.comparison), short(rule.threshold));
+    let Some(value) = rule.value else {
+        return format!("rule {}: {test}: no value this window (the packet lacks it, or too few windows)", rule.rule);
+    };
+    let seen = format!("{signal} {}", short(value));
+    let needed = u64::from(config.for_windows);
+    let patience = if rule.streak >= config.for_windows {
+        format!("held {} window{} (needs {needed})", rule.streak, plural(u64::from(rule.streak)))
+    } else {
+        format!("held {} of {needed} window{}", rule.streak, plural(needed))
+    };
+    if rule.fired {
+        return format!("rule {}: fired: {seen} ({test}), {patience}", rule.rule);
+    }
+    if !rule.held {
+        let why = if config.significant { ", not clear of it under the confidence band" } else { "" };
+        return format!("rule {}: {seen} does not meet {test}{why}", rule.rule);
+    }
+    if rule.cooldown_left > 0 {
+        return format!(
+            "rule {}: {seen} meets {test}, {patience}, but it is cooling down ({} window{} left, this one included)",
+            rule.rule,
+            rule.cooldown_left,
+            plural(rule.cooldown_left)
+        );
+    }
+    format!("rule {}: {seen} meets {test}, {patience}: not yet", rule.rule)
 }

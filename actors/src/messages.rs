@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use metagov_bus::{Fixed, Key, Value};
 use metagov_governance::{
-    CrossAggregate, DomainMetaUpdate, DropReason, IntegrativeDecision, Rejection, RollbackReason, TelemetryPacket,
+    CrossAggregate, DomainMetaUpdate, DropReason, Evidence, IntegrativeDecision, KnobEvidence, Rejection,
+    RollbackReason, RuleEvidence, SafetyEvidence, SafetyHold, TelemetryPacket,
 };
 use ndarray::Array1;
 
@@ -36,6 +37,10 @@ pub const CROSS_AGGREGATE: &str = "cross.aggregate";
 pub const PRIOR_UPDATED: &str = "prior.updated";
 /// Telemetry-hook snapshots.
 pub const META_TELEMETRY: &str = "meta.telemetry";
+/// What the integrative layer weighed in one window of one job: the safety
+/// check, every rule, every knob a rule moved. Recorded for every window,
+/// for audits; nobody subscribes and it is not egress.
+pub const DECISION_EVIDENCE: &str = "decision.evidence";
 
 /// The topics the outside world may inject: telemetry and federation packs.
 /// Every other topic is published only by actors.
@@ -48,7 +53,7 @@ pub const EGRESS_TOPICS: [&str; 7] =
     [TELEMETRY_REJECTED, POLICY_UPDATE, RESOURCE_HINT, META_REWARD, CROSS_AGGREGATE, PRIOR_UPDATED, META_TELEMETRY];
 
 /// Every topic the governance actors use, in message-flow order.
-pub const TOPICS: [&str; 12] = [
+pub const TOPICS: [&str; 13] = [
     TELEMETRY_RAW,
     FEDERATION_POLICY_PACK,
     TELEMETRY_ACCEPTED,
@@ -56,6 +61,7 @@ pub const TOPICS: [&str; 12] = [
     POLICY_UPDATE,
     RESOURCE_HINT,
     META_REWARD,
+    DECISION_EVIDENCE,
     DOMAIN_UPDATE,
     META_TRIGGER,
     CROSS_AGGREGATE,
@@ -247,6 +253,163 @@ pub fn policy_update_to_value(d: &IntegrativeDecision) -> Value {
         .chain((!d.meta_updates.is_empty()).then(|| ("meta", map_record(&d.meta_updates))))
         .collect(),
     )
+}
+
+/// A `decision.evidence` payload read back: the window, the smoothed
+/// reward and its band, and what the layer weighed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvidenceRecord {
+    /// The job.
+    pub job: String,
+    /// The packet's window.
+    pub window: u64,
+    /// The smoothed reward after the window.
+    pub ema_reward: f64,
+    /// The confidence half-width (none before two rewards).
+    pub ci_half_width: Option<f64>,
+    /// The evidence.
+    pub evidence: Evidence,
+}
+
+fn option_real(x: Option<f64>) -> Value {
+    x.map_or(Value::Unit, real)
+}
+
+fn count(n: u64) -> Value {
+    Value::Int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// `decision.evidence`: flat fields for the safety check, then a list of
+/// rules and a list of knobs (docs/audit.md, "Evidence").
+pub fn evidence_to_value(d: &IntegrativeDecision) -> Value {
+    let e = &d.evidence;
+    let safety = e.safety.as_ref();
+    let hold = safety.and_then(|s| s.hold);
+    let rules = e.rules.iter().map(|r| {
+        record(vec![
+            ("rule", text(&r.rule)),
+            ("value", option_real(r.value)),
+            ("threshold", real(r.threshold)),
+            ("held", Value::Bool(r.held)),
+            ("streak", Value::Int(i64::from(r.streak))),
+            ("cooldown_left", count(r.cooldown_left)),
+            ("fired", Value::Bool(r.fired)),
+        ])
+    });
+    let knobs = e.knobs.iter().map(|k| {
+        record(vec![
+            ("knob", text(&k.knob)),
+            ("old", real(k.old)),
+            ("new", real(k.new)),
+            ("step_limited", Value::Bool(k.step_limited)),
+            ("fitted", Value::Bool(k.fitted)),
+            ("cooldown_left", count(k.cooldown_left)),
+        ])
+    });
+    record(vec![
+        ("job", text(&d.job)),
+        ("window", Value::Int(d.window as i64)),
+        ("ema_reward", real(d.ema_reward)),
+        ("ci_half_width", option_real(d.ci_half_width)),
+        ("best_ema_reward", option_real(safety.map(|s| s.best_ema_reward).filter(|b| b.is_finite()))),
+        ("rollback_condition", safety.and_then(|s| s.condition).map_or(Value::Unit, |r| text(rollback_code(r)))),
+        ("rollback_hold", hold.map_or(Value::Unit, |h| text(hold_code(h)))),
+        (
+            "rollback_cooldown_left",
+            count(match hold {
+                Some(SafetyHold::Cooldown(left)) => left,
+                _ => 0,
+            }),
+        ),
+        ("incident_recovery", option_real(safety.and_then(|s| s.incident_recovery))),
+        ("rules", Value::List(rules.collect())),
+        ("knobs", Value::List(knobs.collect())),
+    ])
+}
+
+fn hold_code(hold: SafetyHold) -> &'static str {
+    match hold {
+        SafetyHold::IncidentOpen => "incident_open",
+        SafetyHold::Cooldown(_) => "cooldown",
+        SafetyHold::AtSnapshot => "at_snapshot",
+    }
+}
+
+/// Reads a `decision.evidence` payload.
+pub fn evidence_from_value(v: &Value) -> Result<EvidenceRecord, ShapeMismatch> {
+    let r = Reader { topic: DECISION_EVIDENCE, value: v };
+    let optional = |name: &str| -> Result<Option<f64>, ShapeMismatch> {
+        match r.field(name)? {
+            Value::Unit => Ok(None),
+            other => other.as_f64().map(Some).ok_or_else(|| r.mismatch(name)),
+        }
+    };
+    let code = |name: &str| -> Result<Option<&str>, ShapeMismatch> {
+        match r.field(name)? {
+            Value::Unit => Ok(None),
+            other => other.as_str().map(Some).ok_or_else(|| r.mismatch(name)),
+        }
+    };
+    let condition = match code("rollback_condition")? {
+        None => None,
+        Some("below_floor") => Some(RollbackReason::BelowFloor),
+        Some("drop_from_best") => Some(RollbackReason::DropFromBest),
+        Some(_) => return Err(r.mismatch("rollback_condition")),
+    };
+    let hold = match code("rollback_hold")? {
+        None => None,
+        Some("incident_open") => Some(SafetyHold::IncidentOpen),
+        Some("cooldown") => Some(SafetyHold::Cooldown(r.uint("rollback_cooldown_left")?)),
+        Some("at_snapshot") => Some(SafetyHold::AtSnapshot),
+        Some(_) => return Err(r.mismatch("rollback_hold")),
+    };
+    let safety = SafetyEvidence {
+        best_ema_reward: optional("best_ema_reward")?.unwrap_or(f64::NEG_INFINITY),
+        condition,
+        hold,
+        incident_recovery: optional("incident_recovery")?,
+    };
+    let rules = r
+        .list("rules")?
+        .iter()
+        .map(|item| {
+            let i = Reader { topic: DECISION_EVIDENCE, value: item };
+            Ok(RuleEvidence {
+                rule: i.str("rule")?.to_owned(),
+                value: match i.field("value")? {
+                    Value::Unit => None,
+                    other => Some(other.as_f64().ok_or_else(|| i.mismatch("value"))?),
+                },
+                threshold: i.num("threshold")?,
+                held: i.bool("held")?,
+                streak: u32::try_from(i.uint("streak")?).map_err(|_| i.mismatch("streak"))?,
+                cooldown_left: i.uint("cooldown_left")?,
+                fired: i.bool("fired")?,
+            })
+        })
+        .collect::<Result<_, ShapeMismatch>>()?;
+    let knobs = r
+        .list("knobs")?
+        .iter()
+        .map(|item| {
+            let i = Reader { topic: DECISION_EVIDENCE, value: item };
+            Ok(KnobEvidence {
+                knob: i.str("knob")?.to_owned(),
+                old: i.num("old")?,
+                new: i.num("new")?,
+                step_limited: i.bool("step_limited")?,
+                fitted: i.bool("fitted")?,
+                cooldown_left: i.uint("cooldown_left")?,
+            })
+        })
+        .collect::<Result<_, ShapeMismatch>>()?;
+    Ok(EvidenceRecord {
+        job: r.str("job")?.to_owned(),
+        window: r.uint("window")?,
+        ema_reward: r.num("ema_reward")?,
+        ci_half_width: optional("ci_half_width")?,
+        evidence: Evidence { safety: Some(safety), rules, knobs },
+    })
 }
 
 /// The stable code of a drop reason, with the robust z of an outlier.
@@ -536,7 +699,7 @@ mod tests {
                 value: 0.001,
                 threshold: 0.002,
             }],
-            blocked_knobs: Vec::new(),
+            evidence: Default::default(),
             start: false,
             rollback: None,
         };

@@ -84,6 +84,88 @@ pub struct FiredRule {
     pub threshold: f64,
 }
 
+/// Why the safety check did not roll back although its condition held, or
+/// did not look at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SafetyHold {
+    /// A rollback's incident is still open: the smoothed reward has not yet
+    /// recovered to the level that ends it.
+    IncidentOpen,
+    /// The rollback cooldown runs, for this many more windows.
+    Cooldown(u64),
+    /// The knobs already are the known-good snapshot: nothing to restore.
+    AtSnapshot,
+}
+
+/// What the safety check saw in one window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SafetyEvidence {
+    /// Best smoothed reward, after this window's decay, before the check.
+    pub best_ema_reward: f64,
+    /// The rollback the smoothed reward called for, held back or not.
+    pub condition: Option<RollbackReason>,
+    /// Why no rollback was made, when one was called for or could not be.
+    pub hold: Option<SafetyHold>,
+    /// The smoothed reward at which an open incident ends.
+    pub incident_recovery: Option<f64>,
+}
+
+/// What one rule saw in one window (every rule, every window, unless the
+/// window rolled back, in which no rule runs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleEvidence {
+    /// The rule's name.
+    pub rule: String,
+    /// The value compared: the signal's (its recent mean for a
+    /// `significant` rule); none when the window lacks it.
+    pub value: Option<f64>,
+    /// The threshold this window (a knob's current value, if named so).
+    pub threshold: f64,
+    /// The condition held (for a `significant` rule: beyond its band).
+    pub held: bool,
+    /// Consecutive windows it has held, this one included (the count the
+    /// rule fired at, when it fired).
+    pub streak: u32,
+    /// Windows the rule stays silent, this one included, because it fired
+    /// within its cooldown (0: it was free to fire).
+    pub cooldown_left: u64,
+    /// The rule fired.
+    pub fired: bool,
+}
+
+/// What became of one knob a fired rule moved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KnobEvidence {
+    /// The knob.
+    pub knob: String,
+    /// Its value before. The fired rules (and their `scale` and `adjust`
+    /// in the config) say what they asked of it: `old × factors + changes`.
+    pub old: f64,
+    /// Its value after (`old` when blocked).
+    pub new: f64,
+    /// The change was cut to the knob's `step`.
+    pub step_limited: bool,
+    /// The bounds or the knob's kind (integer, power of two) changed the
+    /// value: at a bound, or rounded.
+    pub fitted: bool,
+    /// Windows the knob stays still, this one included, because it moved
+    /// within its cooldown: when non-zero the change was blocked.
+    pub cooldown_left: u64,
+}
+
+/// Everything the layer weighed in one window: recorded for every window,
+/// so a window in which nothing changed can say why not.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Evidence {
+    /// The safety check. It runs in every window, so `update` always sets
+    /// it; `None` only in a default-made value.
+    pub safety: Option<SafetyEvidence>,
+    /// Every rule, in config order (empty in a rollback window).
+    pub rules: Vec<RuleEvidence>,
+    /// Every knob a fired rule moved or would have moved, by name.
+    pub knobs: Vec<KnobEvidence>,
+}
+
 /// The answer to one window of one job.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IntegrativeDecision {
@@ -108,8 +190,8 @@ pub struct IntegrativeDecision {
     pub ci_half_width: Option<f64>,
     /// Rules that fired, in config order (none in a rollback window).
     pub fired_rules: Vec<FiredRule>,
-    /// Knobs a fired rule would have moved but that were cooling down.
-    pub blocked_knobs: Vec<String>,
+    /// What the layer weighed: safety, every rule, every knob moved.
+    pub evidence: Evidence,
     /// Set when the knobs were rolled back to the last known-good snapshot.
     pub rollback: Option<RollbackReason>,
     /// The job's first window reported knob values (as `params`) other than
@@ -354,7 +436,7 @@ impl MetaIntegrativeLayer {
             reward_delta,
             ci_half_width,
             fired_rules: Vec::new(),
-            blocked_knobs: Vec::new(),
+            evidence: Evidence::default(),
             rollback: None,
             start: false,
         };
@@ -370,7 +452,9 @@ impl MetaIntegrativeLayer {
         // The best sinks slowly, so only a fast fall is a drop from it.
         state.best_ema_reward -= config.safety.best_decay_per_window;
         // Safety first: a rollback window runs no rule.
-        decision.rollback = safety_check(state, config, ci_half_width);
+        let safety = safety_check(state, config, ci_half_width);
+        decision.rollback = safety.condition.filter(|_| safety.hold.is_none());
+        decision.evidence.safety = Some(safety);
         if decision.rollback.is_some() {
             for (name, &good) in &state.good_knobs {
                 if state.knobs[name] != good {
@@ -440,10 +524,10 @@ fn remember_loss(state: &mut MetaState, loss: f64, memory: u32) {
 /// smoothed reward is back to within `max_drop` of the best it had before.
 ///
 /// Reference: docs/governance.md, "One update, in order", step 4.
-fn safety_check(state: &mut MetaState, config: &IntegrativeMetaConfig, ci: Option<f64>) -> Option<RollbackReason> {
+fn safety_check(state: &mut MetaState, config: &IntegrativeMetaConfig, ci: Option<f64>) -> SafetyEvidence {
     let drop = state.best_ema_reward - state.ema_reward;
     let floor = config.safety.reward_floor;
-    let cause = if state.ema_reward < floor && state.ema_at_change.is_none_or(|ema| ema >= floor) {
+    let condition = if state.ema_reward < floor && state.ema_at_change.is_none_or(|ema| ema >= floor) {
         Some(RollbackReason::BelowFloor)
     } else if drop > config.safety.max_drop && drop > ci.unwrap_or(0.0) {
         Some(RollbackReason::DropFromBest)
@@ -453,14 +537,25 @@ fn safety_check(state: &mut MetaState, config: &IntegrativeMetaConfig, ci: Optio
     if state.incident_recovery.is_some_and(|level| state.ema_reward >= level) {
         state.incident_recovery = None;
     }
-    let open = state.incident_recovery.is_some();
-    if open || cooling(Some(&state.rollback_cooldown), state.windows) || state.knobs == state.good_knobs {
-        return None;
-    }
-    if cause.is_some() {
+    let hold = if state.incident_recovery.is_some() {
+        Some(SafetyHold::IncidentOpen)
+    } else if cooling(Some(&state.rollback_cooldown), state.windows) {
+        Some(SafetyHold::Cooldown(state.rollback_cooldown - state.windows + 1))
+    } else if state.knobs == state.good_knobs {
+        Some(SafetyHold::AtSnapshot)
+    } else {
+        None
+    };
+    let evidence = SafetyEvidence {
+        best_ema_reward: state.best_ema_reward,
+        condition,
+        hold,
+        incident_recovery: state.incident_recovery,
+    };
+    if condition.is_some() && hold.is_none() {
         state.incident_recovery = Some((state.best_ema_reward - config.safety.max_drop).max(floor));
     }
-    cause
+    evidence
 }
 
 /// Appends `value` to `recent`, dropping the oldest so that at most `len`
@@ -529,11 +624,26 @@ fn apply_rules(
         };
         let streak = slot(&mut state.streaks, &rule.name, u32::default);
         *streak = if held { streak.saturating_add(1) } else { 0 };
-        let silent = cooling(state.rule_cooldowns.get(&rule.name), state.windows);
-        if let Some(value) = value.filter(|_| held && *streak >= rule.for_windows && !silent) {
+        let reached = *streak;
+        let until = state.rule_cooldowns.get(&rule.name);
+        let silent = cooling(until, state.windows);
+        let cooldown_left = if silent { until.map_or(0, |&until| until - state.windows + 1) } else { 0 };
+        let fired = value.filter(|_| held && reached >= rule.for_windows && !silent);
+        if fired.is_some() {
             *streak = 0;
             let until = state.windows + u64::from(rule.cooldown_windows);
             *slot(&mut state.rule_cooldowns, &rule.name, u64::default) = until;
+        }
+        decision.evidence.rules.push(RuleEvidence {
+            rule: rule.name.clone(),
+            value,
+            threshold,
+            held,
+            streak: reached,
+            cooldown_left,
+            fired: fired.is_some(),
+        });
+        if let Some(value) = fired {
             decision.fired_rules.push(FiredRule { rule: rule.name.clone(), signal: rule.signal, value, threshold });
             for (knob, factor) in &rule.scale {
                 changes.entry(knob).or_insert((1.0, 0.0)).0 *= factor;
@@ -548,14 +658,22 @@ fn apply_rules(
     }
     for (name, (factor, delta)) in changes {
         let knob = &config.knobs[name];
-        if cooling(state.knob_cooldowns.get(name), state.windows) {
-            decision.blocked_knobs.push(name.to_owned());
-            continue;
-        }
         let old = state.knobs[name];
-        let change = old * factor + delta - old;
-        let change = knob.step.map_or(change, |step| change.clamp(-step, step));
-        let new = knob.fit(old + change);
+        let proposed = old * factor + delta;
+        let change = proposed - old;
+        let limited = knob.step.map_or(change, |step| change.clamp(-step, step));
+        let fitted = knob.fit(old + limited);
+        let blocked = cooling(state.knob_cooldowns.get(name), state.windows);
+        let cooldown_left = if blocked { state.knob_cooldowns[name] - state.windows + 1 } else { 0 };
+        let new = if blocked { old } else { fitted };
+        decision.evidence.knobs.push(KnobEvidence {
+            knob: name.to_owned(),
+            old,
+            new,
+            step_limited: limited != change,
+            fitted: fitted != old + limited,
+            cooldown_left,
+        });
         if new != old {
             *slot(&mut state.knobs, name, f64::default) = new;
             let until = state.windows + u64::from(knob.cooldown_windows);

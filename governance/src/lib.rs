@@ -53,7 +53,8 @@ pub use aggregator::{
 };
 pub use domain::{DomainMetaLearner, DomainMetaUpdate};
 pub use integrative::{
-    score, FiredRule, IntegrativeDecision, MetaIntegrativeLayer, MetaState, ResourceHint, RollbackReason, Scoring,
+    score, Evidence, FiredRule, IntegrativeDecision, KnobEvidence, MetaIntegrativeLayer, MetaState, ResourceHint,
+    RollbackReason, RuleEvidence, SafetyEvidence, SafetyHold, Scoring,
 };
 pub use metagov_config::{
     Comparison, CrossMetaConfig, DomainMetaConfig, IntegrativeMetaConfig, KnobConfig, MetaLearningConfig,

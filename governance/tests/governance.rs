@@ -483,8 +483,9 @@ mod integrative {
             let knobs = &layer.state("job").expect("a state").knobs;
             assert!(close(knobs["g_min"], g_min) && close(knobs["tau"], tau), "window {window}: {knobs:?}");
             assert_eq!(decision.policy_updates.contains_key("g_min"), !blocked, "window {window}");
-            let expected: &[&str] = if blocked { &["g_min"] } else { &[] };
-            assert_eq!(decision.blocked_knobs, expected, "window {window}");
+            let g_min_evidence = decision.evidence.knobs.iter().find(|k| k.knob == "g_min").expect("g_min moved");
+            assert_eq!(g_min_evidence.cooldown_left > 0, blocked, "window {window}: {g_min_evidence:?}");
+            assert!(g_min_evidence.step_limited && !g_min_evidence.fitted, "{g_min_evidence:?}");
         }
     }
 

@@ -393,24 +393,47 @@ pub fn query(
     Ok(report_verdict(file, &tail_status(reader.tail()), count))
 }
 
-/// `metagov explain`: each knob change of `job` (of `knob` only, at `window`
-/// only, when given) in words, from the recorded decisions and the run's
-/// own config; `json` writes one object per change. A window with no change
-/// says so, and that the chronicle cannot say what held the rules back.
-pub fn explain(
-    file: &Path,
-    job: &str,
-    knob: Option<&str>,
-    window: Option<u64>,
-    json: bool,
-    out: &mut dyn Write,
-) -> Result<Outcome> {
-    use metagov_actors::explain::{Cause, Explainer};
-    use metagov_actors::messages::{POLICY_UPDATE, TELEMETRY_ACCEPTED};
+/// What `metagov explain` is asked: a job, and optionally one knob, one
+/// window (or the window of one tick), and the whole chain of each change.
+#[derive(Clone, Debug, Default)]
+pub struct ExplainQuery<'a> {
+    /// The job.
+    pub job: &'a str,
+    /// Only this knob's changes.
+    pub knob: Option<&'a str>,
+    /// Only the changes caused by this window's packet.
+    pub window: Option<u64>,
+    /// Only the changes caused by the packet of this tick.
+    pub tick: Option<u64>,
+    /// Under each window's changes, what the layer weighed in it.
+    pub detail: bool,
+}
+
+impl ExplainQuery<'_> {
+    fn wants(&self, window: u64, tick: u64) -> bool {
+        self.window.is_none_or(|w| w == window) && self.tick.is_none_or(|t| t == tick)
+    }
+}
+
+/// `metagov explain`: each knob change of the job in words, from the
+/// recorded decisions and the run's own config; `json` writes one object
+/// per change. With `detail`, each window's changes are followed by what the
+/// layer weighed in it (its `decision.evidence`). Asked about one window in
+/// which nothing changed, it says why not, from the same evidence.
+pub fn explain(file: &Path, query: &ExplainQuery<'_>, json: bool, out: &mut dyn Write) -> Result<Outcome> {
+    use metagov_actors::explain::{weighed, Cause, Explainer};
+    use metagov_actors::messages::{evidence_from_value, DECISION_EVIDENCE, POLICY_UPDATE, TELEMETRY_ACCEPTED};
+    let job = query.job;
     let reader = open(file)?;
     let config = recorded_config(file, &reader)?;
     let mut explainer = Explainer::new(&config);
     let (mut seen_job, mut printed) = (false, 0);
+    // The one window asked about, if nothing changed in it: its tick and
+    // evidence, for the answer to "why not".
+    let mut asked = None;
+    // The tick of the last window whose changes were printed, whose
+    // evidence follows in the same tick (with `detail`).
+    let mut changed_at = None;
     let outcome = export_records(file, &reader, |entry| {
         let OwnedEntry::Delivery(d) = entry else { return Ok(()) };
         if d.payload.get("job").and_then(Value::as_str) != Some(job) {
@@ -423,6 +446,27 @@ pub fn explain(
             }
             return Ok(());
         }
+        if *d.topic == *DECISION_EVIDENCE {
+            let Ok(record) = evidence_from_value(&d.payload) else { return Ok(()) };
+            let one_window = query.window.is_some() || query.tick.is_some();
+            if one_window && query.wants(record.window, d.tick) {
+                asked = Some((d.tick, record.clone()));
+            }
+            if query.detail && changed_at == Some(d.tick) {
+                let lines = weighed(&record, &config);
+                if json {
+                    let line = serde_json::json!({
+                        "job": job, "window": record.window, "tick": d.tick, "weighed": lines,
+                    });
+                    writeln!(out, "{line}")?;
+                } else {
+                    for line in lines {
+                        writeln!(out, "    {}", Escaped(line))?;
+                    }
+                }
+            }
+            return Ok(());
+        }
         if *d.topic != *POLICY_UPDATE {
             return Ok(());
         }
@@ -431,10 +475,11 @@ pub fn explain(
             return Ok(());
         };
         for change in explainer.update(d.tick, &update) {
-            if knob.is_some_and(|k| k != change.knob) || window.is_some_and(|w| w != change.window) {
+            if query.knob.is_some_and(|k| k != change.knob) || !query.wants(change.window, change.tick) {
                 continue;
             }
             printed += 1;
+            changed_at = Some(d.tick);
             if json {
                 let (cause, rules) = match &change.cause {
                     Cause::Start => ("start", Vec::new()),
@@ -454,17 +499,61 @@ pub fn explain(
         Ok(())
     })?;
     anyhow::ensure!(seen_job, "{}: no delivery names job {:?}", Escaped(file.display()), Escaped(job).to_string());
-    if printed == 0 && !json {
-        let what = knob.map_or_else(|| "no knob".to_owned(), |k| format!("{}", Escaped(k)));
-        let when = window.map_or_else(|| "in the run".to_owned(), |w| format!("at window {w}"));
-        writeln!(
-            out,
-            "{job}: {what} changed {when}. The chronicle records decisions, not what held a rule back (its streak, \
-             cooldown or a bound), so it cannot say why not."
-        )?;
+    if printed == 0 {
+        why_not(query, asked, &config, json, out)?;
     }
     out.flush()?;
     Ok(outcome)
+}
+
+/// The answer of `explain` when nothing it was asked about changed: for one
+/// window, what held the rules back (from its evidence), else that nothing
+/// changed.
+fn why_not(
+    query: &ExplainQuery<'_>,
+    asked: Option<(u64, metagov_actors::messages::EvidenceRecord)>,
+    config: &Config,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let what = query.knob.map_or_else(|| "no knob".to_owned(), |k| format!("{}", Escaped(k)));
+    let job = Escaped(query.job);
+    match asked {
+        Some((tick, record)) => {
+            let lines = metagov_actors::explain::weighed(&record, config);
+            if json {
+                let line = serde_json::json!({
+                    "job": query.job, "window": record.window, "tick": tick, "changed": false, "weighed": lines,
+                });
+                writeln!(out, "{line}")?;
+            } else {
+                writeln!(
+                    out,
+                    "{job}: window {} (tick {tick}): {what} changed. What the layer weighed:",
+                    record.window
+                )?;
+                for line in lines {
+                    writeln!(out, "    {}", Escaped(line))?;
+                }
+            }
+        }
+        None if json => {}
+        None => {
+            let when = match (query.window, query.tick) {
+                (Some(w), _) => format!("at window {w}"),
+                (None, Some(t)) => format!("at tick {t}"),
+                (None, None) => "in the run".to_owned(),
+            };
+            let why = if query.window.is_some() || query.tick.is_some() {
+                " The chronicle holds no evidence for that window (the job did not reach it, its packet was \
+                 rejected, or the run was recorded before evidence was), so it cannot say why not."
+            } else {
+                ""
+            };
+            writeln!(out, "{job}: {what} changed {when}.{why}")?;
+        }
+    }
+    Ok(())
 }
 
 /// `metagov trace`: the lifecycle of the packet of `tick` and the answers
