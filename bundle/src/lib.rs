@@ -31,7 +31,7 @@ use std::path::PathBuf;
 
 pub use keys::{PublicKey, SecretKey};
 pub use manifest::Manifest;
-pub use pack::{pack, Plan, Packed};
+pub use pack::{pack, Packed, Plan};
 pub use signature::DetachedSignature;
 pub use verify::{verify, Finding, Signer, Verification};
 
@@ -54,7 +54,7 @@ pub const SMALL_FILE_BYTES_MAX: u64 = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
     /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
+    #[error("I/O error on {}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -87,8 +87,9 @@ pub enum BundleError {
         /// Why.
         reason: String,
     },
-    /// The zip layer failed.
-    #[error("{}: {source}", path.display())]
+    /// The zip layer failed: not a zip one can read, or one that could not
+    /// be written.
+    #[error("cannot read or write the zip {}", path.display())]
     Zip {
         /// The bundle.
         path: PathBuf,

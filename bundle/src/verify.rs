@@ -147,9 +147,9 @@ pub fn verify<R: Read + Seek>(
         }
         Some(Ok(bytes)) => Some(bytes),
     };
-    let manifest = manifest_bytes.as_deref().and_then(|bytes| {
-        Manifest::parse(bytes).map_err(|e| findings.push(Finding::ManifestInvalid(e))).ok()
-    });
+    let manifest = manifest_bytes
+        .as_deref()
+        .and_then(|bytes| Manifest::parse(bytes).map_err(|e| findings.push(Finding::ManifestInvalid(e))).ok());
     let signer = match &manifest_bytes {
         Some(bytes) => check_signature(&mut zip, bytes, pinned, &mut findings),
         None => Signer::Failed,
@@ -261,7 +261,7 @@ fn check_signature<R: Read + Seek>(
 /// Adds the files the manifest and the zip disagree on.
 fn compare(manifest: &Manifest, hashed: &BTreeMap<Vec<u8>, [u8; 32]>, findings: &mut Vec<Finding>) {
     let corrupt: Vec<String> =
-        findings.iter().filter_map(|f| matches!(f, Finding::Corrupt { .. }).then(|| path_of(f).to_owned())).collect();
+        findings.iter().filter(|f| matches!(f, Finding::Corrupt { .. })).map(|f| path_of(f).to_owned()).collect();
     let mut listed = BTreeMap::new();
     for entry in manifest.entries() {
         listed.insert(entry.path.as_bytes(), entry.sha256);
