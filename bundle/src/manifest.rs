@@ -31,9 +31,9 @@ impl Manifest {
     /// The manifest of `entries`, sorted bytewise by path. Every path must
     /// pass [`check_path`] and appear once: the caller (packing) checked
     /// them as it walked the directory.
-    pub fn new(mut entries: Vec<Entry>) -> Manifest {
+    pub(crate) fn new(mut entries: Vec<Entry>) -> Manifest {
         entries.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
-        // Invariant: packing checks every name and walks each file once.
+        // Invariant: a Plan holds only checked paths, each once (Plan::scan).
         assert!(entries.iter().all(|e| check_path(&e.path).is_ok()), "a manifest path was not checked");
         assert!(entries.windows(2).all(|w| w[0].path != w[1].path), "a manifest path appears twice");
         Manifest { entries }

@@ -33,13 +33,12 @@ pub struct PlannedFile {
     pub bytes: u64,
 }
 
-/// The files of a directory, in bytewise order of their bundle paths.
+/// The files of a directory, in bytewise order of their bundle paths, each
+/// path checked by [`check_path`]: made only by [`Plan::scan`].
 #[derive(Clone, Debug)]
 pub struct Plan {
-    /// The files.
-    pub files: Vec<PlannedFile>,
-    /// Their bytes, added up.
-    pub bytes: u64,
+    files: Vec<PlannedFile>,
+    bytes: u64,
 }
 
 /// What [`pack`] wrote.
@@ -102,6 +101,16 @@ impl Plan {
         files.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
         let bytes = files.iter().map(|f| f.bytes).sum();
         Ok(Plan { files, bytes })
+    }
+
+    /// The files, in bytewise order of path.
+    pub fn files(&self) -> &[PlannedFile] {
+        &self.files
+    }
+
+    /// Their bytes when scanned, added up.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 }
 

@@ -36,7 +36,7 @@ pub(super) fn bench_bundle(bytes: u64, dir: &Path, out: &mut dyn Write) -> Resul
     let plan = Plan::scan(&source)?;
     let mut writer =
         BufWriter::new(std::fs::File::create(&bundle).with_context(|| format!("cannot create {}", bundle.display()))?);
-    let bar = bytes_bar(plan.bytes, true, "bundling");
+    let bar = bytes_bar(plan.bytes(), true, "bundling");
     metagov_bundle::pack(&plan, Some(&key), &mut writer, &bundle, &mut |done, _| bar.set_position(done))?;
     writer.flush().with_context(|| format!("cannot write {}", bundle.display()))?;
     drop(writer);

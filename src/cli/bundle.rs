@@ -105,7 +105,7 @@ fn pack(dir: &Path, output: &Path, key: Option<&Path>, quiet: bool, out: &mut dy
     let key = key.map(SecretKey::read).transpose().map_err(escaped)?;
     let plan = Plan::scan(dir).map_err(escaped)?;
     refuse_output_inside(dir, output)?;
-    let bar = progress::bytes_bar(plan.bytes, !quiet && plan.bytes >= BAR_BYTES_MIN, "bundling");
+    let bar = progress::bytes_bar(plan.bytes(), !quiet && plan.bytes() >= BAR_BYTES_MIN, "bundling");
     let mut file = OutputFile::create(dir, output)?;
     let packed =
         metagov_bundle::pack(&plan, key.as_ref(), file.seekable(), output, &mut |done, _| bar.set_position(done))
