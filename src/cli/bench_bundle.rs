@@ -90,7 +90,7 @@ pub(super) fn bench_bundle(bytes: u64, dir: &Path, out: &mut dyn Write) -> Resul
     )?;
     writeln!(
         out,
-        "| metagov bundle --key (read, SHA-256, deflate, write; one run, cold) | {:.0} | {:.2} |",
+        "| metagov bundle --key (scan, read, SHA-256, deflate, write; one run) | {:.0} | {:.2} |",
         mbps(packing),
         mbps(packing) / mbps(theirs)
     )?;

@@ -164,9 +164,11 @@ fn verify(bundle: &Path, pubkey: Option<&Path>, quiet: bool, out: &mut dyn Write
     }
     writeln!(
         out,
-        "{name}: ok: {} files ({} bytes) match manifest.sha256 (sha256 {})",
+        "{name}: ok: {} file{} ({} bytes) match{} manifest.sha256 (sha256 {})",
         report.files,
+        if report.files == 1 { "" } else { "s" },
         report.bytes,
+        if report.files == 1 { "es" } else { "" },
         report.manifest_sha256.as_deref().unwrap_or("?")
     )?;
     match report.signer {
