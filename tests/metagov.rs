@@ -2472,6 +2472,14 @@ mod bundles {
         assert_eq!(verify(&stripped, None).0, 0);
         rejected(&stripped, Some(&public), &["SIGNATURE manifest.sha256.sig: missing"]);
 
+        // A name from the zip reaches the terminal with its control
+        // characters escaped.
+        let hostile = tampered(&zip, "hostile.zip", |all| all.push(("ok\r\u{1b}[2Jevil".into(), b"x".to_vec())));
+        let (code, text) = verify(&hostile, None);
+        assert_eq!(code, 1, "{text}");
+        assert!(text.starts_with("ADDED     ok\\x0d\\x1b[2Jevil: "), "{text}");
+        assert!(!text.contains(['\r', '\u{1b}']), "{text:?}");
+
         let no_manifest = tampered(&zip, "no-manifest.zip", |all| all.retain(|(n, _)| !n.starts_with("manifest")));
         rejected(&no_manifest, None, &["MANIFEST  manifest.sha256: missing from the bundle"]);
     }
