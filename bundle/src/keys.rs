@@ -100,10 +100,8 @@ impl PublicKey {
     }
 }
 
-/// Where [`write_new_pair`] put the key pair.
+/// Where [`write_new_pair`] put the public half of a key pair.
 pub struct NewPair {
-    /// The secret key file (mode 0600).
-    pub secret: PathBuf,
     /// The public key file, the secret's path with `.pub` added.
     pub public: PathBuf,
     /// The public key.
@@ -135,11 +133,12 @@ pub fn write_new_pair(secret: &Path, key: &SecretKey) -> Result<NewPair, BundleE
         let _ = fs::remove_file(secret);
         return Err(e);
     }
-    Ok(NewPair { secret: secret.to_path_buf(), public, key: key.public() })
+    Ok(NewPair { public, key: key.public() })
 }
 
 /// Creates `path` (never over an existing file, whatever appeared since
-/// the check) with `mode`, writes `bytes` and syncs.
+/// the check) with `mode`, writes `bytes` and syncs; a file it created but
+/// could not fill is removed again.
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), BundleError> {
     let io = |source| BundleError::Io { path: path.to_path_buf(), source };
     let mut options = OpenOptions::new();
@@ -158,8 +157,11 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), BundleError> {
             io(source)
         }
     })?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    written.map_err(|source| {
+        let _ = fs::remove_file(path);
+        io(source)
+    })
 }
 
 /// Reads a key or signature file whole as text, refusing one over
