@@ -2480,6 +2480,24 @@ mod bundles {
         assert!(text.starts_with("ADDED     ok\\x0d\\x1b[2Jevil: "), "{text}");
         assert!(!text.contains(['\r', '\u{1b}']), "{text:?}");
 
+        // Two entries of one name (made by renaming one in the zip's bytes):
+        // an unzip would keep only one of them, so the bundle fails.
+        let two = tampered(&zip, "two.zip", |all| {
+            *entry(all, "a.txt") = b"evil\n".to_vec();
+            all.push(("a.txu".into(), b"hello\n".to_vec()));
+        });
+        let mut bytes = std::fs::read(&two).unwrap();
+        let renamed: Vec<usize> = (0..bytes.len() - 5).filter(|&i| &bytes[i..i + 5] == b"a.txu").collect();
+        assert_eq!(renamed.len(), 2, "the local header and the central directory");
+        for i in renamed {
+            bytes[i + 4] = b't';
+        }
+        let duplicate = root.path().join("duplicate.zip");
+        std::fs::write(&duplicate, bytes).unwrap();
+        let (code, text) = verify(&duplicate, None);
+        assert_eq!(code, 1, "{text}");
+        assert!(text.starts_with("DUPLICATE the zip's directory lists a name more than once"), "{text}");
+
         let no_manifest = tampered(&zip, "no-manifest.zip", |all| all.retain(|(n, _)| !n.starts_with("manifest")));
         rejected(&no_manifest, None, &["MANIFEST  manifest.sha256: missing from the bundle"]);
     }
