@@ -267,6 +267,31 @@ enum Command {
         /// The second run.
         second: PathBuf,
     },
+    /// Create an Ed25519 key pair for signing bundles.
+    ///
+    /// Writes the secret key to KEY (mode 0600) and the public key to
+    /// KEY.pub; refuses if either exists (a key is never overwritten).
+    /// Prints the public key's path and fingerprint, never the secret.
+    /// Give KEY to `metagov bundle --key`, and KEY.pub to whoever checks
+    /// the bundles (`metagov bundle verify --pubkey`). Formats:
+    /// docs/bundles.md.
+    Keygen {
+        /// The secret key file to create (the public key goes to KEY.pub).
+        #[arg(short, long, value_name = "KEY")]
+        output: PathBuf,
+    },
+    /// Pack a directory into a signed, verifiable zip bundle, or check one
+    /// (`metagov bundle verify`).
+    ///
+    /// The zip holds every regular file under DIR (paths relative to it),
+    /// manifest.sha256 (each file's SHA-256 in `sha256sum` format, so
+    /// `sha256sum -c manifest.sha256` passes on the unpacked bundle) and,
+    /// with --key, manifest.sha256.sig (an Ed25519 signature of the
+    /// manifest's bytes). The same directory always gives the same zip
+    /// bytes: entries in bytewise order, fixed dates (1980-01-01), fixed
+    /// modes. Prints the file count, bytes, the manifest's SHA-256 and
+    /// whether it is signed. Formats and exit codes: docs/bundles.md.
+    Bundle(cli::bundle::BundleArgs),
     /// Measure the kernel against in-process baselines and print ratios.
     Bench {
         /// Which benchmark.
@@ -285,6 +310,11 @@ enum Command {
         /// memory rules.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// `bundle` only: the bytes of incompressible data in the bundle
+        /// measured, as a number with an optional K, M or G (KiB, MiB,
+        /// GiB) [default: 256M, or 32M with --quick].
+        #[arg(long, value_parser = cli::bench::parse_bytes)]
+        bytes: Option<u64>,
     },
 }
 
@@ -424,8 +454,10 @@ fn main() -> ExitCode {
         Command::Replay { file, verify: _, allow_partial, .. } => {
             cli::replay_verify(&cli::run::chronicle_in(file), allow_partial, &mut out)
         }
-        Command::Bench { which, quick, dir, config } => {
-            cli::bench::run(which, quick, dir.as_deref(), config.as_deref(), &mut out)
+        Command::Keygen { output } => cli::bundle::keygen(&output, &mut out),
+        Command::Bundle(args) => cli::bundle::run(args, &mut out),
+        Command::Bench { which, quick, dir, config, bytes } => {
+            cli::bench::run(which, quick, dir.as_deref(), config.as_deref(), bytes, &mut out)
         }
     };
     let flushed = out.flush().map_err(anyhow::Error::from);

@@ -42,6 +42,11 @@ pub enum Which {
     /// default config, every constant learning rate of a log grid and
     /// ReduceLROnPlateau. Not part of `all`.
     Governance,
+    /// `metagov bundle verify` throughput on a large signed bundle of
+    /// incompressible data (--bytes) against `sha256sum` of the same bytes,
+    /// and `metagov bundle` beside it. Not part of `all` (it writes twice
+    /// --bytes to --dir).
+    Bundle,
     /// `metagov run` under open-loop HTTP load: latency percentiles, maximum
     /// sustained rate against an actix-web baseline and an fsync ceiling,
     /// peak memory against packets taken. Not part of `all` (about a minute).
@@ -51,8 +56,21 @@ pub enum Which {
 /// Packets generated (untimed) before each timed batch.
 const BATCH_PACKETS: u64 = 10_000;
 
+/// A byte count as `--bytes` takes it: digits with an optional `K`, `M`
+/// or `G` (KiB, MiB, GiB).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let (digits, shift) = match text.as_bytes().last() {
+        Some(b'K' | b'k') => (&text[..text.len() - 1], 10),
+        Some(b'M' | b'm') => (&text[..text.len() - 1], 20),
+        Some(b'G' | b'g') => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a byte count such as 268435456, 256M or 1G"))?;
+    n.checked_mul(1 << shift).filter(|&n| n > 0).ok_or_else(|| format!("`{text}`: not between 1 byte and 16 EiB"))
+}
+
 #[allow(clippy::disallowed_methods)] // Benchmarks measure wall time; the deterministic crates never do.
-fn now() -> Instant {
+pub(super) fn now() -> Instant {
     Instant::now()
 }
 
@@ -305,7 +323,7 @@ fn bench_bus(deliveries: u64, dir: &Path, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-fn met(ok: bool) -> &'static str {
+pub(super) fn met(ok: bool) -> &'static str {
     if ok {
         "met"
     } else {
@@ -416,7 +434,7 @@ fn write_chronicle(path: &Path, deliveries: u64, label: &str) -> Result<u64> {
     Ok(made)
 }
 
-fn median(mut xs: Vec<Duration>) -> Duration {
+pub(super) fn median(mut xs: Vec<Duration>) -> Duration {
     xs.sort();
     xs[xs.len() / 2]
 }
@@ -606,11 +624,16 @@ pub fn run(
     quick: bool,
     dir: Option<&Path>,
     config: Option<&Path>,
+    bundle_bytes: Option<u64>,
     out: &mut dyn Write,
 ) -> Result<Outcome> {
     anyhow::ensure!(
         config.is_none() || matches!(which, Which::Governance),
         "--config applies only to `metagov bench governance`"
+    );
+    anyhow::ensure!(
+        bundle_bytes.is_none() || matches!(which, Which::Bundle),
+        "--bytes applies only to `metagov bench bundle`"
     );
     let temp;
     let dir = match dir {
@@ -645,6 +668,11 @@ pub fn run(
             None => Config::default(),
         };
         super::bench_governance::bench_governance(&base, quick, out)?;
+        return Ok(Outcome::Success);
+    }
+    if matches!(which, Which::Bundle) {
+        let bytes = bundle_bytes.unwrap_or(if quick { 32 << 20 } else { 256 << 20 });
+        super::bench_bundle::bench_bundle(bytes, &dir, out)?;
         return Ok(Outcome::Success);
     }
     if matches!(which, Which::Live) {

@@ -3,8 +3,10 @@
 //! context for `{:#}` printing.
 
 pub mod bench;
+mod bench_bundle;
 mod bench_governance;
 mod bench_live;
+pub mod bundle;
 mod counterfactual;
 mod output;
 mod progress;

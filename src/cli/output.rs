@@ -119,6 +119,12 @@ impl OutputFile {
         &mut self.writer
     }
 
+    /// Where the output goes, for a writer that seeks back (a zip writes
+    /// each entry's sizes into its header once the entry is done).
+    pub fn seekable(&mut self) -> &mut (impl Write + std::io::Seek) {
+        &mut self.writer
+    }
+
     /// Flushes, syncs and renames the temporary file onto the target.
     pub fn commit(self) -> Result<()> {
         let target = self.target;

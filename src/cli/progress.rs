@@ -7,11 +7,20 @@ use metagov_sim::simulate::Progress;
 /// A progress bar on standard error (drawn only when `show` and standard
 /// error is a terminal), labelled `message`, counting to `len`.
 pub fn progress_bar(len: u64, show: bool, message: &str) -> ProgressBar {
+    styled_bar(len, show, message, "{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)")
+}
+
+/// [`progress_bar`] counting bytes (shown as KiB, MiB, GiB).
+pub fn bytes_bar(len: u64, show: bool, message: &str) -> ProgressBar {
+    styled_bar(len, show, message, "{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)")
+}
+
+fn styled_bar(len: u64, show: bool, message: &str, template: &'static str) -> ProgressBar {
     let target = if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
     let bar = ProgressBar::with_draw_target(Some(len), target);
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)")
-            // Invariant: the template above is a literal that indicatif accepts.
+        ProgressStyle::with_template(template)
+            // Invariant: the templates above are literals that indicatif accepts.
             .expect("progress template is valid")
             .progress_chars("=> "),
     );

@@ -1,0 +1,190 @@
+//! `metagov keygen`, `metagov bundle DIR` and `metagov bundle verify`: the
+//! shell around `metagov_bundle` (docs/bundles.md). It draws a new key's
+//! randomness from the operating system, draws the progress bars, prints
+//! the reports and decides the exit code; it never prints a secret key.
+
+use std::fs;
+use std::io::{BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use metagov_bundle::keys::{self, PublicKey, SecretKey};
+use metagov_bundle::{Plan, Signer};
+
+use super::{progress, Escaped, Outcome, OutputFile};
+
+/// Below this many bytes no progress bar is drawn: the command is done
+/// before it would show.
+const BAR_BYTES_MIN: u64 = 64 << 20;
+
+/// `metagov bundle`: pack a directory, or check a bundle.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BundleArgs {
+    #[command(subcommand)]
+    command: Option<BundleCommand>,
+    /// The directory to pack: every regular file under it, recursively
+    /// (symbolic links and other special files are refused, naming them).
+    #[arg(required = true)]
+    dir: Option<PathBuf>,
+    /// The bundle to write (replaced if it exists; written beside it and
+    /// renamed into place, so a failed run leaves nothing half-written).
+    /// It must lie outside DIR.
+    #[arg(short, long, value_name = "BUNDLE.zip", required = true)]
+    output: Option<PathBuf>,
+    /// Sign the manifest with this secret key file (from `metagov keygen`):
+    /// the bundle then holds manifest.sha256.sig.
+    #[arg(long, value_name = "KEY")]
+    key: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum BundleCommand {
+    /// Check a bundle: every file against manifest.sha256, and the
+    /// manifest against its signature.
+    ///
+    /// Prints one line per problem, each naming the file: ADDED (in the zip,
+    /// not in the manifest), REMOVED (in the manifest, not in the zip),
+    /// CHANGED (its SHA-256 differs), CORRUPT (the zip entry cannot be
+    /// decompressed), MANIFEST (missing, or a line that does not parse,
+    /// with its number), SIGNATURE (missing while --pubkey is given, made
+    /// by another key than --pubkey, or not valid for the manifest's
+    /// bytes). Exits 0 when everything checks, 1 otherwise.
+    ///
+    /// Without --pubkey, a signed bundle's signature is checked against the
+    /// public key written in it, which proves only that whoever holds that
+    /// key's secret signed it: the output says the signer is not pinned.
+    Verify {
+        /// The bundle (.zip) to check.
+        #[arg(value_name = "BUNDLE.zip")]
+        bundle: PathBuf,
+        /// Require a valid signature by this public key (a KEY.pub file
+        /// from `metagov keygen`): an unsigned bundle, or one signed by
+        /// any other key, fails.
+        #[arg(long, value_name = "KEY.pub")]
+        pubkey: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+}
+
+/// A bundle error with its causes, escaped for the terminal: a file name
+/// in it may hold any character but `/` and NUL.
+fn escaped(e: metagov_bundle::BundleError) -> anyhow::Error {
+    anyhow::anyhow!("{}", Escaped(format!("{:#}", anyhow::Error::from(e))))
+}
+
+/// Runs `metagov bundle …`.
+pub fn run(args: BundleArgs, out: &mut dyn Write) -> Result<Outcome> {
+    match (args.command, args.dir, args.output) {
+        (Some(BundleCommand::Verify { bundle, pubkey, quiet }), _, _) => verify(&bundle, pubkey.as_deref(), quiet, out),
+        (None, Some(dir), Some(output)) => pack(&dir, &output, args.key.as_deref(), args.quiet, out),
+        // Invariant: clap requires DIR and --output when no subcommand is given.
+        (None, _, _) => unreachable!("clap requires DIR and --output"),
+    }
+}
+
+/// `metagov keygen -o KEY`: a new key pair from the operating system's
+/// randomness, in KEY (mode 0600) and KEY.pub; neither may exist.
+pub fn keygen(secret: &Path, out: &mut dyn Write) -> Result<Outcome> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("cannot draw randomness for a new key: {e}"))?;
+    let key = SecretKey::from_seed(seed);
+    seed.fill(0);
+    let pair = keys::write_new_pair(secret, &key).map_err(escaped)?;
+    writeln!(out, "public key   {}", Escaped(pair.public.display()))?;
+    writeln!(out, "fingerprint  {}", pair.key.fingerprint())?;
+    Ok(Outcome::Success)
+}
+
+fn pack(dir: &Path, output: &Path, key: Option<&Path>, quiet: bool, out: &mut dyn Write) -> Result<Outcome> {
+    let key = key.map(SecretKey::read).transpose().map_err(escaped)?;
+    let plan = Plan::scan(dir).map_err(escaped)?;
+    refuse_output_inside(dir, output)?;
+    let bar = progress::bytes_bar(plan.bytes(), !quiet && plan.bytes() >= BAR_BYTES_MIN, "bundling");
+    let mut file = OutputFile::create(dir, output)?;
+    let packed =
+        metagov_bundle::pack(&plan, key.as_ref(), file.seekable(), output, &mut |done, _| bar.set_position(done))
+            .map_err(escaped)?;
+    bar.finish_and_clear();
+    file.commit()?;
+    writeln!(out, "bundle       {}", Escaped(output.display()))?;
+    writeln!(out, "files        {} ({} bytes)", packed.files, packed.bytes)?;
+    writeln!(out, "manifest     sha256 {}", packed.manifest_sha256)?;
+    match packed.signer {
+        Some(signer) => writeln!(out, "signed       yes, by {}", signer.fingerprint())?,
+        None => writeln!(out, "signed       no (pass --key KEY to sign)")?,
+    }
+    Ok(Outcome::Success)
+}
+
+/// A bundle written inside the directory it packs would be packed by the
+/// next run: refused.
+fn refuse_output_inside(dir: &Path, output: &Path) -> Result<()> {
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let (Ok(dir), Ok(parent)) = (fs::canonicalize(dir), fs::canonicalize(parent)) else {
+        // A parent that does not exist is reported when the output is created.
+        return Ok(());
+    };
+    anyhow::ensure!(
+        !parent.starts_with(&dir),
+        "refusing to write {} inside {}, the directory it packs; write it elsewhere",
+        Escaped(output.display()),
+        Escaped(dir.display())
+    );
+    Ok(())
+}
+
+fn verify(bundle: &Path, pubkey: Option<&Path>, quiet: bool, out: &mut dyn Write) -> Result<Outcome> {
+    let pinned = pubkey.map(PublicKey::read).transpose().map_err(escaped)?;
+    let file = fs::File::open(bundle).with_context(|| format!("cannot open {}", Escaped(bundle.display())))?;
+    let size = file.metadata().map_or(0, |m| m.len());
+    let bar = progress::bytes_bar(0, !quiet && size >= BAR_BYTES_MIN, "verifying");
+    let report = metagov_bundle::verify(BufReader::new(file), bundle, pinned.as_ref(), &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .map_err(escaped)?;
+    bar.finish_and_clear();
+    let name = Escaped(bundle.display());
+    if !report.findings.is_empty() {
+        for finding in &report.findings {
+            writeln!(out, "{}", Escaped(finding))?;
+        }
+        let n = report.findings.len();
+        writeln!(out, "{name}: FAILED: {n} problem{}", if n == 1 { "" } else { "s" })?;
+        return Ok(Outcome::Failure);
+    }
+    writeln!(
+        out,
+        "{name}: ok: {} file{} ({} bytes) match{} manifest.sha256 (sha256 {})",
+        report.files,
+        if report.files == 1 { "" } else { "s" },
+        report.bytes,
+        if report.files == 1 { "es" } else { "" },
+        report.manifest_sha256.as_deref().unwrap_or("?")
+    )?;
+    match report.signer {
+        Signer::Valid { key, pinned: true } => {
+            writeln!(out, "signature    valid, by {} (the key given with --pubkey)", key.fingerprint())?
+        }
+        Signer::Valid { key, pinned: false } => writeln!(
+            out,
+            "signature    valid, by {}, but the signer is not pinned: pass --pubkey KEY.pub to require this key",
+            key.fingerprint()
+        )?,
+        Signer::Unsigned => {
+            writeln!(out, "signature    none: the manifest vouches that the files are whole, not who made the bundle")?
+        }
+        // Invariant: a failed signature check is always a finding, handled above.
+        Signer::Failed => unreachable!("a failed signature comes with a finding"),
+    }
+    Ok(Outcome::Success)
+}
