@@ -121,6 +121,13 @@ enum Command {
         /// chain head, where a tear or damage is, the run's context).
         #[arg(long)]
         json: bool,
+        /// Also check the seal signature beside the file (RUN.cmeta.sig,
+        /// from `metagov sign`) against this public key file: a missing
+        /// signature, another signer's, or one that does not cover this
+        /// file's seal fails. This catches an edit that recomputed every CRC
+        /// and the whole hash chain, which the integrity checks cannot.
+        #[arg(long, value_name = "PUB")]
+        pubkey: Option<PathBuf>,
     },
     /// Print the entries whose tick lies in [--from, --to] (inclusive).
     ///
@@ -267,7 +274,22 @@ enum Command {
         /// The second run.
         second: PathBuf,
     },
-    /// Create an Ed25519 key pair for signing bundles.
+    /// Sign a sealed chronicle's seal: writes RUN.cmeta.sig beside it.
+    ///
+    /// The signature (Ed25519, by a key from `metagov keygen`) covers the
+    /// chronicle's footer, whose chain head covers the run's header and
+    /// every frame; `metagov verify RUN --pubkey KEY.pub` checks it, so an
+    /// edit that recomputed every CRC and the whole chain is caught. Only a
+    /// sealed, intact chronicle can be signed. An earlier signature is
+    /// replaced whole. Format: docs/bundles.md, "Signing a chronicle".
+    Sign {
+        /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
+        file: PathBuf,
+        /// The secret key file.
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+    },
+    /// Create an Ed25519 key pair for signing bundles and chronicles.
     ///
     /// Writes the secret key to KEY (mode 0600) and the public key to
     /// KEY.pub; refuses if either exists (a key is never overwritten).
@@ -415,7 +437,10 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Init { file, force }) => cli::config_init(file.as_deref(), force, &mut out),
         Command::Config(ConfigCommand::Check { file }) => cli::config_check(&file, &mut out),
         Command::Inspect { file, frames, json } => cli::inspect(&cli::run::chronicle_in(file), frames, json, &mut out),
-        Command::Verify { file, json } => cli::verify(&cli::run::chronicle_in(file), json, &mut out),
+        Command::Verify { file, json, pubkey } => {
+            cli::verify(&cli::run::chronicle_in(file), json, pubkey.as_deref(), &mut out)
+        }
+        Command::Sign { file, key } => cli::bundle::sign(&cli::run::chronicle_in(file), &key, &mut out),
         Command::Query { file, from, to, topic, job, window, json } => {
             let filter = cli::QueryFilter { topics: topic, job, windows: window };
             cli::query(&cli::run::chronicle_in(file), from, to, &filter, json, &mut out)

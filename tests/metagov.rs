@@ -716,7 +716,7 @@ mod cli {
         let (r, text) = run(|o| cli::inspect(&path, false, false, o));
         assert_eq!(r.unwrap(), Outcome::Success);
         assert!(text.contains("seed         42") && text.contains("integrity    sealed"), "{text}");
-        let (r, text) = run(|o| cli::verify(&path, false, o));
+        let (r, text) = run(|o| cli::verify(&path, false, None, o));
         assert_eq!(r.unwrap(), Outcome::Success, "{text}");
         let (r, text) = run(|o| cli::query(&path, 10, 12, &topic_filter("policy.update"), true, o));
         assert_eq!(r.unwrap(), Outcome::Success);
@@ -745,7 +745,7 @@ mod cli {
         let good = std::fs::read(sealed(dir.path())).unwrap();
 
         let missing = dir.path().join("nope.cmeta");
-        let err = run(|o| cli::verify(&missing, false, o)).0.unwrap_err();
+        let err = run(|o| cli::verify(&missing, false, None, o)).0.unwrap_err();
         assert!(format!("{err:#}").contains("nope.cmeta"), "{err:#}");
 
         let empty = write_file(dir.path(), "empty.cmeta", b"");
@@ -753,20 +753,20 @@ mod cli {
         assert!(format!("{err:#}").contains("empty.cmeta"), "{err:#}");
 
         let torn = write_file(dir.path(), "torn.cmeta", &good[..good.len() - 100]);
-        let (r, text) = run(|o| cli::verify(&torn, false, o));
+        let (r, text) = run(|o| cli::verify(&torn, false, None, o));
         assert_eq!(r.unwrap(), Outcome::Failure);
         assert!(text.contains("torn"), "{text}");
 
         let mut bad = good.clone();
         bad[good.len() / 2] ^= 0x40;
         let corrupt = write_file(dir.path(), "corrupt.cmeta", &bad);
-        let (r, text) = run(|o| cli::verify(&corrupt, false, o));
+        let (r, text) = run(|o| cli::verify(&corrupt, false, None, o));
         assert_eq!(r.unwrap(), Outcome::Failure);
         assert!(text.contains("corrupt") && text.contains("frame"), "{text}");
 
         // The same verdicts as audit reports.
         let report = |path: &std::path::Path| -> (Outcome, serde_json::Value) {
-            let (r, text) = run(|o| cli::verify(path, true, o));
+            let (r, text) = run(|o| cli::verify(path, true, None, o));
             (r.unwrap(), serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")))
         };
         let (outcome, sealed) = report(&sealed(dir.path()));
@@ -1933,7 +1933,7 @@ mod chronicle_readers {
             }
             let expected = expected_outcomes(&status);
             let outcome = |r: anyhow::Result<Outcome>| r.unwrap_or(Outcome::Failure);
-            let (r, text) = run(|o| cli::verify(&path, false, o));
+            let (r, text) = run(|o| cli::verify(&path, false, None, o));
             assert_eq!(outcome(r), expected[0], "{name}: verify: {text}");
             let (r, text) = run(|o| cli::inspect(&path, false, false, o));
             assert_eq!(outcome(r), expected[1], "{name}: inspect: {text}");
@@ -2042,7 +2042,7 @@ mod chronicle_readers {
         std::thread::spawn(move || {
             let results = [
                 run(|o| cli::inspect(&path, false, false, o)).0,
-                run(|o| cli::verify(&path, false, o)).0,
+                run(|o| cli::verify(&path, false, None, o)).0,
                 run(|o| cli::query(&path, 0, 1, &cli::QueryFilter::default(), false, o)).0,
                 run(|o| cli::export(&path, true, None, o)).0,
                 run(|o| cli::replay_verify(&path, false, o)).0,
@@ -2412,6 +2412,81 @@ mod bundles {
         bundle(&copy, &second, Some(&key));
         let (a, b) = (std::fs::read(&first).unwrap(), std::fs::read(&second).unwrap());
         assert!(a == b, "the zips differ at byte {:?}", a.iter().zip(&b).position(|(x, y)| x != y));
+    }
+
+    /// A signed chronicle, forged by re-writing it with one value changed:
+    /// every CRC, the whole chain and the seal are valid, so `verify`
+    /// alone finds nothing; `verify --pubkey` finds the signature does not
+    /// cover the new seal. Another signer, a missing signature and an
+    /// unsealed file fail too.
+    #[test]
+    fn a_re_chained_forgery_of_a_signed_chronicle_is_caught_by_verify_pubkey() {
+        use metagov_bus::{OwnedEntry, Value};
+        use metagov_storage::{entry_ref, ChronicleReader, ChronicleWriter, WriterOptions};
+        let root = tempfile::tempdir().unwrap();
+        let run = root.path().join("run.cmeta");
+        std::fs::write(&run, super::chronicle_bytes(42, 200, WriterOptions::default())).unwrap();
+        let key = keygen(root.path(), "signer");
+        let (code, stdout, stderr) = metagov(&[OsStr::new("sign"), run.as_os_str(), "--key".as_ref(), key.as_os_str()]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert!(stdout.contains("run.cmeta.sig") && stdout.contains("by           SHA256:"), "{stdout}");
+        let verify = |file: &Path, pubkey: &Path| {
+            metagov(&[OsStr::new("verify"), file.as_os_str(), "--pubkey".as_ref(), pubkey.as_os_str()])
+        };
+        let (code, stdout, _) = verify(&run, &pub_of(&key));
+        assert_eq!(code, 0, "{stdout}");
+        assert!(stdout.contains("seal signature: valid, by SHA256:"), "{stdout}");
+
+        // The forgery: the same records with one packet's job renamed,
+        // written by the real writer, so it is a sealed, valid chronicle.
+        let reader = ChronicleReader::open(&run).unwrap();
+        let mut records: Vec<OwnedEntry> = reader.records().collect::<Result<_, _>>().unwrap();
+        let OwnedEntry::Delivery(first) = &mut records[0] else { panic!("{:?}", records[0]) };
+        let mut payload = (*first.payload).clone();
+        if let Value::Record(fields) = &mut payload {
+            fields[0].1 = Value::Text("forged".into());
+        }
+        first.payload = std::sync::Arc::new(payload);
+        let mut writer = ChronicleWriter::new(Vec::new(), reader.context(), WriterOptions::default()).unwrap();
+        for record in &records {
+            writer.append(entry_ref(record)).unwrap();
+        }
+        let forged = root.path().join("forged.cmeta");
+        std::fs::write(&forged, writer.seal().unwrap()).unwrap();
+        std::fs::copy(root.path().join("run.cmeta.sig"), root.path().join("forged.cmeta.sig")).unwrap();
+        let (code, stdout, _) = metagov(&[OsStr::new("verify"), forged.as_os_str()]);
+        assert_eq!(code, 0, "without the signature the forgery is a valid sealed chronicle: {stdout}");
+        let (code, stdout, _) = verify(&forged, &pub_of(&key));
+        assert_eq!(code, 1, "{stdout}");
+        assert!(
+            stdout.contains("seal signature: INVALID") && stdout.contains("changed after it was signed"),
+            "{stdout}"
+        );
+        let (_, json, _) = metagov(&[
+            OsStr::new("verify"),
+            forged.as_os_str(),
+            "--json".as_ref(),
+            "--pubkey".as_ref(),
+            pub_of(&key).as_os_str(),
+        ]);
+        let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            (json["sealed"].as_bool(), json["seal_signature"]["status"].as_str()),
+            (Some(true), Some("invalid"))
+        );
+
+        // Another key, no signature, a torn file.
+        let other = keygen(root.path(), "other");
+        let (code, stdout, _) = verify(&run, &pub_of(&other));
+        assert!(code == 1 && stdout.contains("not by the --pubkey key"), "{stdout}");
+        std::fs::remove_file(root.path().join("forged.cmeta.sig")).unwrap();
+        let (code, stdout, _) = verify(&forged, &pub_of(&key));
+        assert!(code == 1 && stdout.contains("seal signature: MISSING"), "{stdout}");
+        let bytes = std::fs::read(&run).unwrap();
+        let torn = root.path().join("torn.cmeta");
+        std::fs::write(&torn, &bytes[..bytes.len() - 1]).unwrap();
+        let (code, _, stderr) = metagov(&[OsStr::new("sign"), torn.as_os_str(), "--key".as_ref(), key.as_os_str()]);
+        assert!(code != 0 && stderr.contains("only a sealed chronicle has a seal to sign"), "{stderr}");
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! on an unpacked bundle), the signature file ([`signature`]:
 //! `manifest.sha256.sig`), packing ([`pack`]: deterministic zip bytes for
 //! the same directory) and verification ([`verify`]: every finding names
-//! its file).
+//! its file); and the signature of a chronicle's seal ([`seal`]:
+//! `RUN.cmeta.sig`, over the chronicle's footer).
 //!
 //! What it must never do: read a clock or draw randomness (a new key's 32
 //! random bytes are the caller's argument, and every zip entry carries the
@@ -24,6 +25,7 @@
 pub mod keys;
 pub mod manifest;
 pub mod pack;
+pub mod seal;
 pub mod signature;
 pub mod verify;
 

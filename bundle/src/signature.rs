@@ -29,18 +29,29 @@ impl DetachedSignature {
         self.key.verifies(manifest, &self.signature)
     }
 
-    /// The signature file's bytes.
+    /// The manifest signature file's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        format!("{SIGNATURE_HEADER}\n{}\n{}\n", self.key.hex(), hex::encode(self.signature)).into_bytes()
+        self.to_bytes_with(SIGNATURE_HEADER)
     }
 
-    /// Parses a signature file's bytes.
+    /// Parses a manifest signature file's bytes.
     pub fn parse(bytes: Vec<u8>) -> Result<DetachedSignature, LineError> {
+        Self::parse_with(SIGNATURE_HEADER, bytes)
+    }
+
+    /// The bytes of a signature file whose first line is `header` (which
+    /// says what was signed: a manifest, a chronicle's seal).
+    pub fn to_bytes_with(&self, header: &str) -> Vec<u8> {
+        format!("{header}\n{}\n{}\n", self.key.hex(), hex::encode(self.signature)).into_bytes()
+    }
+
+    /// Parses a signature file whose first line must be `header`.
+    pub fn parse_with(header: &str, bytes: Vec<u8>) -> Result<DetachedSignature, LineError> {
         let error = |line, reason: String| LineError { line, reason };
         let text = text(bytes)?;
         let lines = text_lines(&text)?;
-        if lines.first().copied() != Some(SIGNATURE_HEADER) {
-            return Err(error(1, format!("expected `{SIGNATURE_HEADER}`")));
+        if lines.first().copied() != Some(header) {
+            return Err(error(1, format!("expected `{header}`")));
         }
         let key_hex = lines.get(1).ok_or_else(|| error(2, "missing: the signer's public key".into()))?;
         let key_bytes = decode_hex::<32>(key_hex).map_err(|reason| error(2, format!("the public key: {reason}")))?;

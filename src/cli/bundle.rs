@@ -1,5 +1,5 @@
-//! `metagov keygen`, `metagov bundle DIR` and `metagov bundle verify`: the
-//! shell around `metagov_bundle` (docs/bundles.md). It draws a new key's
+//! `metagov keygen`, `metagov bundle DIR`, `metagov bundle verify` and
+//! `metagov sign`: the shell around `metagov_bundle` (docs/bundles.md). It draws a new key's
 //! randomness from the operating system, draws the progress bars, prints
 //! the reports and decides the exit code; it never prints a secret key.
 
@@ -187,4 +187,91 @@ fn verify(bundle: &Path, pubkey: Option<&Path>, quiet: bool, out: &mut dyn Write
         Signer::Failed => unreachable!("a failed signature comes with a finding"),
     }
     Ok(Outcome::Success)
+}
+
+/// The 64 footer bytes of a chronicle that `verify` found sealed: what its
+/// seal signature covers.
+fn footer_of(file: &Path) -> Result<[u8; 64]> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut footer = [0u8; 64];
+    let mut read = || -> std::io::Result<()> {
+        let mut f = fs::File::open(file)?;
+        f.seek(SeekFrom::End(-64))?;
+        f.read_exact(&mut footer)
+    };
+    read().with_context(|| format!("cannot read the footer of {}", Escaped(file.display())))?;
+    Ok(footer)
+}
+
+/// `metagov sign RUN --key KEY`: writes `RUN.cmeta.sig`, the signature of
+/// the sealed chronicle's footer (replacing an earlier one whole).
+pub fn sign(file: &Path, key: &Path, out: &mut dyn Write) -> Result<Outcome> {
+    use metagov_bundle::seal::{seal_signature_path, sign_seal, SEAL_SIGNATURE_HEADER};
+    let key = SecretKey::read(key).map_err(escaped)?;
+    let report =
+        metagov_storage::verify_file(file).with_context(|| format!("cannot verify {}", Escaped(file.display())))?;
+    anyhow::ensure!(
+        matches!(report.status, metagov_storage::IntegrityStatus::Sealed),
+        "{}: {}; only a sealed chronicle has a seal to sign",
+        Escaped(file.display()),
+        Escaped(&report.status)
+    );
+    let footer = footer_of(file)?;
+    let signature = sign_seal(&key, &footer);
+    let path = seal_signature_path(file);
+    let mut output = OutputFile::create(file, &path)?;
+    output.writer().write_all(&signature.to_bytes_with(SEAL_SIGNATURE_HEADER))?;
+    output.commit()?;
+    let chain_head: String = footer[24..56].iter().map(|b| format!("{b:02x}")).collect();
+    writeln!(out, "signed       {} (chain head {chain_head})", Escaped(file.display()))?;
+    writeln!(out, "signature    {}", Escaped(path.display()))?;
+    writeln!(out, "by           {}", signature.key.fingerprint())?;
+    Ok(Outcome::Success)
+}
+
+/// What `metagov verify --pubkey` found of a chronicle's seal signature:
+/// one line for people, a status word for `--json`, and whether it passed.
+pub struct SealVerdict {
+    /// `valid`, `missing`, `other_key`, `invalid` or `unreadable`.
+    pub status: &'static str,
+    /// The line `verify` prints.
+    pub line: String,
+    /// The signer's fingerprint, when a signature was read.
+    pub signer: Option<String>,
+}
+
+/// Checks the seal signature beside `file`, which `verify` found sealed,
+/// against `pubkey`.
+pub fn check_seal_signature(file: &Path, pubkey: &Path) -> Result<SealVerdict> {
+    use metagov_bundle::seal::{check_seal, read_seal_signature, seal_signature_path, SealCheck};
+    let pinned = PublicKey::read(pubkey).map_err(escaped)?;
+    let footer = footer_of(file)?;
+    let path = seal_signature_path(file);
+    if !path.exists() {
+        let line =
+            format!("seal signature: MISSING ({} does not exist; `metagov sign` writes it)", Escaped(path.display()));
+        return Ok(SealVerdict { status: "missing", line, signer: None });
+    }
+    let signature = match read_seal_signature(&path) {
+        Ok(signature) => signature,
+        Err(e) => {
+            let line = format!("seal signature: UNREADABLE: {}", Escaped(e));
+            return Ok(SealVerdict { status: "unreadable", line, signer: None });
+        }
+    };
+    let signer = signature.key.fingerprint();
+    let (status, line) = match check_seal(&signature, &footer, Some(&pinned)) {
+        SealCheck::Valid => ("valid", format!("seal signature: valid, by {signer}")),
+        SealCheck::OtherKey(other) => {
+            ("other_key", format!("seal signature: made by {other}, not by the --pubkey key {}", pinned.fingerprint()))
+        }
+        SealCheck::Invalid => (
+            "invalid",
+            format!(
+                "seal signature: INVALID: {signer}'s signature does not cover this seal; the file changed after it \
+                 was signed (or the signature was edited)"
+            ),
+        ),
+    };
+    Ok(SealVerdict { status, line, signer: Some(signer) })
 }

@@ -162,11 +162,23 @@ fn write_frames(frames: &[metagov_storage::FrameInfo], all_frames: bool, out: &m
 }
 
 /// `metagov verify`.
-pub fn verify(file: &Path, json: bool, out: &mut dyn Write) -> Result<Outcome> {
+pub fn verify(file: &Path, json: bool, pubkey: Option<&Path>, out: &mut dyn Write) -> Result<Outcome> {
     let report = verify_file(file).with_context(|| format!("cannot verify {}", Escaped(file.display())))?;
-    let outcome = if matches!(report.status, IntegrityStatus::Sealed) { Outcome::Success } else { Outcome::Failure };
+    let sealed = matches!(report.status, IntegrityStatus::Sealed);
+    // The seal signature is checked only on a sealed file: anything else
+    // has no seal, and already fails.
+    let seal = match pubkey {
+        Some(pubkey) if sealed => Some(bundle::check_seal_signature(file, pubkey)?),
+        _ => None,
+    };
+    let signed = seal.as_ref().is_none_or(|s| s.status == "valid");
+    let outcome = if sealed && signed { Outcome::Success } else { Outcome::Failure };
     if json {
-        writeln!(out, "{}", audit_report(file, &report))?;
+        let mut report = audit_report(file, &report);
+        if let Some(seal) = &seal {
+            report["seal_signature"] = serde_json::json!({"status": seal.status, "signer": seal.signer});
+        }
+        writeln!(out, "{report}")?;
         return Ok(outcome);
     }
     writeln!(out, "{}: {}", Escaped(file.display()), Escaped(&report.status))?;
@@ -175,6 +187,9 @@ pub fn verify(file: &Path, json: bool, out: &mut dyn Write) -> Result<Outcome> {
         "  frames {}, records {}, bytes {}, chain head {}",
         report.frames, report.records, report.bytes, report.chain_head
     )?;
+    if let Some(seal) = seal {
+        writeln!(out, "  {}", seal.line)?;
+    }
     Ok(outcome)
 }
 
