@@ -16,7 +16,7 @@ use metagov_actors::messages::{POLICY_UPDATE, TELEMETRY_RAW};
 use metagov_actors::{MetaSupervisor, Output, ACTOR_NAMES};
 use metagov_bus::{log, Bus, Egress, IngressReport, Journal};
 use metagov_config::Config;
-use metagov_storage::{init_session, ChronicleWriter, WriterOptions};
+use metagov_storage::{init_session, ChronicleWriter, RunContext, WriterOptions};
 
 use crate::scenario::{Scenario, TelemetryStream};
 use crate::summary::{Summary, SummaryCollector};
@@ -195,6 +195,27 @@ pub fn bus_problems(config: &Config) -> Vec<(String, String)> {
         }
     }
     problems
+}
+
+/// Rebuilds the actor set a chronicle recorded, from its context (seed,
+/// config text, actor names): the governance set of [`MetaSupervisor`] or
+/// the kernel's [`workload`](crate::workload). What a replay hands to
+/// `metagov_storage::verify_replay`.
+///
+/// # Errors
+///
+/// If the recorded config does not read, or no known actor set has the
+/// recorded actors.
+pub fn rebuild<J: Journal>(ctx: &RunContext, journal: J) -> Result<Bus<J>, String> {
+    let config = Config::from_toml_str(&ctx.config_text, "the chronicle's config").map_err(|e| e.to_string())?;
+    if ctx.actors == ACTOR_NAMES {
+        return MetaSupervisor::build(&config, journal).map_err(|e| e.to_string());
+    }
+    if ctx.actors == crate::workload::ACTORS {
+        return crate::workload::build_bus(ctx.seed, metagov_actors::bus_limits(&config), journal)
+            .map_err(|e| e.to_string());
+    }
+    Err(format!("no known actor set matches the recorded actors {:?}", ctx.actors))
 }
 
 /// Every file a run writes in its directory.
