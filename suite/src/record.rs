@@ -1,0 +1,250 @@
+//! What a run recorded, as the expectations read it, and their verdicts.
+//!
+//! Decisions (`policy.update`), resource hints and rejections are read back
+//! from the run's chronicle, the deliveries on those egress topics (each has
+//! one delivery per publish); the closed-loop jobs' training numbers come
+//! from the run's summary (computed from egress). Nothing here decides
+//! anything about governance: an expectation only counts and compares what
+//! the actors published.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use metagov_actors::messages::{POLICY_UPDATE, RESOURCE_HINT, TELEMETRY_REJECTED};
+use metagov_actors::{Output, PolicyUpdateView, RejectionView, ResourceHintView};
+use metagov_bus::{Egress, OwnedEntry};
+use metagov_sim::summary::TrainingScore;
+use metagov_storage::ChronicleReader;
+use serde::Serialize;
+
+use crate::expect::{Check, Counted, Expectation, HintKind};
+use crate::SuiteError;
+
+/// The recorded outcome of one run.
+#[derive(Clone, Debug, Default)]
+pub struct Record {
+    /// Every `policy.update`, in the order published.
+    pub updates: Vec<PolicyUpdateView>,
+    /// Every `resource.hint`, in the order published.
+    pub hints: Vec<ResourceHintView>,
+    /// Every `telemetry.rejected`, in the order published.
+    pub rejections: Vec<RejectionView>,
+    /// The knobs' initial values under the run's config.
+    pub initial: BTreeMap<String, f64>,
+    /// The closed-loop jobs' training numbers, by job.
+    pub training: BTreeMap<String, TrainingScore>,
+}
+
+impl Record {
+    /// Reads the decisions, hints and rejections of the chronicle at `path`;
+    /// `initial` and `training` come from the run's config and summary.
+    ///
+    /// # Errors
+    ///
+    /// If the chronicle cannot be read to its end, or a recorded payload
+    /// does not have its topic's shape.
+    pub fn read(
+        path: &Path,
+        initial: BTreeMap<String, f64>,
+        training: BTreeMap<String, TrainingScore>,
+    ) -> Result<Record, SuiteError> {
+        let failed = |message: String| SuiteError::Record { path: path.to_owned(), message };
+        let reader = ChronicleReader::open(path).map_err(|e| failed(e.to_string()))?;
+        let mut record = Record { initial, training, ..Record::default() };
+        for entry in reader.records() {
+            let OwnedEntry::Delivery(d) = entry.map_err(|e| failed(e.to_string()))? else { continue };
+            if ![POLICY_UPDATE, RESOURCE_HINT, TELEMETRY_REJECTED].contains(&&*d.topic) {
+                continue;
+            }
+            match Output::from_egress(&Egress::of_delivery(&d)).map_err(|e| failed(e.to_string()))? {
+                Output::PolicyUpdate(update) => record.updates.push(update),
+                Output::ResourceHint(hint) => record.hints.push(hint),
+                Output::Rejected(rejection) => record.rejections.push(rejection),
+                _ => {}
+            }
+        }
+        Ok(record)
+    }
+
+    /// The jobs the run decided for, in the order they started.
+    fn jobs(&self) -> Vec<&str> {
+        self.updates.iter().filter(|u| u.start).map(|u| u.job.as_str()).collect()
+    }
+
+    /// The counted events of `what`, as (job, window) in the order published
+    /// (a rejection has no window).
+    fn events(&self, what: &Counted) -> Vec<(Option<&str>, Option<u64>)> {
+        fn update(u: &PolicyUpdateView) -> (Option<&str>, Option<u64>) {
+            (Some(u.job.as_str()), Some(u.window))
+        }
+        match what {
+            Counted::RuleFires(rule) => {
+                self.updates.iter().filter(|u| u.rules.iter().any(|r| r.rule == *rule)).map(update).collect()
+            }
+            Counted::KnobChanges(knob) => {
+                self.updates.iter().filter(|u| !u.start && u.knobs.contains_key(knob)).map(update).collect()
+            }
+            Counted::Rollbacks(reason) => self
+                .updates
+                .iter()
+                .filter(|u| u.rollback.as_ref().is_some_and(|r| reason.as_ref().is_none_or(|want| want == r)))
+                .map(update)
+                .collect(),
+            Counted::Hints(kind) => self
+                .hints
+                .iter()
+                .filter(|h| match kind {
+                    HintKind::Any => true,
+                    HintKind::Memory => h.memory_high,
+                    HintKind::Latency => h.latency_high,
+                })
+                .map(|h| (Some(h.job.as_str()), Some(h.window)))
+                .collect(),
+            Counted::Rejections(reason) => self
+                .rejections
+                .iter()
+                .filter(|r| reason.as_ref().is_none_or(|want| *want == r.reason))
+                .map(|r| (r.job.as_deref(), None))
+                .collect(),
+        }
+    }
+
+    /// A knob's values for `job`: its initial value (window 0), then each
+    /// value a decision set, with the window that caused it.
+    fn knob_values(&self, job: &str, knob: &str) -> Vec<(u64, f64)> {
+        let initial = self.initial.get(knob).map(|&x| (0, x));
+        let set = self.updates.iter().filter(|u| u.job == job).filter_map(|u| Some((u.window, *u.knobs.get(knob)?)));
+        initial.into_iter().chain(set).collect()
+    }
+}
+
+/// An expectation that did not hold on a run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Failure {
+    /// The sentence.
+    pub expectation: String,
+    /// What it asked for.
+    pub expected: String,
+    /// What the run did.
+    pub actual: String,
+    /// The job where it broke, when one job broke it.
+    pub job: Option<String>,
+    /// The first window where it broke, when that makes sense.
+    pub first_window: Option<u64>,
+}
+
+/// Most windows an actual count lists.
+const WINDOWS_SHOWN_MAX: usize = 5;
+
+/// Checks `expectation` against `record`: `None` when it holds.
+pub fn evaluate(expectation: &Expectation, record: &Record) -> Option<Failure> {
+    let job_ok = |job: &str| expectation.job.as_deref().is_none_or(|want| want == job);
+    let fail = |expected: String, actual: String, job: Option<&str>, first_window: Option<u64>| {
+        Some(Failure {
+            expectation: expectation.text.clone(),
+            expected,
+            actual,
+            job: job.map(str::to_owned),
+            first_window,
+        })
+    };
+    let model_jobs = || record.training.iter().filter(|(job, _)| job_ok(job));
+    match &expectation.check {
+        Check::Count { what, bound } => {
+            let events: Vec<_> = record
+                .events(what)
+                .into_iter()
+                .filter(|(job, window)| {
+                    (expectation.job.is_none() || job.is_some_and(job_ok))
+                        && window.is_none_or(|w| expectation.windows.contains(w))
+                })
+                .collect();
+            let count = events.len() as u64;
+            if bound.holds(count) {
+                return None;
+            }
+            let windows: Vec<String> = events
+                .iter()
+                .take(WINDOWS_SHOWN_MAX)
+                .filter_map(|&(job, window)| Some(format!("{} window {}", job?, window?)))
+                .collect();
+            let more = if events.len() > WINDOWS_SHOWN_MAX { ", …" } else { "" };
+            let actual =
+                if windows.is_empty() { count.to_string() } else { format!("{count} ({}{more})", windows.join(", ")) };
+            // The event that broke an upper bound for good.
+            let breaker = bound.breaks_after().and_then(|n| usize::try_from(n).ok()).and_then(|n| events.get(n));
+            let (job, window) = breaker.map_or((None, None), |&(job, window)| (job, window));
+            fail(bound.to_string(), actual, job, window)
+        }
+        Check::KnobWithin { knob, min, max } => {
+            for job in record.jobs().into_iter().filter(|job| job_ok(job)) {
+                let values = record.knob_values(job, knob);
+                let outside = values.iter().find(|&&(window, x)| {
+                    let seen = if window == 0 {
+                        expectation.windows.after.is_none()
+                    } else {
+                        expectation.windows.contains(window)
+                    };
+                    seen && !(*min..=*max).contains(&x)
+                });
+                if let Some(&(window, x)) = outside {
+                    let when = if window == 0 { "at the start".to_owned() } else { format!("after window {window}") };
+                    return fail(
+                        format!("within [{min}, {max}]"),
+                        format!("{x} on job {job} {when}"),
+                        Some(job),
+                        Some(window),
+                    );
+                }
+            }
+            None
+        }
+        Check::KnobAt { knob, window, min, max } => {
+            let outside: Vec<(&str, f64)> = record
+                .jobs()
+                .into_iter()
+                .filter(|job| job_ok(job))
+                .filter_map(|job| {
+                    let values = record.knob_values(job, knob);
+                    let x = values.iter().take_while(|(w, _)| w <= window).last().map(|&(_, x)| x)?;
+                    (!(*min..=*max).contains(&x)).then_some((job, x))
+                })
+                .collect();
+            let (&(job, _), rest) = outside.split_first()?;
+            let actual: Vec<String> = outside.iter().map(|(job, x)| format!("{x} on job {job}")).collect();
+            let job = if rest.is_empty() { Some(job) } else { None };
+            fail(format!("within [{min}, {max}] at window {window}"), actual.join(", "), job, None)
+        }
+        Check::FinalLossBelow { max } => {
+            let above: Vec<(&String, f64)> =
+                model_jobs().filter(|(_, t)| !(t.final_loss < *max)).map(|(job, t)| (job, t.final_loss)).collect();
+            let (&(job, _), rest) = above.split_first()?;
+            let actual: Vec<String> = above.iter().map(|(job, x)| format!("{x} on job {job}")).collect();
+            fail(format!("below {max}"), actual.join(", "), rest.is_empty().then_some(job.as_str()), None)
+        }
+        Check::ReachesTarget { by } => {
+            let missed: Vec<(&String, &TrainingScore)> =
+                model_jobs().filter(|(_, t)| t.windows_to_target.is_none_or(|w| by.is_some_and(|by| w > by))).collect();
+            let (&(job, _), rest) = missed.split_first()?;
+            let actual: Vec<String> = missed
+                .iter()
+                .map(|(job, t)| match t.windows_to_target {
+                    Some(w) => format!("job {job} reached {} at window {w}", t.target_loss),
+                    None => format!("job {job} never reached {} (final loss {})", t.target_loss, t.final_loss),
+                })
+                .collect();
+            let expected = by.map_or_else(
+                || "the target loss reached".to_owned(),
+                |by| format!("the target loss reached by window {by}"),
+            );
+            fail(expected, actual.join(", "), rest.is_empty().then_some(job.as_str()), None)
+        }
+        Check::NoDivergence => {
+            let diverged: Vec<(&String, u64)> =
+                model_jobs().filter(|(_, t)| t.divergences > 0).map(|(job, t)| (job, t.divergences)).collect();
+            let (&(job, _), rest) = diverged.split_first()?;
+            let actual: Vec<String> = diverged.iter().map(|(job, n)| format!("{n} on job {job}")).collect();
+            fail("no divergence".into(), actual.join(", "), rest.is_empty().then_some(job.as_str()), None)
+        }
+    }
+}
