@@ -9,6 +9,7 @@ mod counterfactual;
 mod output;
 mod progress;
 pub mod run;
+pub mod suite;
 
 pub use counterfactual::{diff_runs, replay_inspect, replay_simulate};
 pub use output::{write_csv_field, Escaped, EscapedLines, OutputFile};
