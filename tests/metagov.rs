@@ -2340,6 +2340,7 @@ mod governance_tests {
                 "rule plateau fire at least 1 time",
                 "rule platea fires at least 1 time",
                 "knob lr never changes on job stalled",
+                "rollbacks with reason below_flor at most 1",
             ],
         );
         let (code, _, stderr) = metagov_test(&sentences, &dir.path().join("out"), &[]);
@@ -2349,6 +2350,7 @@ mod governance_tests {
             format!("{file}:7:22: test[0].expect[0].that: expected one of `fires`, `never` at `fire`; did you mean `fires`?"),
             format!("{file}:9:14: test[0].expect[1].that: `platea` is no rule of the config; did you mean `plateau`?"),
             format!("{file}:11:14: test[0].expect[2].that: `lr` is no knob of the config; expected one of `batch_size`, `learning_rate`"),
+            format!("{file}:13:31: test[0].expect[3].that: `below_flor` is no rollback reason; did you mean `below_floor`?"),
         ] {
             assert!(stderr.contains(&line), "{line}\nnot in\n{stderr}");
         }

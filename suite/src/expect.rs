@@ -177,6 +177,10 @@ pub enum NameKind {
     Job,
     /// A model (closed-loop) job of the scenario.
     ModelJob,
+    /// A rollback reason code.
+    RollbackReason,
+    /// A validator reason code.
+    RejectionReason,
 }
 
 /// A sentence the grammar does not take: what was expected at which word.
@@ -349,18 +353,12 @@ impl<'a> Parser<'a> {
     }
 
     /// `with reason R`, if present.
-    fn reason(&mut self) -> Parsed<Option<String>> {
+    fn reason(&mut self, kind: NameKind) -> Parsed<Option<String>> {
         if !self.eat("with") {
             return Ok(None);
         }
         self.expect("reason")?;
-        match self.peek() {
-            Some(word) if !matches!(word.text, "[" | "]" | ",") => {
-                self.next += 1;
-                Ok(Some(word.text.to_owned()))
-            }
-            _ => Err(self.error("a reason code", &[])),
-        }
+        self.name(kind, "a reason code").map(Some)
     }
 
     /// `for memory pressure` / `for latency`, if present.
@@ -381,8 +379,8 @@ impl<'a> Parser<'a> {
     /// R]`, `resource hints [for …]`, `rejections [with reason R]`.
     fn counted_noun(&mut self, first: &str) -> Parsed<Counted> {
         Ok(match first {
-            "rollbacks" => Counted::Rollbacks(self.reason()?),
-            "rejections" => Counted::Rejections(self.reason()?),
+            "rollbacks" => Counted::Rollbacks(self.reason(NameKind::RollbackReason)?),
+            "rejections" => Counted::Rejections(self.reason(NameKind::RejectionReason)?),
             _ => {
                 self.expect("hints")?;
                 Counted::Hints(self.hint_kind()?)

@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use metagov_actors::messages::rollback_code;
 use metagov_config::{Config, ConfigError, Located};
+use metagov_governance::{ReasonCode, RollbackReason};
 use metagov_sim::scenario::Scenario;
 use serde::Deserialize;
 
@@ -23,6 +25,10 @@ pub const FILE_BYTES_MAX: u64 = 1 << 20;
 pub const TESTS_MAX: usize = 1024;
 /// Most seeds one test runs.
 pub const SEEDS_MAX: usize = 1024;
+
+/// The rollback reason codes a `policy.update` carries.
+const ROLLBACK_REASONS: [&str; 2] =
+    [rollback_code(RollbackReason::BelowFloor), rollback_code(RollbackReason::DropFromBest)];
 
 /// One test of a file, checked and ready to run.
 #[derive(Clone, Debug)]
@@ -216,6 +222,7 @@ impl FileCheck<'_> {
         let model_jobs: Vec<String> = scenario.stream(0, Some(1)).training().into_iter().map(|t| t.job).collect();
         let rules: Vec<&str> = config.rules.iter().map(|rule| rule.name.as_str()).collect();
         let knobs: Vec<&str> = config.knobs.keys().map(String::as_str).collect();
+        let rejection_reasons: Vec<&str> = ReasonCode::ALL.iter().map(|code| code.name()).collect();
         let mut expectations = Vec::new();
         for (j, expect) in test.expect.get_ref().iter().enumerate() {
             let key = format!("{key}.expect[{j}].that");
@@ -246,6 +253,8 @@ impl FileCheck<'_> {
                     NameKind::Knob => (&knobs, "knob of the config"),
                     NameKind::Job => (&jobs, "job of the scenario"),
                     NameKind::ModelJob => (&model, "closed-loop (model) job of the scenario"),
+                    NameKind::RollbackReason => (&ROLLBACK_REASONS, "rollback reason"),
+                    NameKind::RejectionReason => (&rejection_reasons, "rejection reason code"),
                 };
                 if !known.contains(&name.name.as_str()) {
                     let message = format!(

@@ -217,7 +217,7 @@ pub fn evaluate(expectation: &Expectation, record: &Record) -> Option<Failure> {
         }
         Check::FinalLossBelow { max } => {
             let above: Vec<(&String, f64)> =
-                model_jobs().filter(|(_, t)| !(t.final_loss < *max)).map(|(job, t)| (job, t.final_loss)).collect();
+                model_jobs().filter(|(_, t)| t.final_loss >= *max).map(|(job, t)| (job, t.final_loss)).collect();
             let (&(job, _), rest) = above.split_first()?;
             let actual: Vec<String> = above.iter().map(|(job, x)| format!("{x} on job {job}")).collect();
             fail(format!("below {max}"), actual.join(", "), rest.is_empty().then_some(job.as_str()), None)
