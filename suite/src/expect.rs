@@ -554,6 +554,18 @@ mod tests {
         assert_eq!(parse("no divergence on job wav2vec").unwrap().names[0].kind, NameKind::ModelJob);
     }
 
+    /// docs/testing.md's examples are sentences the grammar takes.
+    #[test]
+    fn the_documented_examples_parse() {
+        let doc = include_str!("../../docs/testing.md");
+        let examples = doc.split("### Examples").nth(1).and_then(|rest| rest.split("```").nth(1)).unwrap();
+        let lines: Vec<&str> = examples.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        assert!(lines.len() > 10, "{examples}");
+        for line in lines {
+            assert!(parse(line).is_ok(), "{line}: {:?}", parse(line));
+        }
+    }
+
     #[test]
     fn a_sentence_it_does_not_understand_names_the_word_and_what_was_expected() {
         let e = parse("rule plateau fire at least 1").unwrap_err();
