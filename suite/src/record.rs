@@ -1,8 +1,9 @@
 //! What a run recorded, as the expectations read it, and their verdicts.
 //!
-//! Decisions (`policy.update`), resource hints and rejections are read back
-//! from the run's chronicle, the deliveries on those egress topics (each has
-//! one delivery per publish); the closed-loop jobs' training numbers come
+//! Decisions (`policy.update`), resource hints, rejections and the jobs
+//! that reported (`meta.reward`) are read back from the run's chronicle, the
+//! deliveries on those egress topics (each has one delivery per publish);
+//! the closed-loop jobs' training numbers come
 //! from the run's summary (computed from egress). Nothing here decides
 //! anything about governance: an expectation only counts and compares what
 //! the actors published.
@@ -10,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use metagov_actors::messages::{POLICY_UPDATE, RESOURCE_HINT, TELEMETRY_REJECTED};
+use metagov_actors::messages::{META_REWARD, POLICY_UPDATE, RESOURCE_HINT, TELEMETRY_REJECTED};
 use metagov_actors::{Output, PolicyUpdateView, RejectionView, ResourceHintView};
 use metagov_bus::{Egress, OwnedEntry};
 use metagov_sim::summary::TrainingScore;
@@ -29,6 +30,10 @@ pub struct Record {
     pub hints: Vec<ResourceHintView>,
     /// Every `telemetry.rejected`, in the order published.
     pub rejections: Vec<RejectionView>,
+    /// The jobs with an admitted window (a `meta.reward`), in the order of
+    /// their first: a job whose reported knobs were its governed start
+    /// values has no decision until a rule moves them.
+    pub jobs: Vec<String>,
     /// The knobs' initial values under the run's config.
     pub initial: BTreeMap<String, f64>,
     /// The closed-loop jobs' training numbers, by job.
@@ -51,12 +56,18 @@ impl Record {
         let failed = |message: String| SuiteError::Record { path: path.to_owned(), message };
         let reader = ChronicleReader::open(path).map_err(|e| failed(e.to_string()))?;
         let mut record = Record { initial, training, ..Record::default() };
+        let mut seen = std::collections::BTreeSet::new();
         for entry in reader.records() {
             let OwnedEntry::Delivery(d) = entry.map_err(|e| failed(e.to_string()))? else { continue };
-            if ![POLICY_UPDATE, RESOURCE_HINT, TELEMETRY_REJECTED].contains(&&*d.topic) {
+            if ![POLICY_UPDATE, RESOURCE_HINT, TELEMETRY_REJECTED, META_REWARD].contains(&&*d.topic) {
                 continue;
             }
             match Output::from_egress(&Egress::of_delivery(&d)).map_err(|e| failed(e.to_string()))? {
+                Output::Reward(reward) => {
+                    if seen.insert(reward.job.clone()) {
+                        record.jobs.push(reward.job);
+                    }
+                }
                 Output::PolicyUpdate(update) => record.updates.push(update),
                 Output::ResourceHint(hint) => record.hints.push(hint),
                 Output::Rejected(rejection) => record.rejections.push(rejection),
@@ -64,11 +75,6 @@ impl Record {
             }
         }
         Ok(record)
-    }
-
-    /// The jobs the run decided for, in the order they started.
-    fn jobs(&self) -> Vec<&str> {
-        self.updates.iter().filter(|u| u.start).map(|u| u.job.as_str()).collect()
     }
 
     /// The counted events of `what`, as (job, window) in the order published
@@ -177,7 +183,7 @@ pub fn evaluate(expectation: &Expectation, record: &Record) -> Option<Failure> {
             fail(bound.to_string(), actual, job, window)
         }
         Check::KnobWithin { knob, min, max } => {
-            for job in record.jobs().into_iter().filter(|job| job_ok(job)) {
+            for job in record.jobs.iter().map(String::as_str).filter(|job| job_ok(job)) {
                 let values = record.knob_values(job, knob);
                 let outside = values.iter().find(|&&(window, x)| {
                     let seen = if window == 0 {
@@ -201,8 +207,9 @@ pub fn evaluate(expectation: &Expectation, record: &Record) -> Option<Failure> {
         }
         Check::KnobAt { knob, window, min, max } => {
             let outside: Vec<(&str, f64)> = record
-                .jobs()
-                .into_iter()
+                .jobs
+                .iter()
+                .map(String::as_str)
                 .filter(|job| job_ok(job))
                 .filter_map(|job| {
                     let values = record.knob_values(job, knob);
@@ -246,5 +253,28 @@ pub fn evaluate(expectation: &Expectation, record: &Record) -> Option<Failure> {
             let actual: Vec<String> = diverged.iter().map(|(job, n)| format!("{n} on job {job}")).collect();
             fail("no divergence".into(), actual.join(", "), rest.is_empty().then_some(job.as_str()), None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expect::parse;
+
+    /// A job that never got a decision still has its knobs: the initial
+    /// values hold for it, and are judged.
+    #[test]
+    fn a_job_without_decisions_is_judged_on_its_initial_knobs() {
+        let record = Record {
+            jobs: vec!["quiet".into()],
+            initial: BTreeMap::from([("learning_rate".to_owned(), 0.1)]),
+            ..Record::default()
+        };
+        let failure = evaluate(&parse("knob learning_rate stays within [0.2, 0.3]").unwrap(), &record).unwrap();
+        assert_eq!(failure.actual, "0.1 on job quiet at the start");
+        let failure =
+            evaluate(&parse("knob learning_rate at window 50 is within [0.2, 0.3]").unwrap(), &record).unwrap();
+        assert_eq!(failure.actual, "0.1 on job quiet");
+        assert!(evaluate(&parse("knob learning_rate stays within [0.1, 0.3]").unwrap(), &record).is_none());
     }
 }
