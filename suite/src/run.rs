@@ -1,7 +1,9 @@
 //! Running one seed of a test: the scenario simulated twice under the
 //! test's config (two chronicles, compared byte for byte), the first replayed
 //! with `replay --verify`'s code, and the expectations judged on what it
-//! recorded.
+//! recorded. The second run goes on its own thread beside the first and its
+//! replay; the runs share nothing, so the verdict does not depend on which
+//! finishes first.
 //!
 //! Each run is `metagov_sim::simulate::run` itself, writing its usual files
 //! into `DIR/a/` and `DIR/b/`; the replay is `metagov_storage::verify_replay_file`
@@ -153,30 +155,53 @@ pub fn run_seed(case: &TestCase, seed: u64, dir: &Path, hooks: Hooks) -> Result<
     let failed = |message: String| SuiteError::Run { test: case.name.clone(), seed, message };
     let mut config = case.config.clone();
     config.run.seed = seed;
-    let mut reports = Vec::new();
-    for side in ["a", "b"] {
+    let simulate_into = |side: &str| {
         let simulation = Simulation {
             scenario: case.scenario.clone(),
             config: config.clone(),
             windows: case.windows,
             out_dir: dir.join(side),
         };
-        reports.push(simulate::run(&simulation, &mut NoProgress).map_err(|e| failed(format!("{e:#}")))?);
-    }
-    let chronicles = [reports[0].chronicle.clone(), reports[1].chronicle.clone()];
+        simulate::run(&simulation, &mut NoProgress).map_err(|e| failed(format!("{e:#}")))
+    };
+    // The second run beside the first and its replay: two independent runs
+    // (each a pure function of scenario, config and seed), so the order they
+    // finish in changes nothing but the wall time.
+    let (first, second) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| simulate_into("b"));
+        let first = simulate_into("a").and_then(|report| {
+            let replay = verify_replay_file(&report.chronicle, |ctx, journal| simulate::rebuild(ctx, journal));
+            let record = match &replay {
+                Ok(replayed) if replayed.status == IntegrityStatus::Sealed && replayed.complete => {
+                    Some(Record::read(&report.chronicle, config.initial_knobs(), report.summary.training.clone())?)
+                }
+                _ => None,
+            };
+            Ok((report, replay, record))
+        });
+        // A panic in the second run is a bug: it goes on unwinding here.
+        (first, second.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    });
+    let ((first, replay, record), second) = (first?, second?);
+    let chronicles = [first.chronicle, second.chronicle];
     let read = |path: &Path| std::fs::read(path).map_err(|e| failed(format!("cannot read {}: {e}", path.display())));
-    let (first, mut second) = (read(&chronicles[0])?, read(&chronicles[1])?);
-    if let Some(byte) =
-        hooks.corrupt_second_chronicle_at.and_then(|at| usize::try_from(at).ok()).and_then(|at| second.get_mut(at))
+    let (first_bytes, mut second_bytes) = (read(&chronicles[0])?, read(&chronicles[1])?);
+    if let Some(byte) = hooks
+        .corrupt_second_chronicle_at
+        .and_then(|at| usize::try_from(at).ok())
+        .and_then(|at| second_bytes.get_mut(at))
     {
         *byte ^= 0xff;
     }
-    let verdict = if let Some(offset) = first_difference(&first, &second) {
-        Verdict::DeterminismFailure { offset, first_bytes: first.len() as u64, second_bytes: second.len() as u64 }
+    let verdict = if let Some(offset) = first_difference(&first_bytes, &second_bytes) {
+        Verdict::DeterminismFailure {
+            offset,
+            first_bytes: first_bytes.len() as u64,
+            second_bytes: second_bytes.len() as u64,
+        }
     } else {
-        match verify_replay_file(&chronicles[0], |ctx, journal| simulate::rebuild(ctx, journal)) {
-            Ok(report) if report.status == IntegrityStatus::Sealed && report.complete => {
-                let record = Record::read(&chronicles[0], config.initial_knobs(), reports[0].summary.training.clone())?;
+        match (replay, record) {
+            (Ok(_), Some(record)) => {
                 let failures: Vec<Failure> =
                     case.expectations.iter().filter_map(|expectation| evaluate(expectation, &record)).collect();
                 if failures.is_empty() {
@@ -185,8 +210,8 @@ pub fn run_seed(case: &TestCase, seed: u64, dir: &Path, hooks: Hooks) -> Result<
                     Verdict::Failed { failures }
                 }
             }
-            Ok(report) => Verdict::ReplayFailure { message: format!("the recording is {}", report.status) },
-            Err(error) => Verdict::ReplayFailure { message: error.to_string() },
+            (Ok(report), None) => Verdict::ReplayFailure { message: format!("the recording is {}", report.status) },
+            (Err(error), _) => Verdict::ReplayFailure { message: error.to_string() },
         }
     };
     Ok(SeedResult {
