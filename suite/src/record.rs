@@ -63,11 +63,7 @@ impl Record {
                 continue;
             }
             match Output::from_egress(&Egress::of_delivery(&d)).map_err(|e| failed(e.to_string()))? {
-                Output::Reward(reward) => {
-                    if seen.insert(reward.job.clone()) {
-                        record.jobs.push(reward.job);
-                    }
-                }
+                Output::Reward(reward) if seen.insert(reward.job.clone()) => record.jobs.push(reward.job),
                 Output::PolicyUpdate(update) => record.updates.push(update),
                 Output::ResourceHint(hint) => record.hints.push(hint),
                 Output::Rejected(rejection) => record.rejections.push(rejection),
