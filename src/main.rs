@@ -120,6 +120,10 @@ enum Command {
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
+        /// Seeds run at once, on threads; the verdicts and files are those
+        /// of one after another, in the same order (only the times differ).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: u16,
     },
     /// Show stored prior versions.
     #[command(subcommand)]
@@ -398,8 +402,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Run(args) => cli::run::run(args, &mut out),
-        Command::Test { paths, name, seed, out: out_dir, quiet } => {
-            let args = cli::suite::TestArgs { paths, test: name, seed, out: out_dir, quiet };
+        Command::Test { paths, name, seed, out: out_dir, quiet, jobs } => {
+            let args = cli::suite::TestArgs { paths, test: name, seed, out: out_dir, quiet, jobs: jobs.into() };
             cli::suite::test(&args, metagov_suite::run::Hooks::default(), &mut out)
         }
         Command::Prior(PriorCommand::Show { dir, config }) => cli::prior_show(&dir, config.as_deref(), &mut out),

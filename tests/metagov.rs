@@ -2397,6 +2397,55 @@ mod governance_tests {
         assert_eq!(cli::suite::test(&args, metagov_suite::run::Hooks::default(), &mut out).unwrap(), Outcome::Success);
     }
 
+    /// `--jobs 3` gives the verdicts, printed lines, summary and chronicles
+    /// of a serial run, in the same order; only the times differ.
+    #[test]
+    fn parallel_seeds_give_the_results_and_files_of_a_serial_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let passing = plateau_test(dir.path(), "a passes", "[1, 2, 3]", &["no rollbacks"]);
+        let failing = plateau_test(dir.path(), "b fails", "[4, 5]", &["rule plateau never fires"]);
+        let run = |out: &str, jobs: &str| {
+            let out = dir.path().join(out);
+            let args: Vec<&std::ffi::OsStr> = vec![
+                "test".as_ref(),
+                passing.as_os_str(),
+                failing.as_os_str(),
+                "--out".as_ref(),
+                out.as_os_str(),
+                "-q".as_ref(),
+                "--jobs".as_ref(),
+                jobs.as_ref(),
+            ];
+            let output = metagov(&args);
+            assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+            // Times and the output directory aside, the text is the same.
+            let stdout = text(&output.stdout);
+            let lines: Vec<String> = stdout
+                .lines()
+                .filter(|l| !l.starts_with("results "))
+                .map(|l| l.split("  (").next().unwrap().to_owned())
+                .collect();
+            let mut summary: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+            summary["timestamp"] = serde_json::Value::Null;
+            let mut chronicles = Vec::new();
+            for result in summary["results"].as_array_mut().unwrap() {
+                result["seconds"] = serde_json::Value::Null;
+                for chronicle in result["chronicles"].as_array_mut().unwrap() {
+                    chronicles.push(std::fs::read(chronicle.as_str().unwrap()).unwrap());
+                    *chronicle = chronicle.as_str().unwrap().replace(out.to_str().unwrap(), "OUT").into();
+                }
+            }
+            (lines, summary, chronicles)
+        };
+        let serial = run("serial", "1");
+        let parallel = run("parallel", "3");
+        assert_eq!(serial.0, parallel.0);
+        assert_eq!(serial.1, parallel.1);
+        assert!(serial.2 == parallel.2, "the chronicles differ");
+        assert_eq!(serial.0.iter().filter(|l| l.starts_with("PASS ")).count(), 3, "{:?}", serial.0);
+    }
+
     #[test]
     fn junit_xml_validates_against_the_junit_schema() {
         let dir = tempfile::tempdir().unwrap();

@@ -27,6 +27,10 @@ pub struct TestArgs {
     pub out: Option<PathBuf>,
     /// No progress bar.
     pub quiet: bool,
+    /// Seeds run at once, on threads (0 and 1: one after another). The
+    /// results, the printed verdicts and the files are the same as one
+    /// after another, in file, test and seed order; only the times differ.
+    pub jobs: usize,
 }
 
 /// The directory `metagov test` reads when given no path.
@@ -62,18 +66,61 @@ pub fn test(args: &TestArgs, hooks: Hooks, out: &mut dyn Write) -> Result<Outcom
     out.flush()?;
 
     let bar = progress::progress_bar(runs, !args.quiet, "governance tests (seeds)");
+    let work: Vec<(&TestCase, u64, PathBuf)> = cases
+        .iter()
+        .enumerate()
+        .flat_map(|(index, case)| {
+            let tests = out_dir.join("runs").join(run_dir_name(index, case));
+            case.seeds.iter().map(move |&seed| (case, seed, tests.join(format!("seed-{seed}"))))
+        })
+        .collect();
+    let run_one = |(case, seed, dir): &(&TestCase, u64, PathBuf)| {
+        #[allow(clippy::disallowed_methods, reason = "the shell times each seed for the report; no run sees it")]
+        let started = std::time::Instant::now();
+        let mut result = suite_run::run_seed(case, *seed, dir, hooks)?;
+        result.seconds = started.elapsed().as_secs_f64();
+        Ok::<_, metagov_suite::SuiteError>(result)
+    };
     let mut results = Vec::new();
-    for (index, case) in cases.iter().enumerate() {
-        for &seed in &case.seeds {
-            let dir = out_dir.join("runs").join(run_dir_name(index, case)).join(format!("seed-{seed}"));
-            #[allow(clippy::disallowed_methods, reason = "the shell times each seed for the report; no run sees it")]
-            let started = std::time::Instant::now();
-            let mut result = suite_run::run_seed(case, seed, &dir, hooks)?;
-            result.seconds = started.elapsed().as_secs_f64();
+    if args.jobs <= 1 {
+        for item in &work {
+            let result = run_one(item)?;
             bar.inc(1);
             print_result(&result, out)?;
             results.push(result);
         }
+    } else {
+        // Workers take the next seed in order; results are printed and kept
+        // in that order as soon as every earlier one is in.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| -> Result<()> {
+            for _ in 0..args.jobs.min(work.len()) {
+                let send = send.clone();
+                let (next, work, run_one) = (&next, &work, &run_one);
+                scope.spawn(move || loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = work.get(i) else { break };
+                    let result = run_one(item);
+                    let stop = result.is_err();
+                    if send.send((i, result)).is_err() || stop {
+                        break;
+                    }
+                });
+            }
+            drop(send);
+            let mut waiting = std::collections::BTreeMap::new();
+            for (i, result) in receive {
+                waiting.insert(i, result);
+                while let Some(result) = waiting.remove(&results.len()) {
+                    let result = result?;
+                    bar.inc(1);
+                    print_result(&result, out)?;
+                    results.push(result);
+                }
+            }
+            Ok(())
+        })?;
     }
     bar.finish_and_clear();
 
