@@ -42,6 +42,9 @@ pub enum Which {
     /// default config, every constant learning rate of a log grid and
     /// ReduceLROnPlateau. Not part of `all`.
     Governance,
+    /// A governance suite (`metagov test` on tests/governance) against the
+    /// plain `simulate` runs it contains. Not part of `all`.
+    Suite,
     /// `metagov run` under open-loop HTTP load: latency percentiles, maximum
     /// sustained rate against an actix-web baseline and an fsync ceiling,
     /// peak memory against packets taken. Not part of `all` (about a minute).
@@ -305,7 +308,7 @@ fn bench_bus(deliveries: u64, dir: &Path, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-fn met(ok: bool) -> &'static str {
+pub(super) fn met(ok: bool) -> &'static str {
     if ok {
         "met"
     } else {
@@ -605,6 +608,10 @@ pub fn run(
             None => Config::default(),
         };
         super::bench_governance::bench_governance(&base, quick, out)?;
+        return Ok(Outcome::Success);
+    }
+    if matches!(which, Which::Suite) {
+        super::bench_suite::bench_suite(quick, &dir, out)?;
         return Ok(Outcome::Success);
     }
     if matches!(which, Which::Live) {

@@ -5,6 +5,7 @@
 pub mod bench;
 mod bench_governance;
 mod bench_live;
+mod bench_suite;
 mod counterfactual;
 mod output;
 mod progress;

@@ -76,12 +76,4 @@ pub enum SuiteError {
         /// What stopped it.
         message: String,
     },
-    /// A run's chronicle could not be read back.
-    #[error("cannot read the record of {}: {message}", path.display())]
-    Record {
-        /// The chronicle.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
 }

@@ -1,25 +1,24 @@
 //! What a run recorded, as the expectations read it, and their verdicts.
 //!
 //! Decisions (`policy.update`), resource hints, rejections and the jobs
-//! that reported (`meta.reward`) are read back from the run's chronicle, the
-//! deliveries on those egress topics (each has one delivery per publish);
-//! the closed-loop jobs' training numbers come
-//! from the run's summary (computed from egress). Nothing here decides
-//! anything about governance: an expectation only counts and compares what
-//! the actors published.
+//! that reported (`meta.reward`) are taken from the egress of the replay of
+//! the run's chronicle: the replay re-injects the recorded telemetry and
+//! checks every delivery against the recorded one, so once it has matched
+//! to the end of the sealed recording, its egress is exactly what the run
+//! published. The closed-loop jobs' training numbers come from the run's
+//! summary (computed from the run's egress). Nothing here decides anything
+//! about governance: an expectation only counts and compares what the
+//! actors published.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
 
-use metagov_actors::messages::{META_REWARD, POLICY_UPDATE, RESOURCE_HINT, TELEMETRY_REJECTED};
+use metagov_actors::messages::ShapeMismatch;
 use metagov_actors::{Output, PolicyUpdateView, RejectionView, ResourceHintView};
-use metagov_bus::{Egress, OwnedEntry};
+use metagov_bus::Egress;
 use metagov_sim::summary::TrainingScore;
-use metagov_storage::ChronicleReader;
 use serde::Serialize;
 
 use crate::expect::{Check, Counted, Expectation, HintKind};
-use crate::SuiteError;
 
 /// The recorded outcome of one run.
 #[derive(Clone, Debug, Default)]
@@ -34,6 +33,8 @@ pub struct Record {
     /// their first: a job whose reported knobs were its governed start
     /// values has no decision until a rule moves them.
     pub jobs: Vec<String>,
+    /// The same jobs, to look up.
+    seen: BTreeSet<String>,
     /// The knobs' initial values under the run's config.
     pub initial: BTreeMap<String, f64>,
     /// The closed-loop jobs' training numbers, by job.
@@ -41,36 +42,29 @@ pub struct Record {
 }
 
 impl Record {
-    /// Reads the decisions, hints and rejections of the chronicle at `path`;
-    /// `initial` and `training` come from the run's config and summary.
+    /// An empty record of a run whose knobs start at `initial`, its model
+    /// jobs' training numbers `training` (from the run's summary).
+    pub fn new(initial: BTreeMap<String, f64>, training: BTreeMap<String, TrainingScore>) -> Record {
+        Record { initial, training, ..Record::default() }
+    }
+
+    /// Takes one tick's egress (the replay's, which matched the recording):
+    /// its decisions, hints, rejections and the job of each reward.
     ///
     /// # Errors
     ///
-    /// If the chronicle cannot be read to its end, or a recorded payload
-    /// does not have its topic's shape.
-    pub fn read(
-        path: &Path,
-        initial: BTreeMap<String, f64>,
-        training: BTreeMap<String, TrainingScore>,
-    ) -> Result<Record, SuiteError> {
-        let failed = |message: String| SuiteError::Record { path: path.to_owned(), message };
-        let reader = ChronicleReader::open(path).map_err(|e| failed(e.to_string()))?;
-        let mut record = Record { initial, training, ..Record::default() };
-        let mut seen = std::collections::BTreeSet::new();
-        for entry in reader.records() {
-            let OwnedEntry::Delivery(d) = entry.map_err(|e| failed(e.to_string()))? else { continue };
-            if ![POLICY_UPDATE, RESOURCE_HINT, TELEMETRY_REJECTED, META_REWARD].contains(&&*d.topic) {
-                continue;
-            }
-            match Output::from_egress(&Egress::of_delivery(&d)).map_err(|e| failed(e.to_string()))? {
-                Output::Reward(reward) if seen.insert(reward.job.clone()) => record.jobs.push(reward.job),
-                Output::PolicyUpdate(update) => record.updates.push(update),
-                Output::ResourceHint(hint) => record.hints.push(hint),
-                Output::Rejected(rejection) => record.rejections.push(rejection),
+    /// If a payload does not have its topic's shape.
+    pub fn observe(&mut self, egress: &[Egress]) -> Result<(), ShapeMismatch> {
+        for message in egress {
+            match Output::from_egress(message)? {
+                Output::Reward(reward) if self.seen.insert(reward.job.clone()) => self.jobs.push(reward.job),
+                Output::PolicyUpdate(update) => self.updates.push(update),
+                Output::ResourceHint(hint) => self.hints.push(hint),
+                Output::Rejected(rejection) => self.rejections.push(rejection),
                 _ => {}
             }
         }
-        Ok(record)
+        Ok(())
     }
 
     /// The counted events of `what`, as (job, window) in the order published
@@ -261,11 +255,8 @@ mod tests {
     /// values hold for it, and are judged.
     #[test]
     fn a_job_without_decisions_is_judged_on_its_initial_knobs() {
-        let record = Record {
-            jobs: vec!["quiet".into()],
-            initial: BTreeMap::from([("learning_rate".to_owned(), 0.1)]),
-            ..Record::default()
-        };
+        let mut record = Record::new(BTreeMap::from([("learning_rate".to_owned(), 0.1)]), BTreeMap::new());
+        record.jobs.push("quiet".into());
         let failure = evaluate(&parse("knob learning_rate stays within [0.2, 0.3]").unwrap(), &record).unwrap();
         assert_eq!(failure.actual, "0.1 on job quiet at the start");
         let failure =

@@ -6,13 +6,14 @@
 //! finishes first.
 //!
 //! Each run is `metagov_sim::simulate::run` itself, writing its usual files
-//! into `DIR/a/` and `DIR/b/`; the replay is `metagov_storage::verify_replay_file`
-//! with the simulator's `rebuild`.
+//! into `DIR/a/` and `DIR/b/`; the replay is `replay --verify`'s
+//! (`metagov_storage::verify_replay_observed` with the simulator's
+//! `rebuild`), whose egress gives the expectations their record.
 
 use std::path::{Path, PathBuf};
 
 use metagov_sim::simulate::{self, NoProgress, Simulation};
-use metagov_storage::{verify_replay_file, IntegrityStatus};
+use metagov_storage::{verify_replay_observed, ChronicleReader, IntegrityStatus, ReplayError};
 use serde::Serialize;
 
 use crate::file::TestCase;
@@ -170,13 +171,20 @@ pub fn run_seed(case: &TestCase, seed: u64, dir: &Path, hooks: Hooks) -> Result<
     let (first, second) = std::thread::scope(|scope| {
         let second = scope.spawn(|| simulate_into("b"));
         let first = simulate_into("a").and_then(|report| {
-            let replay = verify_replay_file(&report.chronicle, |ctx, journal| simulate::rebuild(ctx, journal));
-            let record = match &replay {
-                Ok(replayed) if replayed.status == IntegrityStatus::Sealed && replayed.complete => {
-                    Some(Record::read(&report.chronicle, config.initial_knobs(), report.summary.training.clone())?)
-                }
-                _ => None,
-            };
+            let mut record = Record::new(config.initial_knobs(), report.summary.training.clone());
+            let mut shape = Ok(());
+            let replay = ChronicleReader::open(&report.chronicle).map_err(ReplayError::from).and_then(|reader| {
+                verify_replay_observed(
+                    &reader,
+                    |ctx, journal| simulate::rebuild(ctx, journal),
+                    |egress| {
+                        if shape.is_ok() {
+                            shape = record.observe(egress);
+                        }
+                    },
+                )
+            });
+            shape.map_err(|e| failed(format!("the replay of {}: {e}", report.chronicle.display())))?;
             Ok((report, replay, record))
         });
         // A panic in the second run is a bug: it goes on unwinding here.
@@ -200,8 +208,8 @@ pub fn run_seed(case: &TestCase, seed: u64, dir: &Path, hooks: Hooks) -> Result<
             second_bytes: second_bytes.len() as u64,
         }
     } else {
-        match (replay, record) {
-            (Ok(_), Some(record)) => {
+        match replay {
+            Ok(report) if report.status == IntegrityStatus::Sealed && report.complete => {
                 let failures: Vec<Failure> =
                     case.expectations.iter().filter_map(|expectation| evaluate(expectation, &record)).collect();
                 if failures.is_empty() {
@@ -210,8 +218,8 @@ pub fn run_seed(case: &TestCase, seed: u64, dir: &Path, hooks: Hooks) -> Result<
                     Verdict::Failed { failures }
                 }
             }
-            (Ok(report), None) => Verdict::ReplayFailure { message: format!("the recording is {}", report.status) },
-            (Err(error), _) => Verdict::ReplayFailure { message: error.to_string() },
+            Ok(report) => Verdict::ReplayFailure { message: format!("the recording is {}", report.status) },
+            Err(error) => Verdict::ReplayFailure { message: error.to_string() },
         }
     };
     Ok(SeedResult {
