@@ -176,7 +176,7 @@ pub fn run_seed(case: &TestCase, seed: u64, dir: &Path, hooks: Hooks) -> Result<
             let replay = ChronicleReader::open(&report.chronicle).map_err(ReplayError::from).and_then(|reader| {
                 verify_replay_observed(
                     &reader,
-                    |ctx, journal| simulate::rebuild(ctx, journal),
+                    simulate::rebuild,
                     |egress| {
                         if shape.is_ok() {
                             shape = record.observe(egress);
