@@ -265,21 +265,36 @@ impl Progress for NoProgress {
 }
 
 /// Runs the simulation to the end and writes its files, reporting to
-/// `progress` every 1,024 packets.
+/// `progress` every 1,024 packets; refuses to start when the estimated
+/// chronicle ([`estimate_chronicle`]) would not fit the free space.
 pub fn run(sim: &Simulation, progress: &mut dyn Progress) -> Result<SimulationReport> {
-    fs::create_dir_all(&sim.out_dir).with_context(|| format!("cannot create {}", sim.out_dir.display()))?;
     let estimate = estimate_chronicle(&sim.scenario, &sim.config, sim.windows)?;
+    run_estimated(sim, &estimate, 1, progress)
+}
+
+/// [`run`] with the chronicle's estimate already made (by
+/// [`estimate_chronicle`] on the same scenario, config and windows), for a
+/// caller that makes `copies` runs of the same at once (`metagov test` runs
+/// each seed twice): the free space must hold `copies` chronicles.
+pub fn run_estimated(
+    sim: &Simulation,
+    estimate: &SizeEstimate,
+    copies: u64,
+    progress: &mut dyn Progress,
+) -> Result<SimulationReport> {
+    fs::create_dir_all(&sim.out_dir).with_context(|| format!("cannot create {}", sim.out_dir.display()))?;
     let free = free_bytes(&sim.out_dir)?;
     anyhow::ensure!(
-        estimate.bytes <= free,
+        estimate.bytes.saturating_mul(copies.max(1)) <= free,
         "the chronicle would take about {} bytes ({} packets × {:.2} deliveries/packet × {:.1} bytes/delivery, \
-         measured on the first {} packets), more than the {free} bytes free on {}; shorten the run (--windows) \
+         measured on the first {} packets){}, more than the {free} bytes free on {}; shorten the run (--windows) \
          or free space",
         estimate.bytes,
         estimate.packets,
         estimate.deliveries_per_packet,
         estimate.bytes_per_delivery,
         estimate.probe_packets,
+        if copies > 1 { format!(", {copies} times over") } else { String::new() },
         sim.out_dir.display()
     );
     let chronicle = sim.out_dir.join("run.cmeta");

@@ -156,6 +156,10 @@ pub fn run_seed(case: &TestCase, seed: u64, dir: &Path, hooks: Hooks) -> Result<
     let failed = |message: String| SuiteError::Run { test: case.name.clone(), seed, message };
     let mut config = case.config.clone();
     config.run.seed = seed;
+    // One estimate for both runs (they are the same run): the disk must
+    // hold two chronicles.
+    let estimate =
+        simulate::estimate_chronicle(&case.scenario, &config, case.windows).map_err(|e| failed(format!("{e:#}")))?;
     let simulate_into = |side: &str| {
         let simulation = Simulation {
             scenario: case.scenario.clone(),
@@ -163,7 +167,7 @@ pub fn run_seed(case: &TestCase, seed: u64, dir: &Path, hooks: Hooks) -> Result<
             windows: case.windows,
             out_dir: dir.join(side),
         };
-        simulate::run(&simulation, &mut NoProgress).map_err(|e| failed(format!("{e:#}")))
+        simulate::run_estimated(&simulation, &estimate, 2, &mut NoProgress).map_err(|e| failed(format!("{e:#}")))
     };
     // The second run beside the first and its replay: two independent runs
     // (each a pure function of scenario, config and seed), so the order they
@@ -174,15 +178,11 @@ pub fn run_seed(case: &TestCase, seed: u64, dir: &Path, hooks: Hooks) -> Result<
             let mut record = Record::new(config.initial_knobs(), report.summary.training.clone());
             let mut shape = Ok(());
             let replay = ChronicleReader::open(&report.chronicle).map_err(ReplayError::from).and_then(|reader| {
-                verify_replay_observed(
-                    &reader,
-                    simulate::rebuild,
-                    |egress| {
-                        if shape.is_ok() {
-                            shape = record.observe(egress);
-                        }
-                    },
-                )
+                verify_replay_observed(&reader, simulate::rebuild, |egress| {
+                    if shape.is_ok() {
+                        shape = record.observe(egress);
+                    }
+                })
             });
             shape.map_err(|e| failed(format!("the replay of {}: {e}", report.chronicle.display())))?;
             Ok((report, replay, record))
