@@ -2289,6 +2289,21 @@ mod governance_tests {
             serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/summary.json")).unwrap()).unwrap();
         assert_eq!(summary["counts"]["passed"], 2, "{summary}");
         assert_eq!(summary["results"][0]["verdict"], "pass");
+
+        // A config file next to the test, and a nested override merged into
+        // its section: the file's minimum and the override's maximum both hold.
+        std::fs::create_dir(dir.path().join("configs")).unwrap();
+        let gov = metagov_config::DEFAULT_TOML.replacen("min = 0.00001", "min = 0.03", 1);
+        assert_ne!(gov, metagov_config::DEFAULT_TOML);
+        std::fs::write(dir.path().join("configs/gov.toml"), gov).unwrap();
+        let path = dir.path().join("config-file.toml");
+        let toml = "[[test]]\nname = \"file and override\"\nscenario = \"plateau\"\nconfig = \"configs/gov.toml\"\n\
+                    seeds = [3]\nwindows = 600\n[test.overrides.knobs.learning_rate]\nmax = 0.1\n\
+                    [[test.expect]]\nthat = \"knob learning_rate stays within [0.03, 0.1]\"\n\
+                    [[test.expect]]\nthat = \"knob learning_rate at window 599 is within [0.03, 0.03] on job stalled\"\n";
+        std::fs::write(&path, toml).unwrap();
+        let (code, stdout, stderr) = metagov_test(&path, &dir.path().join("out2"), &[]);
+        assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     }
 
     #[test]

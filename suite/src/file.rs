@@ -352,7 +352,7 @@ impl FileCheck<'_> {
                 };
                 at = inner;
             }
-            at.insert((*last).to_owned(), value.get_ref().clone());
+            merge(at, last, value.get_ref().clone());
         }
         let text = match toml::to_string(&table) {
             Ok(text) => text,
@@ -382,6 +382,21 @@ impl FileCheck<'_> {
                 self.problem(overrides.at(), key, error.to_string());
                 None
             }
+        }
+    }
+}
+
+/// Sets `key` to `value` in `table`; a table given for a table is merged
+/// key by key (`[test.overrides.safety]` keeps the section's other keys).
+fn merge(table: &mut toml::Table, key: &str, value: toml::Value) {
+    match (table.get_mut(key), value) {
+        (Some(toml::Value::Table(into)), toml::Value::Table(from)) => {
+            for (key, value) in from {
+                merge(into, &key, value);
+            }
+        }
+        (_, value) => {
+            table.insert(key.to_owned(), value);
         }
     }
 }

@@ -28,7 +28,7 @@ pub mod run;
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
     /// A file or directory could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Io {
         /// The path.
         path: PathBuf,
@@ -49,7 +49,7 @@ pub enum SuiteError {
         problems: metagov_config::ConfigError,
     },
     /// A scenario file a test names is not valid.
-    #[error("{origin}: {source}")]
+    #[error("{origin}")]
     Scenario {
         /// The test file and key that name it.
         origin: String,
@@ -58,7 +58,7 @@ pub enum SuiteError {
         source: metagov_sim::scenario::ScenarioError,
     },
     /// A config file a test names is not valid.
-    #[error("{origin}: {source}")]
+    #[error("{origin}")]
     Config {
         /// The test file and key that name it.
         origin: String,
