@@ -114,7 +114,7 @@ pub struct SeedResult {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Hooks {
     /// Flips every bit of the byte at this offset of the second run's
-    /// chronicle bytes as read, before they are compared (the file is not
+    /// chronicle as it is read for the comparison (the file is not
     /// touched): the determinism-failure verdict on demand.
     pub corrupt_second_chronicle_at: Option<u64>,
 }
@@ -127,6 +127,47 @@ pub fn first_difference(a: &[u8], b: &[u8]) -> Option<u64> {
     }
     let common = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
     Some(common as u64)
+}
+
+/// Bytes of each file compared at a time.
+const CHUNK_BYTES: usize = 1 << 16;
+
+/// The first byte offset where the files at `a` and `b` differ, with both
+/// sizes; `None` when they are equal. Read in chunks of [`CHUNK_BYTES`], so
+/// the memory does not grow with the run. `flip`: a byte offset of the
+/// second file whose bits are flipped as read ([`Hooks`]).
+fn compare_files(a: &Path, b: &Path, flip: Option<u64>) -> std::io::Result<Option<(u64, u64, u64)>> {
+    use std::io::Read;
+    /// Reads until `buffer` is full or the file ends; the bytes read.
+    fn fill(file: &mut std::fs::File, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match file.read(&mut buffer[filled..])? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        Ok(filled)
+    }
+    let (mut file_a, mut file_b) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
+    let sizes = (file_a.metadata()?.len(), file_b.metadata()?.len());
+    let (mut chunk_a, mut chunk_b) = (vec![0; CHUNK_BYTES], vec![0; CHUNK_BYTES]);
+    let mut offset = 0_u64;
+    loop {
+        let (read_a, read_b) = (fill(&mut file_a, &mut chunk_a)?, fill(&mut file_b, &mut chunk_b)?);
+        if let Some(at) = flip.and_then(|at| at.checked_sub(offset)).and_then(|at| usize::try_from(at).ok()) {
+            if let Some(byte) = chunk_b[..read_b].get_mut(at) {
+                *byte ^= 0xff;
+            }
+        }
+        if let Some(at) = first_difference(&chunk_a[..read_a], &chunk_b[..read_b]) {
+            return Ok(Some((offset + at, sizes.0, sizes.1)));
+        }
+        if read_a == 0 {
+            return Ok(None);
+        }
+        offset += read_a as u64;
+    }
 }
 
 /// The shell command that runs seed `seed` of test `name` of `file` alone.
@@ -192,21 +233,11 @@ pub fn run_seed(case: &TestCase, seed: u64, dir: &Path, hooks: Hooks) -> Result<
     });
     let ((first, replay, record), second) = (first?, second?);
     let chronicles = [first.chronicle, second.chronicle];
-    let read = |path: &Path| std::fs::read(path).map_err(|e| failed(format!("cannot read {}: {e}", path.display())));
-    let (first_bytes, mut second_bytes) = (read(&chronicles[0])?, read(&chronicles[1])?);
-    if let Some(byte) = hooks
-        .corrupt_second_chronicle_at
-        .and_then(|at| usize::try_from(at).ok())
-        .and_then(|at| second_bytes.get_mut(at))
-    {
-        *byte ^= 0xff;
-    }
-    let verdict = if let Some(offset) = first_difference(&first_bytes, &second_bytes) {
-        Verdict::DeterminismFailure {
-            offset,
-            first_bytes: first_bytes.len() as u64,
-            second_bytes: second_bytes.len() as u64,
-        }
+    let compared = compare_files(&chronicles[0], &chronicles[1], hooks.corrupt_second_chronicle_at).map_err(|e| {
+        failed(format!("cannot compare {} with {}: {e}", chronicles[0].display(), chronicles[1].display()))
+    })?;
+    let verdict = if let Some((offset, first_bytes, second_bytes)) = compared {
+        Verdict::DeterminismFailure { offset, first_bytes, second_bytes }
     } else {
         match replay {
             Ok(report) if report.status == IntegrityStatus::Sealed && report.complete => {
@@ -243,6 +274,23 @@ mod tests {
         assert_eq!(first_difference(b"abc", b"abd"), Some(2));
         assert_eq!(first_difference(b"ab", b"abc"), Some(2));
         assert_eq!(first_difference(b"", b"x"), Some(0));
+    }
+
+    #[test]
+    fn files_are_compared_chunk_by_chunk_with_the_offset_across_chunks() {
+        let dir = std::env::temp_dir().join(format!("metagov-suite-compare-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        let bytes: Vec<u8> = (0..3 * CHUNK_BYTES + 17).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&a, &bytes).unwrap();
+        std::fs::write(&b, &bytes).unwrap();
+        let size = bytes.len() as u64;
+        assert_eq!(compare_files(&a, &b, None).unwrap(), None);
+        let at = 2 * CHUNK_BYTES as u64 + 5;
+        assert_eq!(compare_files(&a, &b, Some(at)).unwrap(), Some((at, size, size)));
+        std::fs::write(&b, &bytes[..CHUNK_BYTES + 3]).unwrap();
+        assert_eq!(compare_files(&a, &b, None).unwrap(), Some((CHUNK_BYTES as u64 + 3, size, CHUNK_BYTES as u64 + 3)));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
