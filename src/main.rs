@@ -94,6 +94,37 @@ enum Command {
     /// recorded telemetry and carries on exactly where that run stood.
     /// The API is documented in docs/live.md.
     Run(cli::run::RunArgs),
+    /// Test a governance config the way code is tested: run the governance
+    /// test files in PATH (files, or directories of *.toml), each seed
+    /// twice (the two chronicles compared byte for byte) and replayed, and
+    /// check every expectation on what the run recorded.
+    ///
+    /// Prints a verdict per test and seed (pass, failed with expected and
+    /// actual values and the command that reproduces it, determinism
+    /// failure, replay failure) and writes the chronicles, summary.json,
+    /// summary.md and junit.xml to --out. Exits non-zero when anything does
+    /// not pass or a test file is invalid. The format: docs/testing.md.
+    Test {
+        /// Test files or directories [default: tests/governance].
+        paths: Vec<PathBuf>,
+        /// Only the test of this name.
+        #[arg(long = "test", value_name = "NAME")]
+        name: Option<String>,
+        /// Only this seed of the selected tests.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output directory [default: metagov-tests/YYYYMMDD__SUITE, the
+        /// date from the wall clock, SUITE the path's name].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Seeds run at once, on threads; the verdicts and files are those
+        /// of one after another, in the same order (only the times differ).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: u16,
+    },
     /// Show stored prior versions.
     #[command(subcommand)]
     Prior(PriorCommand),
@@ -433,6 +464,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Run(args) => cli::run::run(args, &mut out),
+        Command::Test { paths, name, seed, out: out_dir, quiet, jobs } => {
+            let args = cli::suite::TestArgs { paths, test: name, seed, out: out_dir, quiet, jobs: jobs.into() };
+            cli::suite::test(&args, metagov_suite::run::Hooks::default(), &mut out)
+        }
         Command::Prior(PriorCommand::Show { dir, config }) => cli::prior_show(&dir, config.as_deref(), &mut out),
         Command::Config(ConfigCommand::Init { file, force }) => cli::config_init(file.as_deref(), force, &mut out),
         Command::Config(ConfigCommand::Check { file }) => cli::config_check(&file, &mut out),

@@ -2687,3 +2687,296 @@ mod bundles {
         assert!(stderr.contains("the directory it packs"), "{stderr}");
     }
 }
+
+/// Issue 10, `metagov test`: governance test files run through the real
+/// binary (and, for the determinism verdict, through the command function
+/// with its test hook): a passing file, a failing expectation with its
+/// expected and actual values and reproduction command, invalid files with
+/// line:column and "did you mean", a determinism failure, JUnit XML checked
+/// against tests/junit/JUnit.xsd with xmllint, and the project's own suite
+/// in tests/governance.
+mod governance_tests {
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output};
+
+    use metagov::cli::{self, Outcome};
+
+    /// `metagov ARGS` from the package root, as a child process.
+    fn metagov(args: &[&std::ffi::OsStr]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_metagov")).current_dir(env!("CARGO_MANIFEST_DIR")).args(args).output().unwrap()
+    }
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+
+    /// `metagov test FILE --out OUT -q [more]`: (exit code, stdout, stderr).
+    fn metagov_test(file: &Path, out: &Path, more: &[&str]) -> (Option<i32>, String, String) {
+        let mut args: Vec<&std::ffi::OsStr> =
+            vec!["test".as_ref(), file.as_os_str(), "--out".as_ref(), out.as_os_str()];
+        args.push("-q".as_ref());
+        args.extend(more.iter().map(std::ffi::OsStr::new));
+        let output = metagov(&args);
+        (output.status.code(), text(&output.stdout), text(&output.stderr))
+    }
+
+    /// A plateau test file: a short run, `expect` as its sentences.
+    fn plateau_test(dir: &Path, name: &str, seeds: &str, expect: &[&str]) -> PathBuf {
+        let mut toml = format!("[[test]]\nname = {name:?}\nscenario = \"plateau\"\nseeds = {seeds}\nwindows = 400\n");
+        for that in expect {
+            toml.push_str(&format!("[[test.expect]]\nthat = {that:?}\n"));
+        }
+        let path = dir.join(format!("{}.toml", name.replace(' ', "-")));
+        std::fs::write(&path, toml).unwrap();
+        path
+    }
+
+    /// xmllint's verdict on `xml` against tests/junit/JUnit.xsd, or `None`
+    /// when xmllint cannot be had (allowed outside CI only, loudly).
+    fn xmllint_schema(xml: &Path) -> Option<Output> {
+        let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/junit/JUnit.xsd");
+        let run = Command::new("xmllint").arg("--noout").arg("--schema").arg(&schema).arg(xml).output();
+        #[allow(clippy::disallowed_methods)] // A test switch: is this CI?
+        let in_ci = std::env::var_os("CI").is_some();
+        match run {
+            Ok(output) => Some(output),
+            Err(_) => {
+                assert!(!in_ci, "xmllint is missing in CI: .ci/run must install it (scripts/install-test-deps)");
+                eprintln!(
+                    "\n*** SKIPPED JUnit schema check: xmllint is not installed (apt-get install libxml2-utils) ***\n"
+                );
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn the_projects_governance_suite_passes() {
+        let out = tempfile::tempdir().unwrap();
+        let (code, stdout, stderr) = metagov_test(Path::new("tests/governance"), out.path(), &[]);
+        assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+        assert!(stdout.contains(" 0 failed, 0 determinism failures, 0 replay failures"), "{stdout}");
+        for name in ["summary.json", "summary.md", "junit.xml"] {
+            assert!(out.path().join(name).is_file(), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn a_passing_file_passes_every_seed_and_overrides_reach_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("override.toml");
+        let toml = "[[test]]\nname = \"raised minimum\"\nscenario = \"plateau\"\nseeds = [3, 4]\nwindows = 600\n\
+                    [test.overrides]\n\"knobs.learning_rate.min\" = 0.02\n\
+                    [[test.expect]]\nthat = \"knob learning_rate stays within [0.02, 0.1]\"\n\
+                    [[test.expect]]\nthat = \"rule plateau fires at least 1 time on job stalled after window 300\"\n";
+        std::fs::write(&path, toml).unwrap();
+        let (code, stdout, stderr) = metagov_test(&path, &dir.path().join("out"), &[]);
+        assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+        assert_eq!(stdout.matches("PASS ").count(), 2, "{stdout}");
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["counts"]["passed"], 2, "{summary}");
+        assert_eq!(summary["results"][0]["verdict"], "pass");
+
+        // A config file next to the test, and a nested override merged into
+        // its section: the file's minimum and the override's maximum both hold.
+        std::fs::create_dir(dir.path().join("configs")).unwrap();
+        let gov = metagov_config::DEFAULT_TOML.replacen("min = 0.00001", "min = 0.03", 1);
+        assert_ne!(gov, metagov_config::DEFAULT_TOML);
+        std::fs::write(dir.path().join("configs/gov.toml"), gov).unwrap();
+        let path = dir.path().join("config-file.toml");
+        let toml = "[[test]]\nname = \"file and override\"\nscenario = \"plateau\"\nconfig = \"configs/gov.toml\"\n\
+                    seeds = [3]\nwindows = 600\n[test.overrides.knobs.learning_rate]\nmax = 0.1\n\
+                    [[test.expect]]\nthat = \"knob learning_rate stays within [0.03, 0.1]\"\n\
+                    [[test.expect]]\nthat = \"knob learning_rate at window 599 is within [0.03, 0.03] on job stalled\"\n";
+        std::fs::write(&path, toml).unwrap();
+        let (code, stdout, stderr) = metagov_test(&path, &dir.path().join("out2"), &[]);
+        assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    }
+
+    #[test]
+    fn a_failing_expectation_exits_1_with_expected_actual_and_the_reproduce_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let expect =
+            ["knob learning_rate stays within [0.09, 0.11]", "rule plateau fires at most 1 time", "no rollbacks"];
+        let path = plateau_test(dir.path(), "too strict", "[5, 6]", &expect);
+        let (code, stdout, _) = metagov_test(&path, &dir.path().join("out"), &[]);
+        assert_eq!(code, Some(1), "{stdout}");
+        assert_eq!(stdout.matches("FAILED ").count(), 2, "{stdout}");
+        assert!(
+            stdout.contains("`knob learning_rate stays within [0.09, 0.11]`: expected within [0.09, 0.11], actual 0.05 on job stalled after window"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("`rule plateau fires at most 1 time`: expected at most 1, actual "), "{stdout}");
+        assert!(stdout.contains("; first broken on job stalled at window "), "{stdout}");
+        assert!(!stdout.contains("no rollbacks"), "a holding expectation is not reported: {stdout}");
+        let command = format!("reproduce: metagov test {} --test 'too strict' --seed 6", path.display());
+        assert!(stdout.contains(&command), "{stdout}");
+        // The reproduction runs that seed alone, with the same verdict.
+        let (code, again, _) = metagov_test(&path, &dir.path().join("again"), &["--test", "too strict", "--seed", "6"]);
+        assert_eq!(code, Some(1), "{again}");
+        assert!(
+            again.contains("1 tests, 1 runs") && again.contains("[seed 6]") && !again.contains("[seed 5]"),
+            "{again}"
+        );
+        // A filter that matches nothing is an error, with a "did you mean".
+        let (code, _, stderr) = metagov_test(&path, &dir.path().join("none"), &["--test", "too strikt"]);
+        assert_eq!(code, Some(1));
+        assert!(stderr.contains("--test too strikt: no test has that name; did you mean `too strict`?"), "{stderr}");
+    }
+
+    #[test]
+    fn an_invalid_test_file_names_line_column_and_did_you_mean() {
+        let dir = tempfile::tempdir().unwrap();
+        let misspelled = dir.path().join("keys.toml");
+        std::fs::write(&misspelled, "[[test]]\nname = \"t\"\nscenaro = \"plateau\"\nseeds = [1]\n").unwrap();
+        let (code, _, stderr) = metagov_test(&misspelled, &dir.path().join("out"), &[]);
+        assert_eq!(code, Some(1));
+        let at = format!("{}:3:1: test[0].scenaro: unknown key, did you mean `scenario`?", misspelled.display());
+        assert!(stderr.contains(&at), "{stderr}");
+
+        let sentences = plateau_test(
+            dir.path(),
+            "bad sentences",
+            "[1]",
+            &[
+                "rule plateau fire at least 1 time",
+                "rule platea fires at least 1 time",
+                "knob lr never changes on job stalled",
+                "rollbacks with reason below_flor at most 1",
+            ],
+        );
+        let (code, _, stderr) = metagov_test(&sentences, &dir.path().join("out"), &[]);
+        assert_eq!(code, Some(1));
+        let file = sentences.display();
+        for line in [
+            format!("{file}:7:22: test[0].expect[0].that: expected one of `fires`, `never` at `fire`; did you mean `fires`?"),
+            format!("{file}:9:14: test[0].expect[1].that: `platea` is no rule of the config; did you mean `plateau`?"),
+            format!("{file}:11:14: test[0].expect[2].that: `lr` is no knob of the config; expected one of `batch_size`, `learning_rate`"),
+            format!("{file}:13:31: test[0].expect[3].that: `below_flor` is no rollback reason; did you mean `below_floor`?"),
+        ] {
+            assert!(stderr.contains(&line), "{line}\nnot in\n{stderr}");
+        }
+
+        let overrides = dir.path().join("overrides.toml");
+        let toml = "[[test]]\nname = \"o\"\nscenario = \"plateau\"\nseeds = [1]\n[test.overrides]\n\"saftey.max_drop\" = 0.2\n\
+                    [[test.expect]]\nthat = \"no rollbacks\"\n";
+        std::fs::write(&overrides, toml).unwrap();
+        let (code, _, stderr) = metagov_test(&overrides, &dir.path().join("out"), &[]);
+        assert_eq!(code, Some(1));
+        let at = format!(
+            "{}:6:21: test[0].overrides.\"saftey.max_drop\": saftey: unknown key, did you mean `safety`?",
+            overrides.display()
+        );
+        assert!(stderr.contains(&at), "{stderr}");
+    }
+
+    /// The verdict path of a determinism failure, provoked honestly: the
+    /// runner's test hook flips one byte of the second run's chronicle bytes
+    /// as read, before the comparison (`metagov_suite::run::first_difference`
+    /// itself is tested on byte strings in the suite crate).
+    #[test]
+    fn a_determinism_failure_names_the_first_differing_byte_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = plateau_test(dir.path(), "determinism", "[9]", &["no rollbacks"]);
+        let args = cli::suite::TestArgs {
+            paths: vec![path],
+            out: Some(dir.path().join("out")),
+            quiet: true,
+            ..Default::default()
+        };
+        let hooks = metagov_suite::run::Hooks { corrupt_second_chronicle_at: Some(1000) };
+        let mut out = Vec::new();
+        let outcome = cli::suite::test(&args, hooks, &mut out).unwrap();
+        let stdout = String::from_utf8(out).unwrap();
+        assert_eq!(outcome, Outcome::Failure, "{stdout}");
+        assert!(stdout.contains("DETERMINISM FAILURE "), "{stdout}");
+        assert!(stdout.contains("the two runs' chronicles differ at byte offset 1000"), "{stdout}");
+        assert!(stdout.contains("0 passed, 0 failed, 1 determinism failures"), "{stdout}");
+        let junit = std::fs::read_to_string(dir.path().join("out/junit.xml")).unwrap();
+        assert!(junit.contains("type=\"determinism\""), "{junit}");
+        // Without the hook the same test passes.
+        let mut out = Vec::new();
+        assert_eq!(cli::suite::test(&args, metagov_suite::run::Hooks::default(), &mut out).unwrap(), Outcome::Success);
+    }
+
+    /// `--jobs 3` gives the verdicts, printed lines, summary and chronicles
+    /// of a serial run, in the same order; only the times differ.
+    #[test]
+    fn parallel_seeds_give_the_results_and_files_of_a_serial_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let passing = plateau_test(dir.path(), "a passes", "[1, 2, 3]", &["no rollbacks"]);
+        let failing = plateau_test(dir.path(), "b fails", "[4, 5]", &["rule plateau never fires"]);
+        let run = |out: &str, jobs: &str| {
+            let out = dir.path().join(out);
+            let args: Vec<&std::ffi::OsStr> = vec![
+                "test".as_ref(),
+                passing.as_os_str(),
+                failing.as_os_str(),
+                "--out".as_ref(),
+                out.as_os_str(),
+                "-q".as_ref(),
+                "--jobs".as_ref(),
+                jobs.as_ref(),
+            ];
+            let output = metagov(&args);
+            assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+            // Times and the output directory aside, the text is the same.
+            let stdout = text(&output.stdout);
+            let lines: Vec<String> = stdout
+                .lines()
+                .filter(|l| !l.starts_with("results "))
+                .map(|l| l.split("  (").next().unwrap().to_owned())
+                .collect();
+            let mut summary: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+            summary["timestamp"] = serde_json::Value::Null;
+            let mut chronicles = Vec::new();
+            for result in summary["results"].as_array_mut().unwrap() {
+                result["seconds"] = serde_json::Value::Null;
+                for chronicle in result["chronicles"].as_array_mut().unwrap() {
+                    chronicles.push(std::fs::read(chronicle.as_str().unwrap()).unwrap());
+                    *chronicle = chronicle.as_str().unwrap().replace(out.to_str().unwrap(), "OUT").into();
+                }
+            }
+            (lines, summary, chronicles)
+        };
+        let serial = run("serial", "1");
+        let parallel = run("parallel", "3");
+        assert_eq!(serial.0, parallel.0);
+        assert_eq!(serial.1, parallel.1);
+        assert!(serial.2 == parallel.2, "the chronicles differ");
+        assert_eq!(serial.0.iter().filter(|l| l.starts_with("PASS ")).count(), 3, "{:?}", serial.0);
+    }
+
+    #[test]
+    fn junit_xml_validates_against_the_junit_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let passing = plateau_test(dir.path(), "passes", "[1]", &["no rollbacks"]);
+        let failing = plateau_test(dir.path(), "fails <&> \"quoted\"", "[1, 2]", &["rule plateau never fires"]);
+        let out = dir.path().join("out");
+        let args: Vec<&std::ffi::OsStr> = vec![
+            "test".as_ref(),
+            passing.as_os_str(),
+            failing.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+            "-q".as_ref(),
+        ];
+        let output = metagov(&args);
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+        let junit = out.join("junit.xml");
+        let xml = std::fs::read_to_string(&junit).unwrap();
+        assert_eq!(xml.matches("<testsuite ").count(), 2, "{xml}");
+        assert_eq!(xml.matches("<testcase ").count(), 3, "{xml}");
+        assert_eq!(xml.matches("<failure ").count(), 2, "{xml}");
+        assert!(xml.contains("reproduce: metagov test "), "{xml}");
+        assert!(xml.contains("fails &lt;&amp;&gt; &quot;quoted&quot; [seed 2]"), "{xml}");
+        let Some(verdict) = xmllint_schema(&junit) else { return };
+        assert!(verdict.status.success(), "xmllint:\n{}{}\n{xml}", text(&verdict.stdout), text(&verdict.stderr));
+        // The schema check has teeth: a testcase without its time is refused.
+        let broken = dir.path().join("broken.xml");
+        std::fs::write(&broken, xml.replacen(" time=\"", " tim=\"", 2)).unwrap();
+        assert!(!xmllint_schema(&broken).unwrap().status.success(), "a broken file must fail validation");
+    }
+}

@@ -422,7 +422,7 @@ pub fn drop_code(reason: &DropReason) -> (&'static str, Option<f64>) {
 }
 
 /// The stable code of a rollback reason, as reason codes are written.
-pub fn rollback_code(reason: RollbackReason) -> &'static str {
+pub const fn rollback_code(reason: RollbackReason) -> &'static str {
     match reason {
         RollbackReason::BelowFloor => "below_floor",
         RollbackReason::DropFromBest => "drop_from_best",

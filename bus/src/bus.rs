@@ -227,6 +227,22 @@ pub struct Egress {
     pub payload: Arc<Value>,
 }
 
+impl Egress {
+    /// The publish a recorded delivery belongs to, read back from a journal:
+    /// exact for a publish's first delivery, so for every delivery on a
+    /// topic with at most one subscriber (or none: the delivery to
+    /// [`NOBODY`](crate::NOBODY)).
+    pub fn of_delivery(delivery: &Envelope) -> Egress {
+        Egress {
+            tick: delivery.tick,
+            seq: delivery.seq,
+            topic: delivery.topic.clone(),
+            from: delivery.from.clone(),
+            payload: delivery.payload.clone(),
+        }
+    }
+}
+
 /// Where a topic goes: its subscribers, and whether it is an ingress or an
 /// egress topic.
 #[derive(Default)]

@@ -16,7 +16,7 @@ use metagov_actors::messages::{POLICY_UPDATE, TELEMETRY_RAW};
 use metagov_actors::{MetaSupervisor, Output, ACTOR_NAMES};
 use metagov_bus::{log, Bus, Egress, IngressReport, Journal};
 use metagov_config::Config;
-use metagov_storage::{init_session, ChronicleWriter, WriterOptions};
+use metagov_storage::{init_session, ChronicleWriter, RunContext, WriterOptions};
 
 use crate::scenario::{Scenario, TelemetryStream};
 use crate::summary::{Summary, SummaryCollector};
@@ -197,6 +197,27 @@ pub fn bus_problems(config: &Config) -> Vec<(String, String)> {
     problems
 }
 
+/// Rebuilds the actor set a chronicle recorded, from its context (seed,
+/// config text, actor names): the governance set of [`MetaSupervisor`] or
+/// the kernel's [`workload`](crate::workload). What a replay hands to
+/// `metagov_storage::verify_replay`.
+///
+/// # Errors
+///
+/// If the recorded config does not read, or no known actor set has the
+/// recorded actors.
+pub fn rebuild<J: Journal>(ctx: &RunContext, journal: J) -> Result<Bus<J>, String> {
+    let config = Config::from_toml_str(&ctx.config_text, "the chronicle's config").map_err(|e| e.to_string())?;
+    if ctx.actors == ACTOR_NAMES {
+        return MetaSupervisor::build(&config, journal).map_err(|e| e.to_string());
+    }
+    if ctx.actors == crate::workload::ACTORS {
+        return crate::workload::build_bus(ctx.seed, metagov_actors::bus_limits(&config), journal)
+            .map_err(|e| e.to_string());
+    }
+    Err(format!("no known actor set matches the recorded actors {:?}", ctx.actors))
+}
+
 /// Every file a run writes in its directory.
 pub const RUN_FILES: [&str; 5] = ["run.cmeta", "run.cmeta.partial", "run.log", "summary.json", "summary.txt"];
 
@@ -244,21 +265,36 @@ impl Progress for NoProgress {
 }
 
 /// Runs the simulation to the end and writes its files, reporting to
-/// `progress` every 1,024 packets.
+/// `progress` every 1,024 packets; refuses to start when the estimated
+/// chronicle ([`estimate_chronicle`]) would not fit the free space.
 pub fn run(sim: &Simulation, progress: &mut dyn Progress) -> Result<SimulationReport> {
-    fs::create_dir_all(&sim.out_dir).with_context(|| format!("cannot create {}", sim.out_dir.display()))?;
     let estimate = estimate_chronicle(&sim.scenario, &sim.config, sim.windows)?;
+    run_estimated(sim, &estimate, 1, progress)
+}
+
+/// [`run`] with the chronicle's estimate already made (by
+/// [`estimate_chronicle`] on the same scenario, config and windows), for a
+/// caller that makes `copies` runs of the same at once (`metagov test` runs
+/// each seed twice): the free space must hold `copies` chronicles.
+pub fn run_estimated(
+    sim: &Simulation,
+    estimate: &SizeEstimate,
+    copies: u64,
+    progress: &mut dyn Progress,
+) -> Result<SimulationReport> {
+    fs::create_dir_all(&sim.out_dir).with_context(|| format!("cannot create {}", sim.out_dir.display()))?;
     let free = free_bytes(&sim.out_dir)?;
     anyhow::ensure!(
-        estimate.bytes <= free,
+        estimate.bytes.saturating_mul(copies.max(1)) <= free,
         "the chronicle would take about {} bytes ({} packets × {:.2} deliveries/packet × {:.1} bytes/delivery, \
-         measured on the first {} packets), more than the {free} bytes free on {}; shorten the run (--windows) \
+         measured on the first {} packets){}, more than the {free} bytes free on {}; shorten the run (--windows) \
          or free space",
         estimate.bytes,
         estimate.packets,
         estimate.deliveries_per_packet,
         estimate.bytes_per_delivery,
         estimate.probe_packets,
+        if copies > 1 { format!(", {copies} times over") } else { String::new() },
         sim.out_dir.display()
     );
     let chronicle = sim.out_dir.join("run.cmeta");

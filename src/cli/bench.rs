@@ -47,6 +47,9 @@ pub enum Which {
     /// and `metagov bundle` beside it. Not part of `all` (it writes twice
     /// --bytes to --dir).
     Bundle,
+    /// A governance suite (`metagov test` on tests/governance) against the
+    /// plain `simulate` runs it contains. Not part of `all`.
+    Suite,
     /// `metagov run` under open-loop HTTP load: latency percentiles, maximum
     /// sustained rate against an actix-web baseline and an fsync ceiling,
     /// peak memory against packets taken. Not part of `all` (about a minute).
@@ -673,6 +676,10 @@ pub fn run(
     if matches!(which, Which::Bundle) {
         let bytes = bundle_bytes.unwrap_or(if quick { 32 << 20 } else { 256 << 20 });
         super::bench_bundle::bench_bundle(bytes, &dir, out)?;
+        return Ok(Outcome::Success);
+    }
+    if matches!(which, Which::Suite) {
+        super::bench_suite::bench_suite(quick, &dir, out)?;
         return Ok(Outcome::Success);
     }
     if matches!(which, Which::Live) {

@@ -8,15 +8,8 @@ use anyhow::Result;
 use metagov_config::Config;
 use metagov_sim::scorecard::{run_suite, JobCard, ScenarioCard, CONSTANT_RATES};
 
+use super::bench::met;
 use super::progress::progress_bar;
-
-fn met(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "NOT met"
-    }
-}
 
 fn windows(card: &JobCard) -> String {
     card.windows_to_target.map_or_else(|| "not reached".to_owned(), |w| w.to_string())

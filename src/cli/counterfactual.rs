@@ -33,19 +33,13 @@ fn observe(decisions: &mut Decisions, message: &Egress) {
     }
 }
 
-/// A recorded delivery as the publish it was (both topics `observe`
-/// keeps have one subscriber, so one delivery is one publish).
-pub(super) fn as_egress(d: &metagov_bus::Envelope) -> Egress {
-    Egress { tick: d.tick, seq: d.seq, topic: d.topic.clone(), from: d.from.clone(), payload: d.payload.clone() }
-}
-
 /// The decisions recorded in `reader`'s whole frames.
 fn decisions(file: &Path, reader: &ChronicleReader) -> Result<Decisions> {
     let mut decisions = Decisions::default();
     for entry in reader.records() {
         let entry = entry.with_context(|| format!("cannot read {}", Escaped(file.display())))?;
         if let OwnedEntry::Delivery(d) = entry {
-            observe(&mut decisions, &as_egress(&d));
+            observe(&mut decisions, &Egress::of_delivery(&d));
         }
     }
     Ok(decisions)
@@ -119,7 +113,7 @@ pub fn replay_simulate(file: &Path, config: Config, out_dir: &Path, out: &mut dy
         let entry = entry.with_context(|| format!("cannot read {}", Escaped(file.display())))?;
         let OwnedEntry::Delivery(d) = entry else { continue };
         if *d.from != *INGRESS {
-            observe(&mut recorded, &as_egress(&d));
+            observe(&mut recorded, &Egress::of_delivery(&d));
             continue;
         }
         packets += 1;

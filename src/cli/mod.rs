@@ -6,13 +6,14 @@ pub mod bench;
 mod bench_bundle;
 mod bench_governance;
 mod bench_live;
+mod bench_suite;
 pub mod bundle;
 mod counterfactual;
 mod output;
 mod progress;
 pub mod run;
+pub mod suite;
 
-use counterfactual::as_egress;
 pub use counterfactual::{diff_runs, replay_inspect, replay_simulate};
 pub use output::{write_csv_field, Escaped, EscapedLines, OutputFile};
 
@@ -22,7 +23,6 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use metagov_actors::{bus_limits, MetaSupervisor, ACTOR_NAMES};
 use metagov_bus::{OwnedEntry, Value};
 use metagov_config::{Config, DEFAULT_TOML};
 use metagov_storage::{verify_file, verify_replay, ChronicleReader, IntegrityStatus, ReplayError, Tail};
@@ -34,7 +34,6 @@ use metagov_storage::{verify_file, verify_replay, ChronicleReader, IntegrityStat
 use metagov_sim::priors;
 use metagov_sim::scenario::Scenario;
 use metagov_sim::simulate::{self as sim, Simulation};
-use metagov_sim::workload;
 
 /// How a command ended when it did not fail outright.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -487,7 +486,8 @@ pub fn explain(file: &Path, query: &ExplainQuery<'_>, json: bool, out: &mut dyn 
         if *d.topic != *POLICY_UPDATE {
             return Ok(());
         }
-        let Ok(metagov_actors::Output::PolicyUpdate(update)) = metagov_actors::Output::from_egress(&as_egress(&d))
+        let Ok(metagov_actors::Output::PolicyUpdate(update)) =
+            metagov_actors::Output::from_egress(&metagov_bus::Egress::of_delivery(&d))
         else {
             return Ok(());
         };
@@ -859,16 +859,7 @@ fn write_csv_row(entry: &OwnedEntry, out: &mut dyn Write) -> io::Result<()> {
 /// `allow_partial`, a corrupt one never.
 pub fn replay_verify(file: &Path, allow_partial: bool, out: &mut dyn Write) -> Result<Outcome> {
     let reader = open(file)?;
-    let result = verify_replay(&reader, |ctx, journal| {
-        let config = Config::from_toml_str(&ctx.config_text, "the chronicle's config").map_err(|e| e.to_string())?;
-        if ctx.actors == ACTOR_NAMES {
-            return MetaSupervisor::build(&config, journal).map_err(|e| e.to_string());
-        }
-        if ctx.actors == workload::ACTORS {
-            return workload::build_bus(ctx.seed, bus_limits(&config), journal).map_err(|e| e.to_string());
-        }
-        Err(format!("no known actor set matches the recorded actors {:?}", ctx.actors))
-    });
+    let result = verify_replay(&reader, sim::rebuild);
     let name = Escaped(file.display());
     match result {
         Ok(report) if report.status == IntegrityStatus::Sealed && report.complete => {

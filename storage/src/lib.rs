@@ -33,5 +33,7 @@ pub use error::{ChronicleError, Location};
 pub use format::{crc64, FrameInfo};
 pub use priors::{PriorStore, PriorStoreError, PRIOR_FILE_BYTES_MAX};
 pub use reader::{verify_file, ChronicleReader, IntegrityReport, IntegrityStatus, Records, Tail};
-pub use replay::{verify_replay, verify_replay_file, ComparingJournal, Divergence, ReplayError, ReplayReport};
+pub use replay::{
+    verify_replay, verify_replay_file, verify_replay_observed, ComparingJournal, Divergence, ReplayError, ReplayReport,
+};
 pub use writer::{ChronicleWriter, SetLen, WriterOptions};

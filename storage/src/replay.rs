@@ -9,7 +9,7 @@
 use std::fmt;
 use std::path::Path;
 
-use metagov_bus::{Bus, BusError, Entry, FieldDiff, Journal, JournalError, OwnedEntry, Value, INGRESS};
+use metagov_bus::{Bus, BusError, Egress, Entry, FieldDiff, Journal, JournalError, OwnedEntry, Value, INGRESS};
 
 use crate::context::RunContext;
 use crate::reader::{ChronicleReader, IntegrityStatus, Records};
@@ -203,6 +203,21 @@ pub fn verify_replay<'r, B>(reader: &'r ChronicleReader, build: B) -> Result<Rep
 where
     B: FnOnce(&RunContext, ComparingJournal<'r>) -> Result<Bus<ComparingJournal<'r>>, String>,
 {
+    verify_replay_observed(reader, build, |_| {})
+}
+
+/// [`verify_replay`], handing `observe` the replayed bus's egress after
+/// each tick that matched the recording: on a replay that matches to the end
+/// of a sealed recording, that is every publish the run handed out, as
+/// recorded.
+pub fn verify_replay_observed<'r, B>(
+    reader: &'r ChronicleReader,
+    build: B,
+    mut observe: impl FnMut(&[Egress]),
+) -> Result<ReplayReport, ReplayError>
+where
+    B: FnOnce(&RunContext, ComparingJournal<'r>) -> Result<Bus<ComparingJournal<'r>>, String>,
+{
     let journal = ComparingJournal::new(reader.records(), reader.version());
     let mut bus = build(reader.context(), journal).map_err(ReplayError::Build)?;
     let recorded_actors = &reader.context().actors;
@@ -238,6 +253,7 @@ where
             }
             return Err(ReplayError::Bus(error));
         }
+        observe(bus.egress());
     }
     let journal = bus.journal();
     // Invariant: the loop ends when the recording has no entry left, and

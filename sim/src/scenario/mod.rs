@@ -152,6 +152,11 @@ impl Scenario {
         self.jobs.len() as u64
     }
 
+    /// The names of its jobs, in file order.
+    pub fn job_names(&self) -> Vec<&str> {
+        self.jobs.iter().map(|job| job.name.as_str()).collect()
+    }
+
     /// The packets of a run seeded with `seed`: window by window, and within
     /// a window the jobs in file order. `windows_override` replaces the
     /// file's window count, capped at [`Scenario::WINDOWS_MAX`]; events

@@ -1,0 +1,262 @@
+//! `metagov test [PATH ...]`: the CLI glue of governance tests
+//! (docs/testing.md). Finding, checking and running the tests, and writing
+//! their results, is `metagov_suite`'s; this module filters them, times each
+//! seed on the wall clock, draws the progress bar, prints the verdicts and
+//! picks the output directory (dated by the wall clock).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use metagov_suite::file::{self, TestCase};
+use metagov_suite::report::SuiteReport;
+use metagov_suite::run::{self as suite_run, Hooks};
+
+use super::{progress, Escaped, EscapedLines, Outcome};
+
+/// The options of `metagov test`.
+#[derive(Clone, Debug, Default)]
+pub struct TestArgs {
+    /// Test files and directories (every `*.toml` in a directory, sorted).
+    pub paths: Vec<PathBuf>,
+    /// Only the tests of this name.
+    pub test: Option<String>,
+    /// Only this seed.
+    pub seed: Option<u64>,
+    /// Where the chronicles and summaries go.
+    pub out: Option<PathBuf>,
+    /// No progress bar.
+    pub quiet: bool,
+    /// Seeds run at once, on threads (0 and 1: one after another). The
+    /// results, the printed verdicts and the files are the same as one
+    /// after another, in file, test and seed order; only the times differ.
+    pub jobs: usize,
+}
+
+/// The directory `metagov test` reads when given no path.
+pub const DEFAULT_PATH: &str = "tests/governance";
+
+/// `metagov test`: exits non-zero when any seed of any test does not pass.
+/// `hooks` are for the harness's own tests; the CLI passes the default.
+///
+/// # Errors
+///
+/// An invalid test file (every problem with its line and column), a filter
+/// that matches nothing, a simulation that stops, files that cannot be
+/// written.
+pub fn test(args: &TestArgs, hooks: Hooks, out: &mut dyn Write) -> Result<Outcome> {
+    let paths = if args.paths.is_empty() { vec![PathBuf::from(DEFAULT_PATH)] } else { args.paths.clone() };
+    let files = file::discover(&paths)?;
+    let mut cases = Vec::new();
+    for path in &files {
+        cases.extend(file::load(path)?);
+    }
+    let cases = filter(cases, args)?;
+    let runs: u64 = cases.iter().map(|case| case.seeds.len() as u64).sum();
+    let suite = suite_name(&paths);
+    let (date, timestamp) = wall_clock_date();
+    let out_dir = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("metagov-tests/{date}__{suite}")));
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    writeln!(
+        out,
+        "metagov test: {} tests, {runs} runs from {} files (each seed twice, compared byte for byte, the first replayed)",
+        cases.len(),
+        files.len()
+    )?;
+    out.flush()?;
+
+    let bar = progress::progress_bar(runs, !args.quiet, "governance tests (seeds)");
+    let work: Vec<(&TestCase, u64, PathBuf)> = cases
+        .iter()
+        .enumerate()
+        .flat_map(|(index, case)| {
+            let tests = out_dir.join("runs").join(run_dir_name(index, case));
+            case.seeds.iter().map(move |&seed| (case, seed, tests.join(format!("seed-{seed}"))))
+        })
+        .collect();
+    let run_one = |(case, seed, dir): &(&TestCase, u64, PathBuf)| {
+        #[allow(clippy::disallowed_methods, reason = "the shell times each seed for the report; no run sees it")]
+        let started = std::time::Instant::now();
+        let mut result = suite_run::run_seed(case, *seed, dir, hooks)?;
+        result.seconds = started.elapsed().as_secs_f64();
+        Ok::<_, metagov_suite::SuiteError>(result)
+    };
+    let mut results = Vec::new();
+    if args.jobs <= 1 {
+        for item in &work {
+            let result = run_one(item)?;
+            bar.inc(1);
+            print_result(&result, out)?;
+            results.push(result);
+        }
+    } else {
+        // Workers take the next seed in order; results are printed and kept
+        // in that order as soon as every earlier one is in.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| -> Result<()> {
+            for _ in 0..args.jobs.min(work.len()) {
+                let send = send.clone();
+                let (next, work, run_one) = (&next, &work, &run_one);
+                scope.spawn(move || loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = work.get(i) else { break };
+                    let result = run_one(item);
+                    let stop = result.is_err();
+                    if send.send((i, result)).is_err() || stop {
+                        break;
+                    }
+                });
+            }
+            drop(send);
+            let mut waiting = std::collections::BTreeMap::new();
+            for (i, result) in receive {
+                waiting.insert(i, result);
+                while let Some(result) = waiting.remove(&results.len()) {
+                    let result = result?;
+                    bar.inc(1);
+                    print_result(&result, out)?;
+                    results.push(result);
+                }
+            }
+            Ok(())
+        })?;
+    }
+    bar.finish_and_clear();
+
+    let report = SuiteReport { suite, timestamp, files: files.clone(), results };
+    let counts = report.counts();
+    for (name, text) in
+        [("summary.json", report.to_json()), ("summary.md", report.to_markdown()), ("junit.xml", report.to_junit())]
+    {
+        let path = out_dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    writeln!(
+        out,
+        "\n{} passed, {} failed, {} determinism failures, {} replay failures",
+        counts.passed, counts.failed, counts.determinism_failures, counts.replay_failures
+    )?;
+    writeln!(out, "results      {}", Escaped(out_dir.display()))?;
+    writeln!(out, "             summary.json, summary.md, junit.xml; the chronicles under runs/")?;
+    Ok(if counts.not_passed() == 0 { Outcome::Success } else { Outcome::Failure })
+}
+
+/// Keeps the tests `--test` names and the seeds `--seed` names; a filter
+/// that matches nothing is an error (with a "did you mean" for a name).
+fn filter(mut cases: Vec<TestCase>, args: &TestArgs) -> Result<Vec<TestCase>> {
+    if let Some(name) = &args.test {
+        let names: Vec<String> = cases.iter().map(|case| case.name.clone()).collect();
+        cases.retain(|case| case.name == *name);
+        if cases.is_empty() {
+            let known: Vec<&str> = names.iter().map(String::as_str).collect();
+            anyhow::bail!(
+                "--test {}: no test has that name; {}",
+                Escaped(name),
+                Escaped(metagov_config::suggestion(name, &known))
+            );
+        }
+    }
+    if let Some(seed) = args.seed {
+        for case in &mut cases {
+            case.seeds.retain(|&s| s == seed);
+        }
+        cases.retain(|case| !case.seeds.is_empty());
+        anyhow::ensure!(!cases.is_empty(), "--seed {seed}: no selected test runs that seed");
+    }
+    Ok(cases)
+}
+
+fn print_result(result: &suite_run::SeedResult, out: &mut dyn Write) -> Result<()> {
+    let label = match result.verdict.label() {
+        "pass" => "PASS".to_owned(),
+        other => other.to_uppercase(),
+    };
+    writeln!(
+        out,
+        "{label:<6} {} :: {} [seed {}]  ({:.2} s)",
+        Escaped(result.file.display()),
+        Escaped(&result.test),
+        result.seed,
+        result.seconds
+    )?;
+    if !result.verdict.passed() {
+        for line in result.verdict.lines() {
+            writeln!(out, "       {}", EscapedLines(&line))?;
+        }
+        writeln!(out, "       reproduce: {}", Escaped(&result.reproduce))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The suite's name for the default directory: the one path's file name
+/// (without `.toml`), or the first's with `+N` for N more; characters other
+/// than `[A-Za-z0-9._-]` become `_`.
+fn suite_name(paths: &[PathBuf]) -> String {
+    let name = |path: &Path| {
+        let path = if path.file_name().is_none() { path.canonicalize().unwrap_or_default() } else { path.to_owned() };
+        let stem = path.file_stem().map_or_else(|| "suite".to_owned(), |s| s.to_string_lossy().to_string());
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect::<String>()
+    };
+    match paths {
+        [] => "suite".to_owned(),
+        [one] => name(one),
+        [first, rest @ ..] => format!("{}+{}", name(first), rest.len()),
+    }
+}
+
+/// `NN-TEST` for a test's runs: its index in the suite, then its name with
+/// characters other than `[A-Za-z0-9._-]` as `_` (cut to 60).
+fn run_dir_name(index: usize, case: &TestCase) -> String {
+    let slug: String = case
+        .name
+        .chars()
+        .take(60)
+        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .collect();
+    format!("{index:03}-{slug}")
+}
+
+/// Today's date (`YYYYMMDD`) and the time (`YYYY-MM-DDTHH:MM:SS`), UTC,
+/// from the wall clock: only the output directory's name and the JUnit
+/// timestamp read it.
+fn wall_clock_date() -> (String, String) {
+    #[allow(clippy::disallowed_methods, reason = "the shell dates its output directory; no run sees it")]
+    let now = std::time::SystemTime::now();
+    let seconds = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rest) = (seconds / 86_400, seconds % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    (
+        format!("{year:04}{month:02}{day:02}"),
+        format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60),
+    )
+}
+
+/// The proleptic Gregorian date of `days` since 1970-01-01.
+/// Reference: Howard Hinnant, "chrono-Compatible Low-Level Date
+/// Algorithms", `civil_from_days`.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_since_the_epoch_become_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_424), (2025, 12, 2));
+    }
+}

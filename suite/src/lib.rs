@@ -1,0 +1,79 @@
+//! Governance tests (`metagov test`, docs/testing.md): a config tested
+//! against scenarios the way code is tested against fixtures.
+//!
+//! It owns the test file format ([`file`]), the expectation sentences and
+//! their grammar ([`expect`]), what a run recorded as the expectations read
+//! it and their verdicts ([`record`]), the run of one seed — twice, compared
+//! byte for byte, replayed — ([`run`]) and the written results: JSON,
+//! Markdown, JUnit XML ([`report`]).
+//!
+//! It must never decide anything about governance: runs are
+//! `metagov_sim::simulate::run`, the replay is `metagov_storage`'s
+//! `verify_replay_file`, and expectations only count and compare what the
+//! actors published. It reads no clock and no environment (times and the
+//! timestamp are the caller's), draws nothing on a terminal, and panics on
+//! no test file: every problem is an error with its file, line and column.
+#![deny(missing_docs)]
+
+use std::path::PathBuf;
+
+pub mod expect;
+pub mod file;
+pub mod record;
+pub mod report;
+pub mod run;
+
+/// Why a suite could not be run (a failed expectation is a verdict, not an
+/// error).
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    /// A file or directory could not be read.
+    #[error("cannot read {}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A directory holds no `*.toml` test file.
+    #[error("{} holds no *.toml test file", path.display())]
+    NoTests {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A test file is not valid: every problem at its line and column.
+    #[error("{problems}")]
+    Invalid {
+        /// The problems (always `ConfigError::Invalid`).
+        problems: metagov_config::ConfigError,
+    },
+    /// A scenario file a test names is not valid.
+    #[error("{origin}")]
+    Scenario {
+        /// The test file and key that name it.
+        origin: String,
+        /// Its problems.
+        #[source]
+        source: metagov_sim::scenario::ScenarioError,
+    },
+    /// A config file a test names is not valid.
+    #[error("{origin}")]
+    Config {
+        /// The test file and key that name it.
+        origin: String,
+        /// Its problems.
+        #[source]
+        source: metagov_config::ConfigError,
+    },
+    /// A simulation of a test stopped.
+    #[error("test `{test}`, seed {seed}: {message}")]
+    Run {
+        /// The test.
+        test: String,
+        /// The seed.
+        seed: u64,
+        /// What stopped it.
+        message: String,
+    },
+}
