@@ -19,9 +19,11 @@ pub const PACKING_PLAIN: u8 = 0;
 /// decompresses to exactly `records_len` bytes.
 pub const PACKING_ZSTD: u8 = 1;
 
-/// The zstd level the writer packs with by default: zstd's own default, a
-/// balance of speed and size (`metagov bench size` and `bench simulate`).
-pub const ZSTD_LEVEL_DEFAULT: i32 = 3;
+/// The zstd level the writer packs with by default: level 1 packs the
+/// governance actors' frames as small as level 3 does (7.15 against 7.11
+/// bytes a delivery, `metagov bench size`) for about 8 % less CPU of a whole
+/// `simulate` run (docs/BENCHMARKS.md).
+pub const ZSTD_LEVEL_DEFAULT: i32 = 1;
 
 /// Packs frames for the writer, reusing one compression context and its
 /// buffers from frame to frame. The default packs every frame plain.
