@@ -537,6 +537,39 @@ mod cli {
         assert!(format!("{err:#}").contains("no delivery names job \"bert-9\""), "{err:#}");
     }
 
+    /// `explain --window` finds the window's tick by reading a few frames
+    /// and answers from its tick alone: the same lines as the whole run's
+    /// explanation, on a run of many small frames.
+    #[test]
+    fn explain_of_one_window_reads_its_tick_and_says_what_the_whole_run_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = metagov_config::Config::default();
+        config.chronicle.frame_records_max = 64;
+        let simulation = metagov_sim::simulate::Simulation {
+            scenario: metagov_sim::scenario::Scenario::builtin("default").unwrap(),
+            config,
+            windows: Some(700),
+            out_dir: dir.path().to_path_buf(),
+        };
+        let path = metagov_sim::simulate::run(&simulation, &mut metagov_sim::simulate::NoProgress).unwrap().chronicle;
+        assert!(metagov_storage::ChronicleReader::open(&path).unwrap().frames().unwrap().len() > 50);
+        let (_, all) = run(|o| cli::explain(&path, &explain_query("wav2vec", None, None), false, o));
+        let windows: std::collections::BTreeSet<&str> = all.lines().map(|l| l.split(':').next().unwrap()).collect();
+        assert!(windows.len() >= 3, "{all}");
+        for window in windows {
+            let number: u64 = window.strip_prefix("window ").unwrap().parse().unwrap();
+            let (r, one) = run(|o| cli::explain(&path, &explain_query("wav2vec", None, Some(number)), false, o));
+            assert_eq!(r.unwrap(), Outcome::Success);
+            let expected: Vec<&str> = all.lines().filter(|l| l.starts_with(&format!("{window}:"))).collect();
+            assert_eq!(one.lines().collect::<Vec<_>>(), expected, "window {number}");
+        }
+        let (_, beyond) = run(|o| cli::explain(&path, &explain_query("wav2vec", None, Some(5000)), false, o));
+        assert!(beyond.contains("no knob changed at window 5000. The chronicle holds no evidence"), "{beyond}");
+        let tick = cli::ExplainQuery { tick: Some(1), ..explain_query("wav2vec", None, None) };
+        let err = run(|o| cli::explain(&path, &tick, false, o)).0.unwrap_err();
+        assert!(format!("{err:#}").contains("tick 1 holds no delivery of job \"wav2vec\""), "{err:#}");
+    }
+
     #[test]
     fn replay_simulate_reruns_the_ingress_under_another_config_and_diffs_the_decisions() {
         let dir = tempfile::tempdir().unwrap();

@@ -450,7 +450,7 @@ pub fn explain(file: &Path, query: &ExplainQuery<'_>, json: bool, out: &mut dyn 
     // The tick of the last window whose changes were printed, whose
     // evidence follows in the same tick (with `detail`).
     let mut changed_at = None;
-    let outcome = export_records(file, &reader, |entry| {
+    let mut visit = |entry: OwnedEntry| -> io::Result<()> {
         let OwnedEntry::Delivery(d) = entry else { return Ok(()) };
         if d.payload.get("job").and_then(Value::as_str) != Some(job) {
             return Ok(());
@@ -514,13 +514,117 @@ pub fn explain(file: &Path, query: &ExplainQuery<'_>, json: bool, out: &mut dyn 
             }
         }
         Ok(())
-    })?;
+    };
+    // One window: only the frames of its tick are read (through the index),
+    // once the tick is known; a window the search cannot place is looked for
+    // in the whole run.
+    let at = match (query.tick, query.window) {
+        (Some(tick), _) => WindowAt::Tick(tick),
+        (None, Some(window)) => window_tick(file, &reader, job, window)?,
+        (None, None) => WindowAt::Unknown,
+    };
+    let outcome = match at {
+        WindowAt::Tick(tick) => {
+            reader.visit_range(tick, tick, |entry| visit(entry).map_err(anyhow::Error::from))?;
+            anyhow::ensure!(
+                seen_job,
+                "{}: tick {tick} holds no delivery of job {:?} (a tick is one packet of one job: see `metagov trace`)",
+                Escaped(file.display()),
+                Escaped(job).to_string()
+            );
+            Outcome::Success
+        }
+        // The search saw the job's packets around the window.
+        WindowAt::Absent => {
+            seen_job = true;
+            Outcome::Success
+        }
+        WindowAt::Unknown => export_records(file, &reader, visit)?,
+    };
     anyhow::ensure!(seen_job, "{}: no delivery names job {:?}", Escaped(file.display()), Escaped(job).to_string());
     if printed == 0 {
         why_not(query, asked, &config, json, out)?;
     }
     out.flush()?;
     Ok(outcome)
+}
+
+/// Where `job`'s admitted packet of `window` is, as the search over the
+/// frames found it.
+enum WindowAt {
+    /// At this tick.
+    Tick(u64),
+    /// Nowhere: the job's admitted windows pass it by (a gap, or beyond its
+    /// last or before its first).
+    Absent,
+    /// The search met a frame without a packet of the job: read the run.
+    Unknown,
+}
+
+/// The job's admitted windows in frame `k`: the (window, tick) of each.
+fn job_windows(reader: &ChronicleReader, frame: &metagov_storage::FrameInfo, job: &str) -> Result<Vec<(u64, u64)>> {
+    use metagov_actors::messages::TELEMETRY_ACCEPTED;
+    let mut windows = Vec::new();
+    reader.visit_range(frame.first_tick, frame.last_tick, |entry| {
+        let OwnedEntry::Delivery(d) = entry else { return Ok::<(), metagov_storage::ChronicleError>(()) };
+        if *d.topic != *TELEMETRY_ACCEPTED || d.payload.get("job").and_then(Value::as_str) != Some(job) {
+            return Ok(());
+        }
+        // An admitted packet's window is a non-negative int (the validator's rule).
+        if let Some(Value::Int(w)) = d.payload.get("window") {
+            if let Ok(w) = u64::try_from(*w) {
+                windows.push((w, d.tick));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(windows)
+}
+
+/// Finds `job`'s admitted packet of `window` by interpolation over the
+/// frames (a job's admitted windows rise with the tick, at a rate that
+/// seldom changes much): a few frames are decoded, not the run.
+fn window_tick(file: &Path, reader: &ChronicleReader, job: &str, window: u64) -> Result<WindowAt> {
+    let frames = reader.frames().with_context(|| format!("cannot read the index of {}", Escaped(file.display())))?;
+    let Some(last) = frames.len().checked_sub(1) else { return Ok(WindowAt::Unknown) };
+    // The frames lo..=hi may hold the window; (frame, its job windows' range) at each end.
+    let range = |k: usize| -> Result<Option<(u64, u64, Option<u64>)>> {
+        let windows = job_windows(reader, &frames[k], job)?;
+        let found = windows.iter().find(|&&(w, _)| w == window).map(|&(_, tick)| tick);
+        Ok(windows.iter().map(|&(w, _)| w).min().zip(windows.iter().map(|&(w, _)| w).max()).map(|(a, b)| (a, b, found)))
+    };
+    let (mut lo, mut hi) = (0, last);
+    let (Some(first), Some(end)) = (range(lo)?, range(hi)?) else { return Ok(WindowAt::Unknown) };
+    let (mut lo_window, mut hi_window) = (first.0, end.1);
+    for (_, _, found) in [first, end] {
+        if let Some(tick) = found {
+            return Ok(WindowAt::Tick(tick));
+        }
+    }
+    if window < lo_window || window > hi_window {
+        return Ok(WindowAt::Absent);
+    }
+    // Each probe cuts the span; at most log2(frames) + a few of them.
+    for _ in 0..64 {
+        if hi <= lo + 1 {
+            return Ok(WindowAt::Absent);
+        }
+        let share = (window - lo_window) as f64 / (hi_window - lo_window).max(1) as f64;
+        let guess = lo + ((hi - lo) as f64 * share) as usize;
+        let mid = guess.clamp(lo + 1, hi - 1);
+        let Some((min, max, found)) = range(mid)? else { return Ok(WindowAt::Unknown) };
+        if let Some(tick) = found {
+            return Ok(WindowAt::Tick(tick));
+        }
+        if window < min {
+            (hi, hi_window) = (mid, min);
+        } else if window > max {
+            (lo, lo_window) = (mid, max);
+        } else {
+            return Ok(WindowAt::Absent);
+        }
+    }
+    Ok(WindowAt::Unknown)
 }
 
 /// The answer of `explain` when nothing it was asked about changed: for one
