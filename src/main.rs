@@ -305,6 +305,20 @@ enum Command {
         /// The second run.
         second: PathBuf,
     },
+    /// Write one self-contained HTML page of a run: its context and
+    /// integrity, and per job the reward, the smoothed reward and every
+    /// knob's trajectory with each change marked (hover a mark for its
+    /// explanation), resource hints, rejections by reason and the prior.
+    ///
+    /// No script, no network, no external file: inline SVG only. The page
+    /// is written beside its name and renamed into place. docs/audit.md.
+    Report {
+        /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
+        file: PathBuf,
+        /// The page to write.
+        #[arg(short, long, value_name = "REPORT.html")]
+        output: PathBuf,
+    },
     /// Sign a sealed chronicle's seal: writes RUN.cmeta.sig beside it.
     ///
     /// The signature (Ed25519, by a key from `metagov keygen`) covers the
@@ -475,6 +489,7 @@ fn main() -> ExitCode {
         Command::Verify { file, json, pubkey } => {
             cli::verify(&cli::run::chronicle_in(file), json, pubkey.as_deref(), &mut out)
         }
+        Command::Report { file, output } => cli::report::report(&cli::run::chronicle_in(file), &output, &mut out),
         Command::Sign { file, key } => cli::bundle::sign(&cli::run::chronicle_in(file), &key, &mut out),
         Command::Query { file, from, to, topic, job, window, json } => {
             let filter = cli::QueryFilter { topics: topic, job, windows: window };

@@ -570,6 +570,81 @@ mod cli {
         assert!(format!("{err:#}").contains("tick 1 holds no delivery of job \"wav2vec\""), "{err:#}");
     }
 
+    /// `metagov report` as a real process: one self-contained page with a
+    /// chart per job and knob, a mark per knob change carrying `explain`'s
+    /// sentence, the rejections and the prior; then opened in headless
+    /// Chromium, which must render it (a screenshot) and parse every chart.
+    #[test]
+    fn report_writes_a_self_contained_page_that_chromium_renders() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = simulated(dir.path());
+        let page = dir.path().join("report.html");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_metagov"))
+            .arg("report")
+            .arg(&path)
+            .arg("-o")
+            .arg(&page)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        let html = std::fs::read_to_string(&page).unwrap();
+        assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+        assert!(!html.contains("<script") && !html.contains(" src=") && !html.contains(" href="), "self-contained");
+        let jobs = ["bert-0", "bert-1", "resnet", "wav2vec"];
+        for job in jobs {
+            assert!(html.contains(&format!("<h2 class=\"job\">job {job}</h2>")), "{job}");
+        }
+        // A chart for each job's reward and each of its two knobs, and the prior's.
+        let charts = html.matches("<svg class=\"chart\"").count();
+        assert_eq!(charts, jobs.len() * 3 + 1 + html.matches("resource hints, batch_scale").count() / 2);
+        // Every knob change is marked, with explain's sentence escaped.
+        let mut sentences = Vec::new();
+        for job in jobs {
+            let (_, text) = run(|o| cli::explain(&path, &explain_query(job, None, None), false, o));
+            sentences.extend(text.lines().map(str::to_owned));
+        }
+        assert_eq!(html.matches("<circle class=\"mark\"").count(), sentences.len());
+        assert!(stdout.contains(&format!("{} knob changes marked", sentences.len())), "{stdout}");
+        let escaped = sentences[0].replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+        assert!(html.contains(&format!("<title>{escaped}</title>")), "{escaped}");
+        assert!(html.contains("<td>sealed, every check passed — "), "the integrity verdict is shown");
+
+        let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+            .into_iter()
+            .find(|c| std::process::Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        else {
+            #[allow(clippy::disallowed_methods)] // A test switch: is this CI?
+            let in_ci = std::env::var_os("CI").is_some();
+            assert!(!in_ci, "chromium is missing in CI: .ci/run must install it (scripts/install-test-deps)");
+            eprintln!(
+                "\n*** SKIPPED the report's browser check: chromium is not installed (apt-get install chromium) ***\n"
+            );
+            return;
+        };
+        let headless = |extra: &[&std::ffi::OsStr]| {
+            std::process::Command::new(chromium)
+                .args(["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"])
+                .arg(format!("--user-data-dir={}", dir.path().join("profile").display()))
+                .args(extra)
+                .arg(format!("file://{}", page.display()))
+                .output()
+                .unwrap()
+        };
+        let dom = headless(&["--dump-dom".as_ref()]);
+        let dom_text = String::from_utf8_lossy(&dom.stdout);
+        let log = String::from_utf8_lossy(&dom.stderr);
+        assert!(dom.status.success(), "{log}");
+        assert_eq!(dom_text.matches("<svg class=\"chart\"").count(), charts, "the browser parsed every chart");
+        assert!(!log.contains("CONSOLE") && !log.contains("Uncaught"), "no console message: {log}");
+        let shot = dir.path().join("report.png");
+        let screenshot = format!("--screenshot={}", shot.display());
+        let rendered = headless(&[screenshot.as_ref(), "--window-size=820,2400".as_ref()]);
+        assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
+        let png = std::fs::read(&shot).unwrap();
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "a rendered page, {} bytes", png.len());
+    }
+
     #[test]
     fn replay_simulate_reruns_the_ingress_under_another_config_and_diffs_the_decisions() {
         let dir = tempfile::tempdir().unwrap();
