@@ -595,9 +595,12 @@ mod cli {
         for job in jobs {
             assert!(html.contains(&format!("<h2 class=\"job\">job {job}</h2>")), "{job}");
         }
-        // A chart for each job's reward and each of its two knobs, and the prior's.
+        // A chart for each job's reward and each of its two knobs, the
+        // aggregator's weights and the prior, and each job's hints if any.
+        assert!(html.contains("<h2>the cross-domain aggregator</h2>") && html.contains("<h2>the Reptile prior</h2>"));
+        assert!(html.contains("<table id=\"dropped\">") && html.contains("<table id=\"rejections\">"));
         let charts = html.matches("<svg class=\"chart\"").count();
-        assert_eq!(charts, jobs.len() * 3 + 1 + html.matches("resource hints, batch_scale").count() / 2);
+        assert_eq!(charts, jobs.len() * 3 + 2 + html.matches("resource hints, batch_scale").count() / 2);
         // Every knob change is marked, with explain's sentence escaped.
         let mut sentences = Vec::new();
         for job in jobs {

@@ -504,8 +504,15 @@ mod tests {
     }
 
     fn prior(version: u64, values: [f64; 2], confidence: f64) -> Value {
-        let view =
-            AggregateView { keys: Vec::new(), vector: Array1::zeros(0), reward: 0.5, confidence, coherence: 1.0 };
+        let view = AggregateView {
+            keys: Vec::new(),
+            vector: Array1::zeros(0),
+            reward: 0.5,
+            confidence,
+            coherence: 1.0,
+            weights: Vec::new(),
+            dropped: Vec::new(),
+        };
         prior_to_value(version, &["a".into(), "b".into()], &Array1::from(values.to_vec()), false, &view)
     }
 

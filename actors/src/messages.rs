@@ -529,21 +529,39 @@ pub struct AggregateView {
     pub confidence: f64,
     /// Normalised entropy of the weights (coherence), in [0, 1].
     pub coherence: f64,
+    /// Each domain used, with its weight, in the aggregator's order.
+    pub weights: Vec<(String, f64)>,
+    /// Each domain dropped, with its reason code.
+    pub dropped: Vec<(String, String)>,
 }
 
 /// Reads a `cross.aggregate` payload.
 pub fn aggregate_from_value(v: &Value) -> Result<AggregateView, ShapeMismatch> {
     let r = Reader { topic: CROSS_AGGREGATE, value: v };
-    let used = r.list("used")?.len();
+    let used = r.texts("used")?;
+    let weights = r.vector("weights")?;
+    if weights.len() != used.len() {
+        return Err(r.mismatch("weights"));
+    }
+    let dropped = r
+        .list("dropped")?
+        .iter()
+        .map(|d| {
+            let d = Reader { topic: CROSS_AGGREGATE, value: d };
+            Ok((d.str("domain")?.to_owned(), d.str("reason")?.to_owned()))
+        })
+        .collect::<Result<_, ShapeMismatch>>()?;
     let entropy = r.num("entropy")?;
     // libm, not std: the same bits on every platform.
-    let coherence = if used > 1 { entropy / libm::log(used as f64) } else { 1.0 };
+    let coherence = if used.len() > 1 { entropy / libm::log(used.len() as f64) } else { 1.0 };
     Ok(AggregateView {
         keys: r.texts("keys")?,
         vector: r.vector("vector")?,
         reward: r.num("reward")?,
         confidence: r.num("confidence")?,
         coherence,
+        weights: used.into_iter().zip(weights.iter().copied()).collect(),
+        dropped,
     })
 }
 
@@ -634,7 +652,15 @@ mod tests {
 
     /// An aggregate's view with this reward, confidence and coherence.
     fn aggregate(reward: f64, confidence: f64, coherence: f64) -> AggregateView {
-        AggregateView { keys: Vec::new(), vector: Array1::zeros(0), reward, confidence, coherence }
+        AggregateView {
+            keys: Vec::new(),
+            vector: Array1::zeros(0),
+            reward,
+            confidence,
+            coherence,
+            weights: Vec::new(),
+            dropped: Vec::new(),
+        }
     }
 
     #[test]

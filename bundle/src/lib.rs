@@ -6,8 +6,8 @@
 //! `metagov-ed25519-public-v1`, text), the manifest ([`manifest`]: the
 //! exact bytes `sha256sum` writes, so `sha256sum -c manifest.sha256` passes
 //! on an unpacked bundle), the signature file ([`signature`]:
-//! `manifest.sha256.sig`), packing ([`pack`]: deterministic zip bytes for
-//! the same directory) and verification ([`verify`]: every finding names
+//! `manifest.sha256.sig`), packing ([`mod@pack`]: deterministic zip bytes for
+//! the same directory) and verification ([`mod@verify`]: every finding names
 //! its file); and the signature of a chronicle's seal ([`seal`]:
 //! `RUN.cmeta.sig`, over the chronicle's footer).
 //!

@@ -115,7 +115,7 @@ impl Plan {
 }
 
 /// Writes the bundle of `plan` to `out` (named `name` in errors), signed
-/// with `key` when given. Each file is read in chunks of [`CHUNK_BYTES`],
+/// with `key` when given. Each file is read in chunks of `CHUNK_BYTES`,
 /// hashed and deflated on the way through; `progress(done, total)` is told
 /// the bytes read so far after each chunk. A file whose size changed since
 /// the scan is an error naming it.

@@ -3,7 +3,8 @@
 //! integrity verdict, and per job its reward and smoothed reward over
 //! windows and every knob's trajectory with each change marked — its
 //! explanation, `explain`'s sentence, shown on hover — then the rejections
-//! by reason, the resource hints and the prior's trajectory.
+//! by reason, the resource hints, each domain's aggregation weight with the
+//! domains dropped, and the prior's trajectory.
 //!
 //! It reads the chronicle once, front to back, and writes nothing but the
 //! page: no script, no network, no external file; the plots are inline SVG
@@ -18,7 +19,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use metagov_actors::explain::{Cause, Explainer, KnobChange};
 use metagov_actors::messages::{
-    prior_from_value, META_REWARD, POLICY_UPDATE, PRIOR_UPDATED, RESOURCE_HINT, TELEMETRY_ACCEPTED, TELEMETRY_REJECTED,
+    aggregate_from_value, prior_from_value, CROSS_AGGREGATE, META_REWARD, POLICY_UPDATE, PRIOR_UPDATED, RESOURCE_HINT,
+    TELEMETRY_ACCEPTED, TELEMETRY_REJECTED,
 };
 use metagov_bus::{OwnedEntry, Value};
 use metagov_storage::verify_file;
@@ -207,6 +209,10 @@ pub fn report(file: &Path, output: &Path, out: &mut dyn Write) -> Result<Outcome
     let mut jobs: BTreeMap<String, JobSeries> = BTreeMap::new();
     let mut rejections: BTreeMap<String, u64> = BTreeMap::new();
     let mut priors: Vec<(u64, BTreeMap<String, f64>, bool)> = Vec::new();
+    // Each domain's aggregation weight over ticks, and the drops by (domain, reason).
+    let mut weights: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut drops: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut last_aggregate = 0;
     let outcome = export_records(file, &reader, |entry| {
         let OwnedEntry::Delivery(d) = entry else { return Ok(()) };
         let job = d.payload.get("job").and_then(Value::as_str).map(str::to_owned);
@@ -247,6 +253,17 @@ pub fn report(file: &Path, output: &Path, out: &mut dyn Write) -> Result<Outcome
             t if t == TELEMETRY_REJECTED => {
                 let reason = d.payload.get("reason").and_then(Value::as_str).unwrap_or("?");
                 *rejections.entry(reason.to_owned()).or_default() += 1;
+            }
+            t if t == CROSS_AGGREGATE => {
+                if let Ok(aggregate) = aggregate_from_value(&d.payload) {
+                    for (domain, weight) in aggregate.weights {
+                        weights.entry(domain).or_default().push((d.tick as f64, weight));
+                    }
+                    for dropped in aggregate.dropped {
+                        *drops.entry(dropped).or_default() += 1;
+                    }
+                    last_aggregate = d.tick;
+                }
             }
             t if t == PRIOR_UPDATED => {
                 if let Ok(prior) = prior_from_value(&d.payload) {
@@ -340,6 +357,38 @@ pub fn report(file: &Path, output: &Path, out: &mut dyn Write) -> Result<Outcome
         let _ = write!(page, "<tr><td><code>{}</code></td><td>{count}</td></tr>", html(reason));
     }
     page.push_str("</table>");
+    if !weights.is_empty() {
+        let lines: Vec<Line<'_>> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, (domain, points))| Line {
+                name: domain,
+                color: COLORS[i % COLORS.len()],
+                points: points.clone(),
+                step: false,
+            })
+            .collect();
+        let names: Vec<String> = weights.keys().map(|d| html(d)).collect();
+        let _ = write!(
+            page,
+            "<h2>the cross-domain aggregator</h2><p>Each domain's weight in the aggregate over ticks: {}.</p>",
+            names.join(", ")
+        );
+        page.push_str(&chart("aggregation weight by domain, over ticks", &lines, &[], last_aggregate as f64, false));
+        page.push_str(r#"<table id="dropped"><tr><th>dropped domain</th><th>reason</th><th>times</th></tr>"#);
+        if drops.is_empty() {
+            page.push_str("<tr><td>none</td></tr>");
+        }
+        for ((domain, reason), count) in &drops {
+            let _ = write!(
+                page,
+                "<tr><td>{}</td><td><code>{}</code></td><td>{count}</td></tr>",
+                html(domain),
+                html(reason)
+            );
+        }
+        page.push_str("</table>");
+    }
     if let Some(last_tick) = priors.last().map(|p| p.0) {
         let keys: Vec<&String> = priors.last().map(|p| p.1.keys().collect()).unwrap_or_default();
         let lines: Vec<Line<'_>> = keys

@@ -10,7 +10,8 @@
 //! fact it records, [`Environment`], is for people.
 //!
 //! The format is specified in `docs/chronicle-format.md`; [`format`](mod@format) holds its
-//! fixed layouts and [`codec`] its record payload.
+//! fixed layouts, [`codec`] its records and [`packing`] how a frame stores
+//! them (plain or zstd).
 #![deny(missing_docs)]
 
 mod chronicle;

@@ -1,7 +1,7 @@
 //! Governance tests (`metagov test`, docs/testing.md): a config tested
 //! against scenarios the way code is tested against fixtures.
 //!
-//! It owns the test file format ([`file`]), the expectation sentences and
+//! It owns the test file format ([`mod@file`]), the expectation sentences and
 //! their grammar ([`expect`]), what a run recorded as the expectations read
 //! it and their verdicts ([`record`]), the run of one seed — twice, compared
 //! byte for byte, replayed — ([`run`]) and the written results: JSON,
