@@ -2870,6 +2870,31 @@ mod governance_tests {
         for name in ["summary.json", "summary.md", "junit.xml"] {
             assert!(out.path().join(name).is_file(), "{name} missing");
         }
+        // timing/<date>__<suite>__timing.csv: a row per seed, end after start.
+        let timing: Vec<std::path::PathBuf> =
+            std::fs::read_dir(out.path().join("timing")).unwrap().map(|e| e.unwrap().path()).collect();
+        let named = |ext: &str| {
+            let found = timing.iter().find(|p| p.extension().is_some_and(|e| e == ext)).expect("a timing file");
+            let name = found.file_name().unwrap().to_str().unwrap().to_owned();
+            assert!(name.len() == 8 + "__governance__timing.".len() + ext.len() && name.starts_with("20"), "{name}");
+            std::fs::read_to_string(found).unwrap()
+        };
+        let csv = named("csv");
+        let mut lines = csv.lines();
+        assert_eq!(lines.next(), Some("test,seed,start_ns,end_ns,duration_ns,duration_ms,memory_mb,cpu_util"));
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.rsplitn(7, ',').collect()).collect();
+        assert_eq!(rows.len(), 4, "one row per seed: {csv}");
+        for row in &rows {
+            // rsplitn: cpu_util, memory_mb, duration_ms, duration_ns, end_ns, start_ns, then test,seed.
+            let (start, end): (i64, i64) = (row[5].parse().unwrap(), row[4].parse().unwrap());
+            assert!(end > start && start > 1_700_000_000_000_000_000, "{row:?}");
+            assert_eq!(row[3].parse::<i64>().unwrap(), end - start);
+            assert!(row[1].parse::<f64>().unwrap() > 0.0, "peak memory: {row:?}");
+        }
+        let json: serde_json::Value = serde_json::from_str(&named("json")).unwrap();
+        assert_eq!(json["all"]["seeds"], 4);
+        assert!(json["all"]["duration_ms"]["mean"].as_f64().unwrap() > 0.0, "{json}");
+        assert_eq!(json["tests"].as_array().unwrap().len(), 3);
     }
 
     #[test]
@@ -3045,6 +3070,7 @@ mod governance_tests {
             let mut chronicles = Vec::new();
             for result in summary["results"].as_array_mut().unwrap() {
                 result["seconds"] = serde_json::Value::Null;
+                result["timing"] = serde_json::Value::Null;
                 for chronicle in result["chronicles"].as_array_mut().unwrap() {
                     chronicles.push(std::fs::read(chronicle.as_str().unwrap()).unwrap());
                     *chronicle = chronicle.as_str().unwrap().replace(out.to_str().unwrap(), "OUT").into();

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use metagov_suite::file::{self, TestCase};
 use metagov_suite::report::SuiteReport;
-use metagov_suite::run::{self as suite_run, Hooks};
+use metagov_suite::run::{self as suite_run, Hooks, Timing};
 
 use super::{progress, Escaped, EscapedLines, Outcome};
 
@@ -75,10 +75,14 @@ pub fn test(args: &TestArgs, hooks: Hooks, out: &mut dyn Write) -> Result<Outcom
         })
         .collect();
     let run_one = |(case, seed, dir): &(&TestCase, u64, PathBuf)| {
+        let (start_ns, cpu_before) = (unix_nanos_now(), process_cpu_seconds());
         #[allow(clippy::disallowed_methods, reason = "the shell times each seed for the report; no run sees it")]
         let started = std::time::Instant::now();
         let mut result = suite_run::run_seed(case, *seed, dir, hooks)?;
         result.seconds = started.elapsed().as_secs_f64();
+        let cpu_util = (process_cpu_seconds() - cpu_before) / result.seconds.max(f64::MIN_POSITIVE);
+        let memory_mb = super::peak_rss_kib().map_or(0.0, |kib| kib as f64 / 1024.0);
+        result.timing = Some(Timing { start_ns, end_ns: unix_nanos_now(), memory_mb, cpu_util });
         Ok::<_, metagov_suite::SuiteError>(result)
     };
     let mut results = Vec::new();
@@ -124,12 +128,19 @@ pub fn test(args: &TestArgs, hooks: Hooks, out: &mut dyn Write) -> Result<Outcom
     }
     bar.finish_and_clear();
 
+    let timing_dir = out_dir.join("timing");
+    std::fs::create_dir_all(&timing_dir).with_context(|| format!("cannot create {}", timing_dir.display()))?;
+    let timing_name = |ext: &str| timing_dir.join(format!("{date}__{suite}__timing.{ext}"));
+    let (timing_csv, timing_json) = (timing_name("csv"), timing_name("json"));
     let report = SuiteReport { suite, timestamp, files: files.clone(), results };
     let counts = report.counts();
-    for (name, text) in
-        [("summary.json", report.to_json()), ("summary.md", report.to_markdown()), ("junit.xml", report.to_junit())]
-    {
-        let path = out_dir.join(name);
+    for (path, text) in [
+        (out_dir.join("summary.json"), report.to_json()),
+        (out_dir.join("summary.md"), report.to_markdown()),
+        (out_dir.join("junit.xml"), report.to_junit()),
+        (timing_csv, report.to_timing_csv()),
+        (timing_json, report.timing_summary_json()),
+    ] {
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     writeln!(
@@ -138,7 +149,7 @@ pub fn test(args: &TestArgs, hooks: Hooks, out: &mut dyn Write) -> Result<Outcom
         counts.passed, counts.failed, counts.determinism_failures, counts.replay_failures
     )?;
     writeln!(out, "results      {}", Escaped(out_dir.display()))?;
-    writeln!(out, "             summary.json, summary.md, junit.xml; the chronicles under runs/")?;
+    writeln!(out, "             summary.json, summary.md, junit.xml; timing/; the chronicles under runs/")?;
     Ok(if counts.not_passed() == 0 { Outcome::Success } else { Outcome::Failure })
 }
 
@@ -218,35 +229,27 @@ fn run_dir_name(index: usize, case: &TestCase) -> String {
     format!("{index:03}-{slug}")
 }
 
-/// Today's date (`YYYYMMDD`) and the time (`YYYY-MM-DDTHH:MM:SS`), UTC,
-/// from the wall clock: only the output directory's name and the JUnit
-/// timestamp read it.
+/// Today's date as `YYYYMMDD` and the time as `YYYY-MM-DDTHH:MM:SS`, UTC,
+/// from the wall clock (humantime's RFC 3339 text, cut).
 fn wall_clock_date() -> (String, String) {
     #[allow(clippy::disallowed_methods, reason = "the shell dates its output directory; no run sees it")]
     let now = std::time::SystemTime::now();
-    let seconds = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rest) = (seconds / 86_400, seconds % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    (
-        format!("{year:04}{month:02}{day:02}"),
-        format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60),
-    )
+    let text = humantime::format_rfc3339_seconds(now).to_string();
+    let timestamp = text.trim_end_matches('Z').to_owned();
+    (timestamp[..10].replace('-', ""), timestamp)
 }
 
-/// The proleptic Gregorian date of `days` since 1970-01-01.
-/// Reference: Howard Hinnant, "chrono-Compatible Low-Level Date
-/// Algorithms", `civil_from_days`.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+/// The wall clock, in nanoseconds since the Unix epoch (0 before it).
+fn unix_nanos_now() -> i64 {
+    #[allow(clippy::disallowed_methods, reason = "the shell times each seed for the report; no run sees it")]
+    let now = std::time::SystemTime::now();
+    now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// The CPU time this process has used, in seconds, on every thread.
+fn process_cpu_seconds() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
 #[cfg(test)]
@@ -254,9 +257,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn days_since_the_epoch_become_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(20_424), (2025, 12, 2));
+    fn the_wall_clock_date_is_utc_text() {
+        let (date, timestamp) = wall_clock_date();
+        assert_eq!((date.len(), timestamp.len()), (8, 19), "{date} {timestamp}");
+        assert_eq!(date, timestamp[..10].replace('-', ""));
+        assert!(timestamp.as_bytes()[10] == b'T' && date.starts_with("20"), "{timestamp}");
     }
 }

@@ -1,5 +1,6 @@
-//! A suite's results written down: `summary.json`, `summary.md` and
-//! `junit.xml` (docs/testing.md, "Output files").
+//! A suite's results written down: `summary.json`, `summary.md`,
+//! `junit.xml`, and the timings as `timing.csv` with their averages and
+//! variances in `timing.json` (docs/testing.md, "Output files").
 //!
 //! The JUnit XML follows the Apache Ant schema as Jenkins reads it
 //! (`tests/junit/JUnit.xsd`): one `testsuite` per test file, one `testcase`
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::run::{SeedResult, Verdict};
+use crate::run::{SeedResult, Timing, Verdict};
 
 /// Everything a suite run reports.
 #[derive(Clone, Debug, Serialize)]
@@ -61,6 +62,66 @@ impl SuiteReport {
             "counts": self.counts(),
             "files": self.files,
             "results": self.results,
+        });
+        // Invariant: a `serde_json::Value` always renders.
+        serde_json::to_string_pretty(&value).expect("a JSON value renders") + "\n"
+    }
+
+    /// `timing.csv`: one row per seed that the caller timed: test, seed,
+    /// start and end (ns since the Unix epoch), duration in ns and ms, the
+    /// process's peak memory (MiB) and CPU use.
+    pub fn to_timing_csv(&self) -> String {
+        let mut csv = String::from("test,seed,start_ns,end_ns,duration_ns,duration_ms,memory_mb,cpu_util\n");
+        for r in &self.results {
+            let Some(t) = r.timing else { continue };
+            let duration = t.end_ns.saturating_sub(t.start_ns);
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{duration},{:.3},{:.1},{:.3}",
+                csv_field(&r.test),
+                r.seed,
+                t.start_ns,
+                t.end_ns,
+                duration as f64 / 1e6,
+                t.memory_mb,
+                t.cpu_util
+            );
+        }
+        csv
+    }
+
+    /// `timing.json`: per test and over the suite, the seeds timed and the
+    /// mean and (population) variance of their duration in ms, memory and
+    /// CPU use.
+    pub fn timing_summary_json(&self) -> String {
+        let summary = |results: &[&SeedResult]| {
+            let timings: Vec<Timing> = results.iter().filter_map(|r| r.timing).collect();
+            let stats = |values: Vec<f64>| {
+                let n = values.len() as f64;
+                let mean = if n > 0.0 { values.iter().sum::<f64>() / n } else { 0.0 };
+                let variance = if n > 0.0 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n } else { 0.0 };
+                serde_json::json!({"mean": mean, "variance": variance})
+            };
+            serde_json::json!({
+                "seeds": timings.len(),
+                "duration_ms": stats(timings.iter().map(|t| t.end_ns.saturating_sub(t.start_ns) as f64 / 1e6).collect()),
+                "memory_mb": stats(timings.iter().map(|t| t.memory_mb).collect()),
+                "cpu_util": stats(timings.iter().map(|t| t.cpu_util).collect()),
+            })
+        };
+        let mut tests: Vec<(&str, Vec<&SeedResult>)> = Vec::new();
+        for r in &self.results {
+            match tests.iter_mut().find(|(name, _)| *name == r.test) {
+                Some((_, results)) => results.push(r),
+                None => tests.push((&r.test, vec![r])),
+            }
+        }
+        let all: Vec<&SeedResult> = self.results.iter().collect();
+        let value = serde_json::json!({
+            "suite": self.suite,
+            "timestamp": self.timestamp,
+            "all": summary(&all),
+            "tests": tests.iter().map(|(name, results)| serde_json::json!({"test": name, "timing": summary(results)})).collect::<Vec<_>>(),
         });
         // Invariant: a `serde_json::Value` always renders.
         serde_json::to_string_pretty(&value).expect("a JSON value renders") + "\n"
@@ -209,6 +270,16 @@ fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
+/// `text` as one CSV field: quoted (inner quotes doubled) when it holds a
+/// comma, a quote or a line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +288,12 @@ mod tests {
     fn xml_escapes_markup_quotes_and_control_characters() {
         assert_eq!(attr("a<b & \"c\"\n\u{1}"), "a&lt;b &amp; &quot;c&quot;&#10;?");
         assert_eq!(text("x > y\n"), "x &gt; y\n");
+    }
+
+    #[test]
+    fn a_csv_field_is_quoted_only_when_it_must_be() {
+        assert_eq!(super::csv_field("plain name"), "plain name");
+        assert_eq!(super::csv_field("a, \"b\""), "\"a, \"\"b\"\"\"");
+        assert_eq!(super::csv_field("line\nbreak"), "\"line\nbreak\"");
     }
 }

@@ -107,6 +107,26 @@ pub struct SeedResult {
     /// Wall time of the two runs, the comparison, the replay and the
     /// judging, in seconds, as the caller measured it (0 until it does).
     pub seconds: f64,
+    /// What the caller measured of the seed on its own clocks (none until
+    /// it does): the timing record of `timing.csv`.
+    pub timing: Option<Timing>,
+}
+
+/// When a seed ran and what it cost, as the shell measured it: nothing of
+/// it reaches a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Timing {
+    /// Start, nanoseconds since the Unix epoch (UTC wall clock).
+    pub start_ns: i64,
+    /// End, likewise.
+    pub end_ns: i64,
+    /// The process's peak resident memory at the end, in MiB (the high
+    /// water mark since the process started, not this seed's alone).
+    pub memory_mb: f64,
+    /// The process's CPU time over the seed's wall time (1.0 = one core
+    /// busy; the two runs of a seed overlap, so up to 2). With `--jobs N`
+    /// it counts every worker.
+    pub cpu_util: f64,
 }
 
 /// Hooks into a run for the harness's own tests; the CLI passes
@@ -261,6 +281,7 @@ pub fn run_seed(case: &TestCase, seed: u64, dir: &Path, hooks: Hooks) -> Result<
         chronicles,
         reproduce: reproduce(&case.file, &case.name, seed),
         seconds: 0.0,
+        timing: None,
     })
 }
 
