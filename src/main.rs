@@ -203,9 +203,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Say why a job's knobs changed: one line per change, with the rule
-    /// that fired, the signal's value against its threshold, the rule's
-    /// patience and cooldown (or the rollback, or the job's start values).
+    /// Say why a job's knobs changed, and why not: one line per change,
+    /// with the rule that fired, the signal's value against its threshold,
+    /// the rule's patience and cooldown (or the rollback, or the job's start
+    /// values); for one window in which nothing changed, what held each rule
+    /// back.
+    ///
+    /// Asked about one window (--window or --tick), it reads only a few
+    /// frames of the chronicle; otherwise the whole run. docs/audit.md.
     Explain {
         /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
         file: PathBuf,
