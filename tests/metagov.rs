@@ -2895,6 +2895,29 @@ mod governance_tests {
         assert_eq!(json["all"]["seeds"], 4);
         assert!(json["all"]["duration_ms"]["mean"].as_f64().unwrap() > 0.0, "{json}");
         assert_eq!(json["tests"].as_array().unwrap().len(), 3);
+
+        // runs/NNN-TEST/seed-N/execution.json: inputs and outputs by hash,
+        // and the record's own SHA-256 over the rest.
+        let mut logs = Vec::new();
+        for test in std::fs::read_dir(out.path().join("runs")).unwrap() {
+            for seed in std::fs::read_dir(test.unwrap().path()).unwrap() {
+                logs.push(seed.unwrap().path().join("execution.json"));
+            }
+        }
+        assert_eq!(logs.len(), 4);
+        for path in logs {
+            let mut log: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            assert_eq!(log["status"], "pass", "{log}");
+            assert_eq!(log["determinism"], "the two chronicles are identical");
+            assert_eq!(log["inputs"]["scenario_sha256"].as_str().unwrap().len(), 64);
+            assert_eq!(log["outputs"]["chain_head"].as_str().unwrap().len(), 64);
+            assert!(
+                log["start"].as_str().unwrap().ends_with('Z')
+                    && log["outputs"]["integrity"] == "sealed, every check passed"
+            );
+            let recorded = log.as_object_mut().unwrap().remove("record_sha256").unwrap();
+            assert_eq!(recorded.as_str().unwrap(), metagov_storage::sha256_hex(log.to_string().as_bytes()));
+        }
     }
 
     #[test]

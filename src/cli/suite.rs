@@ -82,7 +82,13 @@ pub fn test(args: &TestArgs, hooks: Hooks, out: &mut dyn Write) -> Result<Outcom
         result.seconds = started.elapsed().as_secs_f64();
         let cpu_util = (process_cpu_seconds() - cpu_before) / result.seconds.max(f64::MIN_POSITIVE);
         let memory_mb = super::peak_rss_kib().map_or(0.0, |kib| kib as f64 / 1024.0);
-        result.timing = Some(Timing { start_ns, end_ns: unix_nanos_now(), memory_mb, cpu_util });
+        let timing = Timing { start_ns, end_ns: unix_nanos_now(), memory_mb, cpu_util };
+        result.timing = Some(timing);
+        write_execution_log(case, &result, &timing, dir).map_err(|e| metagov_suite::SuiteError::Run {
+            test: case.name.clone(),
+            seed: *seed,
+            message: format!("{e:#}"),
+        })?;
         Ok::<_, metagov_suite::SuiteError>(result)
     };
     let mut results = Vec::new();
@@ -227,6 +233,67 @@ fn run_dir_name(index: usize, case: &TestCase) -> String {
         .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
         .collect();
     format!("{index:03}-{slug}")
+}
+
+/// Writes `execution.json` beside a seed's two runs: when it ran, how it
+/// ended, what went in (the scenario's text and the run's config, by
+/// SHA-256) and what came out (the first run's chain head and records, its
+/// summary's SHA-256, the determinism verdict), the platform and a digest of
+/// the environment variables (never their values), and the record's own
+/// SHA-256 over the rest. The actors' RNG states are not in it: a run does
+/// not hand them out yet.
+fn write_execution_log(case: &TestCase, result: &suite_run::SeedResult, timing: &Timing, dir: &Path) -> Result<()> {
+    use metagov_storage::{sha256_hex, utc_text, verify_file, ChronicleReader};
+    let first = &result.chronicles[0];
+    let integrity = verify_file(first).with_context(|| format!("cannot verify {}", first.display()))?;
+    let reader = ChronicleReader::open(first).with_context(|| format!("cannot read {}", first.display()))?;
+    let context = reader.context();
+    let summary = first.with_file_name("summary.json");
+    let summary_sha256 = std::fs::read(&summary).map(|bytes| sha256_hex(&bytes)).ok();
+    #[allow(clippy::disallowed_methods, reason = "the shell digests the environment for the log; no run sees it")]
+    let mut variables: Vec<String> =
+        std::env::vars_os().map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy())).collect();
+    variables.sort();
+    let determinism = match &result.verdict {
+        suite_run::Verdict::DeterminismFailure { offset, .. } => format!("the chronicles differ at byte {offset}"),
+        _ => "the two chronicles are identical".to_owned(),
+    };
+    let mut log = serde_json::json!({
+        "test": result.test,
+        "file": result.file.display().to_string(),
+        "seed": result.seed,
+        "status": result.verdict.label(),
+        "start": utc_text(timing.start_ns),
+        "end": utc_text(timing.end_ns),
+        "duration_ms": timing.end_ns.saturating_sub(timing.start_ns) as f64 / 1e6,
+        "inputs": {
+            "scenario": case.scenario.name(),
+            "scenario_sha256": case.scenario.source_sha256(),
+            "config_sha256": context.config_sha256,
+            "windows": case.windows,
+        },
+        "outputs": {
+            "chronicle": first.display().to_string(),
+            "integrity": integrity.status.to_string(),
+            "chain_head": integrity.chain_head,
+            "records": integrity.records,
+            "summary_sha256": summary_sha256,
+        },
+        "determinism": determinism,
+        "reproduce": result.reproduce,
+        "environment": {
+            "os": context.environment.os.as_str(),
+            "arch": context.environment.arch.as_str(),
+            "variables_sha256": sha256_hex(variables.join("\n").as_bytes()),
+            "producer": context.producer,
+        },
+    });
+    // The digest covers the record as written without it (serde_json's
+    // maps keep their keys sorted, so the text is canonical).
+    log["record_sha256"] = sha256_hex(log.to_string().as_bytes()).into();
+    let path = dir.join("execution.json");
+    let text = serde_json::to_string_pretty(&log).context("the execution log")? + "\n";
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Today's date as `YYYYMMDD` and the time as `YYYY-MM-DDTHH:MM:SS`, UTC,

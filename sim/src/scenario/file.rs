@@ -241,10 +241,10 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError>
     }
     let document: Document =
         metagov_config::read_toml(text, origin).map_err(|problems| ScenarioError::Invalid { problems })?;
-    validate(document).map_err(invalid)
+    validate(document, metagov_storage::sha256_hex(text.as_bytes())).map_err(invalid)
 }
 
-fn validate(document: Document) -> Result<Scenario, Problem> {
+fn validate(document: Document, source_sha256: String) -> Result<Scenario, Problem> {
     check_id(&document.name, "name")?;
     let windows = integer(&document.windows, "windows", 1..=Scenario::WINDOWS_MAX)?;
     if document.jobs.is_empty() {
@@ -264,7 +264,14 @@ fn validate(document: Document) -> Result<Scenario, Problem> {
         .iter()
         .map(|event| event_spec(event, windows, &document.jobs, &jobs))
         .collect::<Result<_, _>>()?;
-    Ok(Scenario { name: document.name.into_inner(), description: document.description, windows, jobs, events })
+    Ok(Scenario {
+        name: document.name.into_inner(),
+        description: document.description,
+        windows,
+        jobs,
+        events,
+        source_sha256,
+    })
 }
 
 /// Expands a `[[jobs]]` group into its jobs, appending them to `jobs`.

@@ -61,6 +61,8 @@ pub struct Scenario {
     windows: u64,
     jobs: Vec<JobSpec>,
     events: Vec<EventSpec>,
+    /// Lowercase hex SHA-256 of the TOML text it was parsed from.
+    source_sha256: String,
 }
 
 impl Scenario {
@@ -135,6 +137,13 @@ impl Scenario {
     /// The scenario's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Lowercase hex SHA-256 of the TOML text the scenario was parsed from
+    /// (a built-in's embedded text, or the file's): what a test's execution
+    /// log names as its scenario input.
+    pub fn source_sha256(&self) -> &str {
+        &self.source_sha256
     }
 
     /// What the scenario shows, in a sentence or two.
