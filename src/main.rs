@@ -320,6 +320,12 @@ enum Command {
     Report {
         /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
         file: PathBuf,
+        /// Another run of the same telemetry (from `replay --simulate`, or a
+        /// second config): its rewards and knobs are drawn dashed over this
+        /// run's, with the window where their decisions first differ — open
+        /// loop after it — marked.
+        #[arg(long, value_name = "OTHER")]
+        against: Option<PathBuf>,
         /// The page to write.
         #[arg(short, long, value_name = "REPORT.html")]
         output: PathBuf,
@@ -494,7 +500,9 @@ fn main() -> ExitCode {
         Command::Verify { file, json, pubkey } => {
             cli::verify(&cli::run::chronicle_in(file), json, pubkey.as_deref(), &mut out)
         }
-        Command::Report { file, output } => cli::report::report(&cli::run::chronicle_in(file), &output, &mut out),
+        Command::Report { file, against, output } => {
+            cli::report::report(&cli::run::chronicle_in(file), against.as_deref(), &output, &mut out)
+        }
         Command::Sign { file, key } => cli::bundle::sign(&cli::run::chronicle_in(file), &key, &mut out),
         Command::Query { file, from, to, topic, job, window, json } => {
             let filter = cli::QueryFilter { topics: topic, job, windows: window };

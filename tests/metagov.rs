@@ -613,6 +613,30 @@ mod cli {
         assert!(html.contains(&format!("<title>{escaped}</title>")), "{escaped}");
         assert!(html.contains("<td>sealed, every check passed — "), "the integrity verdict is shown");
 
+        // Against another config's run of the same telemetry: its lines
+        // dashed, and each job's first differing window marked.
+        let constant = metagov_config::Config::from_toml_str("rules = []\n", "constant.toml").unwrap();
+        let other = dir.path().join("constant");
+        let (r, _) = run(|o| cli::replay_simulate(&path, constant, &other, o));
+        assert_eq!(r.unwrap(), Outcome::Success);
+        let compared = dir.path().join("compared.html");
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_metagov"))
+            .arg("report")
+            .arg(&path)
+            .arg("--against")
+            .arg(&other)
+            .arg("-o")
+            .arg(&compared)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let overlay = std::fs::read_to_string(&compared).unwrap();
+        assert!(overlay.contains("<p id=\"against\">Compared with <code>") && overlay.contains("open loop after it"));
+        // Every job accelerates in the recorded run only: each differs, and
+        // each of its three charts carries the line.
+        assert_eq!(overlay.matches("<line class=\"open-loop\"").count(), jobs.len() * 3, "{overlay}");
+        assert_eq!(overlay.matches("stroke-dasharray=\"5,3\"").count(), jobs.len() * 3, "a dashed line per chart");
+
         let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
             .into_iter()
             .find(|c| std::process::Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))

@@ -34,7 +34,7 @@ fn observe(decisions: &mut Decisions, message: &Egress) {
 }
 
 /// The decisions recorded in `reader`'s whole frames.
-fn decisions(file: &Path, reader: &ChronicleReader) -> Result<Decisions> {
+pub(super) fn decisions(file: &Path, reader: &ChronicleReader) -> Result<Decisions> {
     let mut decisions = Decisions::default();
     for entry in reader.records() {
         let entry = entry.with_context(|| format!("cannot read {}", Escaped(file.display())))?;

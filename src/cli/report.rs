@@ -4,7 +4,9 @@
 //! windows and every knob's trajectory with each change marked — its
 //! explanation, `explain`'s sentence, shown on hover — then the rejections
 //! by reason, the resource hints, each domain's aggregation weight with the
-//! domains dropped, and the prior's trajectory.
+//! domains dropped, and the prior's trajectory. Given another run of the
+//! same telemetry, it overlays that run's rewards and knobs and marks each
+//! job's first differing window, after which the comparison is open loop.
 //!
 //! It reads the chronicle once, front to back, and writes nothing but the
 //! page: no script, no network, no external file; the plots are inline SVG
@@ -23,7 +25,7 @@ use metagov_actors::messages::{
     TELEMETRY_ACCEPTED, TELEMETRY_REJECTED,
 };
 use metagov_bus::{OwnedEntry, Value};
-use metagov_storage::verify_file;
+use metagov_storage::{verify_file, ChronicleReader};
 
 use super::{export_records, open, recorded_config, Escaped, Outcome, OutputFile};
 
@@ -94,6 +96,8 @@ struct Line<'a> {
     color: &'a str,
     points: Vec<(f64, f64)>,
     step: bool,
+    /// Drawn dashed: the run compared against.
+    dashed: bool,
 }
 
 /// A point marked on a chart, with its hover text.
@@ -104,8 +108,17 @@ struct Mark {
     title: String,
 }
 
-/// An SVG line chart over windows. `log_y` plots log10 of positive values.
-fn chart(title: &str, lines: &[Line<'_>], marks: &[Mark], x_max: f64, log_y: bool) -> String {
+/// An SVG line chart over windows. `log_y` plots log10 of positive values;
+/// `from` draws a vertical line at an x with its hover text (where a
+/// comparison of two runs turns open loop).
+fn chart(
+    title: &str,
+    lines: &[Line<'_>],
+    marks: &[Mark],
+    x_max: f64,
+    log_y: bool,
+    from: Option<(f64, &str)>,
+) -> String {
     let ys = lines.iter().flat_map(|l| l.points.iter().map(|p| p.1)).chain(marks.iter().map(|m| m.y));
     let ys: Vec<f64> = ys.filter(|y| y.is_finite() && (!log_y || *y > 0.0)).collect();
     let (mut lo, mut hi) = ys.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &y| (lo.min(y), hi.max(y)));
@@ -168,11 +181,21 @@ fn chart(title: &str, lines: &[Line<'_>], marks: &[Mark], x_max: f64, log_y: boo
         if let (true, Some((_, py))) = (line.step, previous) {
             let _ = write!(path, " L{:.1},{py:.1}", x_of(x_max));
         }
+        let dash = if line.dashed { r#" stroke-dasharray="5,3""# } else { "" };
         let _ = write!(
             svg,
-            r#"<path d="{path}" fill="none" stroke="{}" stroke-width="1.3"><title>{}</title></path>"#,
+            r#"<path d="{path}" fill="none" stroke="{}" stroke-width="1.3"{dash}><title>{}</title></path>"#,
             line.color,
             html(line.name)
+        );
+    }
+    if let Some((x, text)) = from {
+        let x = x_of(x);
+        let _ = write!(
+            svg,
+            r##"<line class="open-loop" x1="{x:.1}" y1="{MARGIN_Y}" x2="{x:.1}" y2="{}" stroke="#d62728" stroke-dasharray="2,2"><title>{}</title></line>"##,
+            HEIGHT - MARGIN_Y,
+            html(text)
         );
     }
     for mark in marks.iter().filter(|m| m.y.is_finite() && (!log_y || m.y > 0.0)) {
@@ -199,21 +222,27 @@ fn change_mark(change: &KnobChange) -> Mark {
     Mark { x: change.window as f64, y: change.to, color, title: change.to_string() }
 }
 
-/// `metagov report`: reads `file` once and writes the page to `output`.
-pub fn report(file: &Path, output: &Path, out: &mut dyn Write) -> Result<Outcome> {
-    let integrity = verify_file(file).with_context(|| format!("cannot verify {}", Escaped(file.display())))?;
-    let reader = open(file)?;
-    let config = recorded_config(file, &reader)?;
-    let mut explainer = Explainer::new(&config);
-    let initial = config.initial_knobs();
-    let mut jobs: BTreeMap<String, JobSeries> = BTreeMap::new();
-    let mut rejections: BTreeMap<String, u64> = BTreeMap::new();
-    let mut priors: Vec<(u64, BTreeMap<String, f64>, bool)> = Vec::new();
-    // Each domain's aggregation weight over ticks, and the drops by (domain, reason).
-    let mut weights: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    let mut drops: BTreeMap<(String, String), u64> = BTreeMap::new();
-    let mut last_aggregate = 0;
-    let outcome = export_records(file, &reader, |entry| {
+/// What the page draws of one run, read in one pass.
+#[derive(Default)]
+struct RunSeries {
+    jobs: BTreeMap<String, JobSeries>,
+    rejections: BTreeMap<String, u64>,
+    /// (tick, prior by knob, rolled back).
+    priors: Vec<(u64, BTreeMap<String, f64>, bool)>,
+    /// Each domain's aggregation weight over ticks.
+    weights: BTreeMap<String, Vec<(f64, f64)>>,
+    /// Drops by (domain, reason).
+    drops: BTreeMap<(String, String), u64>,
+    last_aggregate: u64,
+}
+
+/// Reads the series of the run in `reader` (recorded under `config`), with
+/// the file's verdict.
+fn read_run(file: &Path, reader: &ChronicleReader, config: &metagov_config::Config) -> Result<(RunSeries, Outcome)> {
+    let mut explainer = Explainer::new(config);
+    let mut run = RunSeries::default();
+    let RunSeries { jobs, rejections, priors, weights, drops, last_aggregate } = &mut run;
+    let outcome = export_records(file, reader, |entry| {
         let OwnedEntry::Delivery(d) = entry else { return Ok(()) };
         let job = d.payload.get("job").and_then(Value::as_str).map(str::to_owned);
         let window = d.payload.get("window").and_then(|w| match w {
@@ -262,7 +291,7 @@ pub fn report(file: &Path, output: &Path, out: &mut dyn Write) -> Result<Outcome
                     for dropped in aggregate.dropped {
                         *drops.entry(dropped).or_default() += 1;
                     }
-                    last_aggregate = d.tick;
+                    *last_aggregate = d.tick;
                 }
             }
             t if t == PRIOR_UPDATED => {
@@ -274,7 +303,59 @@ pub fn report(file: &Path, output: &Path, out: &mut dyn Write) -> Result<Outcome
         }
         Ok(())
     })?;
+    Ok((run, outcome))
+}
 
+/// The run a report is compared with: its series, and where its decisions
+/// first differ from the reported run's.
+struct Against {
+    file: std::path::PathBuf,
+    series: RunSeries,
+    /// Each job's first window whose decision differs.
+    first_window: BTreeMap<String, u64>,
+    /// One sentence: where the comparison is exact and where open loop.
+    summary: String,
+}
+
+/// Reads `path` (a run of the same telemetry, e.g. from `replay --simulate`)
+/// and diffs its decisions with `file`'s, as `metagov diff` does.
+fn read_against(file: &Path, path: &Path) -> Result<Against> {
+    let path = super::run::chronicle_in(path.to_path_buf());
+    let reader = open(&path)?;
+    let config = recorded_config(&path, &reader)?;
+    let (series, _) = read_run(&path, &reader, &config)?;
+    let diff = metagov_actors::explain::diff(
+        &super::counterfactual::decisions(file, &open(file)?)?,
+        &super::counterfactual::decisions(&path, &reader)?,
+    );
+    let mut first_window = BTreeMap::new();
+    for (job, window, _, _) in &diff.lines {
+        first_window.entry(job.clone()).or_insert(*window);
+    }
+    let summary = match diff.first_tick {
+        None => format!("the decisions are identical in all {} windows", diff.windows),
+        Some(tick) => format!(
+            "decisions are exact up to tick {tick} ({} of {} windows) and open loop after it: the recorded telemetry \
+             did not react to the other run's decisions. The red dotted line marks each job's first differing window.",
+            diff.exact_windows, diff.windows
+        ),
+    };
+    Ok(Against { file: path, series, first_window, summary })
+}
+
+/// `metagov report`: reads `file` once (and `against`, another run of the
+/// same telemetry, when given) and writes the page to `output`.
+pub fn report(file: &Path, against: Option<&Path>, output: &Path, out: &mut dyn Write) -> Result<Outcome> {
+    let integrity = verify_file(file).with_context(|| format!("cannot verify {}", Escaped(file.display())))?;
+    let reader = open(file)?;
+    let config = recorded_config(file, &reader)?;
+    let initial = config.initial_knobs();
+    let (run, outcome) = read_run(file, &reader, &config)?;
+    let RunSeries { jobs, rejections, priors, weights, drops, last_aggregate } = run;
+    let other = match against {
+        Some(path) => Some(read_against(file, path)?),
+        None => None,
+    };
     let context = reader.context();
     let mut page = String::new();
     let _ = write!(
@@ -307,36 +388,61 @@ pub fn report(file: &Path, output: &Path, out: &mut dyn Write) -> Result<Outcome
         producer = html(&context.producer),
         version = reader.version(),
     );
+    if let Some(other) = &other {
+        let _ = write!(
+            page,
+            r#"<p id="against">Compared with <code>{}</code> (dashed lines, orange marks): {}</p>"#,
+            html(&other.file.display().to_string()),
+            html(&other.summary)
+        );
+    }
     let mut changes_drawn = 0;
     for (job, series) in &jobs {
-        let x_max = series.last_window as f64;
+        let theirs = other.as_ref().and_then(|o| o.series.jobs.get(job));
+        let from = other
+            .as_ref()
+            .and_then(|o| o.first_window.get(job))
+            .map(|&w| (w as f64, format!("window {w}: the first decision that differs; open loop after it")));
+        let from = from.as_ref().map(|(x, text)| (*x, text.as_str()));
+        let x_max = theirs.map_or(series.last_window, |t| t.last_window.max(series.last_window)) as f64;
         let _ = write!(page, r#"<h2 class="job">job {}</h2>"#, html(job));
-        let rewards = [
+        let ema = |series: &JobSeries| series.rewards.iter().map(|r| (r.0 as f64, r.2)).collect();
+        let mut rewards = vec![
             Line {
                 name: "reward",
                 color: "#aec7e8",
                 points: series.rewards.iter().map(|r| (r.0 as f64, r.1)).collect(),
                 step: false,
+                dashed: false,
             },
-            Line {
-                name: "smoothed reward",
-                color: COLORS[0],
-                points: series.rewards.iter().map(|r| (r.0 as f64, r.2)).collect(),
-                step: false,
-            },
+            Line { name: "smoothed reward", color: COLORS[0], points: ema(series), step: false, dashed: false },
         ];
-        page.push_str(&chart(&format!("{job}: reward and smoothed reward"), &rewards, &[], x_max, false));
+        if let Some(theirs) = theirs {
+            let name = "smoothed reward, compared run";
+            rewards.push(Line { name, color: COLORS[1], points: ema(theirs), step: false, dashed: true });
+        }
+        page.push_str(&chart(&format!("{job}: reward and smoothed reward"), &rewards, &[], x_max, false, from));
         for (i, (knob, start)) in initial.iter().enumerate() {
-            let changes: Vec<&KnobChange> = series.changes.iter().filter(|c| &c.knob == knob).collect();
-            let mut points = vec![(0.0, changes.first().map_or(*start, |c| c.from))];
-            points.extend(changes.iter().map(|c| (c.window as f64, c.to)));
-            let marks: Vec<Mark> = changes.iter().map(|c| change_mark(c)).collect();
+            let trajectory = |series: &JobSeries| -> (Vec<(f64, f64)>, Vec<Mark>) {
+                let changes: Vec<&KnobChange> = series.changes.iter().filter(|c| &c.knob == knob).collect();
+                let mut points = vec![(0.0, changes.first().map_or(*start, |c| c.from))];
+                points.extend(changes.iter().map(|c| (c.window as f64, c.to)));
+                (points, changes.iter().map(|c| change_mark(c)).collect())
+            };
+            let (points, mut marks) = trajectory(series);
             changes_drawn += marks.len();
-            let positive = points.iter().all(|p| p.1 > 0.0);
-            let (lo, hi) = points.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
-            let line = Line { name: knob, color: COLORS[(i + 1) % COLORS.len()], points, step: true };
+            let color = COLORS[(i + 1) % COLORS.len()];
+            let mut lines = vec![Line { name: knob, color, points, step: true, dashed: false }];
             let title = format!("{job}: {knob} ({} changes)", marks.len());
-            page.push_str(&chart(&title, &[line], &marks, x_max, positive && hi > 10.0 * lo));
+            if let Some(theirs) = theirs {
+                let (points, their_marks) = trajectory(theirs);
+                marks.extend(their_marks.into_iter().map(|m| Mark { color: "#ff7f0e", ..m }));
+                lines.push(Line { name: "compared run", color: COLORS[1], points, step: true, dashed: true });
+            }
+            let all = lines.iter().flat_map(|l| l.points.iter());
+            let positive = all.clone().all(|p| p.1 > 0.0);
+            let (lo, hi) = all.fold((f64::INFINITY, 0.0f64), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+            page.push_str(&chart(&title, &lines, &marks, x_max, positive && hi > 10.0 * lo, from));
         }
         if !series.hints.is_empty() {
             let line = Line {
@@ -344,9 +450,10 @@ pub fn report(file: &Path, output: &Path, out: &mut dyn Write) -> Result<Outcome
                 color: COLORS[3],
                 points: series.hints.iter().map(|h| (h.0 as f64, h.1)).collect(),
                 step: false,
+                dashed: false,
             };
             let title = format!("{job}: resource hints, batch_scale ({} hints)", series.hints.len());
-            page.push_str(&chart(&title, &[line], &[], x_max, false));
+            page.push_str(&chart(&title, &[line], &[], x_max, false, None));
         }
     }
     page.push_str(r#"<h2>rejections by reason</h2><table id="rejections">"#);
@@ -366,6 +473,7 @@ pub fn report(file: &Path, output: &Path, out: &mut dyn Write) -> Result<Outcome
                 color: COLORS[i % COLORS.len()],
                 points: points.clone(),
                 step: false,
+                dashed: false,
             })
             .collect();
         let names: Vec<String> = weights.keys().map(|d| html(d)).collect();
@@ -374,7 +482,14 @@ pub fn report(file: &Path, output: &Path, out: &mut dyn Write) -> Result<Outcome
             "<h2>the cross-domain aggregator</h2><p>Each domain's weight in the aggregate over ticks: {}.</p>",
             names.join(", ")
         );
-        page.push_str(&chart("aggregation weight by domain, over ticks", &lines, &[], last_aggregate as f64, false));
+        page.push_str(&chart(
+            "aggregation weight by domain, over ticks",
+            &lines,
+            &[],
+            last_aggregate as f64,
+            false,
+            None,
+        ));
         page.push_str(r#"<table id="dropped"><tr><th>dropped domain</th><th>reason</th><th>times</th></tr>"#);
         if drops.is_empty() {
             page.push_str("<tr><td>none</td></tr>");
@@ -399,6 +514,7 @@ pub fn report(file: &Path, output: &Path, out: &mut dyn Write) -> Result<Outcome
                 color: COLORS[i % COLORS.len()],
                 points: priors.iter().filter_map(|p| Some((p.0 as f64, *p.1.get(*key)?))).collect(),
                 step: true,
+                dashed: false,
             })
             .collect();
         let marks: Vec<Mark> = priors
@@ -420,7 +536,7 @@ pub fn report(file: &Path, output: &Path, out: &mut dyn Write) -> Result<Outcome
             priors.len(),
             marks.len()
         );
-        page.push_str(&chart("prior over ticks", &lines, &marks, last_tick as f64, false));
+        page.push_str(&chart("prior over ticks", &lines, &marks, last_tick as f64, false, None));
     }
     page.push_str("</body></html>\n");
 
