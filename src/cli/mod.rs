@@ -521,12 +521,15 @@ pub fn explain(file: &Path, query: &ExplainQuery<'_>, json: bool, out: &mut dyn 
     // in the whole run.
     let at = match (query.tick, query.window) {
         (Some(tick), _) => WindowAt::Tick(tick),
-        (None, Some(window)) => window_tick(file, &reader, job, window)?,
+        (None, Some(window)) => window_tick(file, &reader, job, window)
+            .with_context(|| format!("cannot find window {window} of job {job:?} in {}", Escaped(file.display())))?,
         (None, None) => WindowAt::Unknown,
     };
     let outcome = match at {
         WindowAt::Tick(tick) => {
-            reader.visit_range(tick, tick, |entry| visit(entry).map_err(anyhow::Error::from))?;
+            reader
+                .visit_range(tick, tick, |entry| visit(entry).map_err(anyhow::Error::from))
+                .with_context(|| format!("cannot read tick {tick} of {}", Escaped(file.display())))?;
             anyhow::ensure!(
                 seen_job,
                 "{}: tick {tick} holds no delivery of job {:?} (a tick is one packet of one job: see `metagov trace`)",
@@ -566,19 +569,21 @@ enum WindowAt {
 fn job_windows(reader: &ChronicleReader, frame: &metagov_storage::FrameInfo, job: &str) -> Result<Vec<(u64, u64)>> {
     use metagov_actors::messages::TELEMETRY_ACCEPTED;
     let mut windows = Vec::new();
-    reader.visit_range(frame.first_tick, frame.last_tick, |entry| {
-        let OwnedEntry::Delivery(d) = entry else { return Ok::<(), metagov_storage::ChronicleError>(()) };
-        if *d.topic != *TELEMETRY_ACCEPTED || d.payload.get("job").and_then(Value::as_str) != Some(job) {
-            return Ok(());
-        }
-        // An admitted packet's window is a non-negative int (the validator's rule).
-        if let Some(Value::Int(w)) = d.payload.get("window") {
-            if let Ok(w) = u64::try_from(*w) {
-                windows.push((w, d.tick));
+    reader
+        .visit_range(frame.first_tick, frame.last_tick, |entry| {
+            let OwnedEntry::Delivery(d) = entry else { return Ok::<(), metagov_storage::ChronicleError>(()) };
+            if *d.topic != *TELEMETRY_ACCEPTED || d.payload.get("job").and_then(Value::as_str) != Some(job) {
+                return Ok(());
             }
-        }
-        Ok(())
-    })?;
+            // An admitted packet's window is a non-negative int (the validator's rule).
+            if let Some(Value::Int(w)) = d.payload.get("window") {
+                if let Ok(w) = u64::try_from(*w) {
+                    windows.push((w, d.tick));
+                }
+            }
+            Ok(())
+        })
+        .with_context(|| format!("cannot read frame {} of the chronicle", frame.index))?;
     Ok(windows)
 }
 
