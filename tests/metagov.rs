@@ -568,6 +568,18 @@ mod cli {
         let tick = cli::ExplainQuery { tick: Some(1), ..explain_query("wav2vec", None, None) };
         let err = run(|o| cli::explain(&path, &tick, false, o)).0.unwrap_err();
         assert!(format!("{err:#}").contains("tick 1 holds no delivery of job \"wav2vec\""), "{err:#}");
+        // The search always reads the last frame: damage there is an error
+        // that names the window, the frame and the damage.
+        let frames = metagov_storage::ChronicleReader::open(&path).unwrap().frames().unwrap();
+        let last = frames.last().unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[last.offset as usize + 96 + 3] ^= 0xff;
+        let damaged = dir.path().join("damaged.cmeta");
+        std::fs::write(&damaged, &bytes).unwrap();
+        let err = run(|o| cli::explain(&damaged, &explain_query("wav2vec", None, Some(300)), false, o)).0.unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("cannot find window 300 of job \"wav2vec\""), "{text}");
+        assert!(text.contains(&format!("frame {}", last.index)) && text.contains("payload CRC mismatch"), "{text}");
     }
 
     /// `metagov report` as a real process: one self-contained page with a
