@@ -273,8 +273,16 @@ enum Command {
         /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
         file: PathBuf,
         /// Re-execute from the recorded ingress and compare every delivery.
-        #[arg(long, required_unless_present_any = ["simulate", "inspect"], conflicts_with_all = ["simulate", "inspect"])]
+        #[arg(
+            long,
+            required_unless_present_any = ["simulate", "inspect", "explain"],
+            conflicts_with_all = ["simulate", "inspect", "explain"]
+        )]
         verify: bool,
+        /// Every knob change of every job over the run, one line each in
+        /// `metagov explain`'s words, prefixed with the job, in one pass.
+        #[arg(long, conflicts_with_all = ["simulate", "inspect"])]
+        explain: bool,
         /// Re-execute the recorded ingress up to --tick and print every
         /// actor's state after it: each job's knobs, smoothed reward and
         /// best, streaks and cooldowns; each domain's estimate; the
@@ -533,6 +541,7 @@ fn main() -> ExitCode {
                 Err(error) => Err(error.into()),
             }
         }
+        Command::Replay { file, explain: true, .. } => cli::replay_explain(&cli::run::chronicle_in(file), &mut out),
         Command::Replay { file, inspect: true, tick: Some(tick), .. } => {
             cli::replay_inspect(&cli::run::chronicle_in(file), tick, &mut out)
         }

@@ -615,10 +615,20 @@ mod cli {
         assert_eq!(charts, jobs.len() * 3 + 2 + html.matches("resource hints, batch_scale").count() / 2);
         // Every knob change is marked, with explain's sentence escaped.
         let mut sentences = Vec::new();
+        let mut by_job = Vec::new();
         for job in jobs {
             let (_, text) = run(|o| cli::explain(&path, &explain_query(job, None, None), false, o));
             sentences.extend(text.lines().map(str::to_owned));
+            by_job.extend(text.lines().map(|l| format!("{job}: {l}")));
         }
+        // `replay --explain`: the same sentences for every job, in one pass.
+        let (r, over_run) = run(|o| cli::replay_explain(&path, o));
+        assert_eq!(r.unwrap(), Outcome::Success);
+        let mut lines: Vec<String> = over_run.lines().map(str::to_owned).collect();
+        assert_eq!(lines.pop(), Some(format!("{} knob changes", sentences.len())));
+        lines.sort();
+        by_job.sort();
+        assert_eq!(lines, by_job);
         assert_eq!(html.matches("<circle class=\"mark\"").count(), sentences.len());
         assert!(stdout.contains(&format!("{} knob changes marked", sentences.len())), "{stdout}");
         let escaped = sentences[0].replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");

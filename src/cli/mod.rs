@@ -553,6 +553,40 @@ pub fn explain(file: &Path, query: &ExplainQuery<'_>, json: bool, out: &mut dyn 
     Ok(outcome)
 }
 
+/// `metagov replay RUN --explain`: every knob change of every job over the
+/// run in `explain`'s words, `job: sentence` a line, in one pass.
+pub fn replay_explain(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
+    use metagov_actors::explain::Explainer;
+    use metagov_actors::messages::{POLICY_UPDATE, TELEMETRY_ACCEPTED};
+    let reader = open(file)?;
+    let config = recorded_config(file, &reader)?;
+    let mut explainer = Explainer::new(&config);
+    let mut changes = 0;
+    let outcome = export_records(file, &reader, |entry| {
+        let OwnedEntry::Delivery(d) = entry else { return Ok(()) };
+        if *d.topic == *TELEMETRY_ACCEPTED {
+            if let (Some(job), Some(Value::Record(params))) =
+                (d.payload.get("job").and_then(Value::as_str), d.payload.get("params"))
+            {
+                explainer.reported(job, params.iter().filter_map(|(k, v)| Some((k.to_string(), v.as_f64()?))));
+            }
+        } else if *d.topic == *POLICY_UPDATE {
+            if let Ok(metagov_actors::Output::PolicyUpdate(update)) =
+                metagov_actors::Output::from_egress(&metagov_bus::Egress::of_delivery(&d))
+            {
+                for change in explainer.update(d.tick, &update) {
+                    changes += 1;
+                    writeln!(out, "{}: {}", Escaped(&change.job), Escaped(&change))?;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    writeln!(out, "{changes} knob changes")?;
+    out.flush()?;
+    Ok(outcome)
+}
+
 /// Where `job`'s admitted packet of `window` is, as the search over the
 /// frames found it.
 enum WindowAt {
