@@ -168,10 +168,7 @@ impl<'a> Reader<'a> {
         }
     }
     pub(crate) fn uint(&self, name: &str) -> Result<u64, ShapeMismatch> {
-        match self.field(name)? {
-            Value::Int(i) if *i >= 0 => Ok(*i as u64),
-            _ => Err(self.mismatch(name)),
-        }
+        self.field(name)?.as_u64().ok_or_else(|| self.mismatch(name))
     }
     pub(crate) fn map(&self, name: &str) -> Result<BTreeMap<String, f64>, ShapeMismatch> {
         match self.field(name)? {

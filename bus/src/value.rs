@@ -133,6 +133,14 @@ impl Value {
         }
     }
 
+    /// The number of a non-negative `Int` (a window, a count).
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Value::Int(i) => u64::try_from(*i).ok(),
+            _ => None,
+        }
+    }
+
     /// The text of a `Text` value.
     pub fn as_str(&self) -> Option<&str> {
         match self {
@@ -351,6 +359,14 @@ mod tests {
         assert!(matches!(Fixed::from_f64(f64::NAN), Err(QuantizeError::NonFinite(_))));
         assert!(matches!(Fixed::from_f64(f64::INFINITY), Err(QuantizeError::NonFinite(_))));
         assert!(matches!(Fixed::from_f64(1e300), Err(QuantizeError::OutOfRange(_))));
+    }
+
+    #[test]
+    fn only_a_non_negative_int_is_a_u64() {
+        assert_eq!(Value::Int(7).as_u64(), Some(7));
+        assert_eq!(Value::Int(-1).as_u64(), None);
+        assert_eq!(Value::Fixed(Fixed::from_micros(7_000_000)).as_u64(), None);
+        assert_eq!(Value::Text("7".into()).as_u64(), None);
     }
 
     #[test]

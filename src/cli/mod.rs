@@ -247,9 +247,10 @@ impl QueryFilter {
         let OwnedEntry::Delivery(e) = entry else { return self.is_empty() };
         let topic = self.topics.is_empty() || self.topics.iter().any(|t| *t == *e.topic);
         let job = self.job.as_deref().is_none_or(|job| e.payload.get("job").and_then(Value::as_str) == Some(job));
-        let window = self.windows.as_ref().is_none_or(|range| {
-            matches!(e.payload.get("window"), Some(Value::Int(w)) if u64::try_from(*w).is_ok_and(|w| range.contains(&w)))
-        });
+        let window = self
+            .windows
+            .as_ref()
+            .is_none_or(|range| e.payload.get("window").and_then(Value::as_u64).is_some_and(|w| range.contains(&w)));
         topic && job && window
     }
 }
@@ -610,10 +611,8 @@ fn job_windows(reader: &ChronicleReader, frame: &metagov_storage::FrameInfo, job
                 return Ok(());
             }
             // An admitted packet's window is a non-negative int (the validator's rule).
-            if let Some(Value::Int(w)) = d.payload.get("window") {
-                if let Ok(w) = u64::try_from(*w) {
-                    windows.push((w, d.tick));
-                }
+            if let Some(w) = d.payload.get("window").and_then(Value::as_u64) {
+                windows.push((w, d.tick));
             }
             Ok(())
         })

@@ -245,10 +245,7 @@ fn read_run(file: &Path, reader: &ChronicleReader, config: &metagov_config::Conf
     let outcome = export_records(file, reader, |entry| {
         let OwnedEntry::Delivery(d) = entry else { return Ok(()) };
         let job = d.payload.get("job").and_then(Value::as_str).map(str::to_owned);
-        let window = d.payload.get("window").and_then(|w| match w {
-            Value::Int(w) => u64::try_from(*w).ok(),
-            _ => None,
-        });
+        let window = d.payload.get("window").and_then(Value::as_u64);
         match &*d.topic {
             t if t == TELEMETRY_ACCEPTED => {
                 if let (Some(job), Some(Value::Record(params))) = (&job, d.payload.get("params")) {
