@@ -285,11 +285,12 @@ impl MetaState {
     }
 }
 
-/// Whether a cooldown that ends at window `until` blocks window `window`.
-/// A cooldown of c windows set at window w ends at w + c: it blocks windows
-/// w+1 ..= w+c.
-fn cooling(until: Option<&u64>, window: u64) -> bool {
-    until.is_some_and(|&until| window <= until)
+/// How many windows, from `window` on and this one included, a cooldown
+/// that ends at window `until` still blocks (0: it does not block
+/// `window`). A cooldown of c windows set at window w ends at w + c: it
+/// blocks windows w+1 ..= w+c.
+fn cooldown_left(until: Option<&u64>, window: u64) -> u64 {
+    until.map_or(0, |&until| until.saturating_add(1).saturating_sub(window))
 }
 
 /// The values rules can watch, for one window.
@@ -539,8 +540,8 @@ fn safety_check(state: &mut MetaState, config: &IntegrativeMetaConfig, ci: Optio
     }
     let hold = if state.incident_recovery.is_some() {
         Some(SafetyHold::IncidentOpen)
-    } else if cooling(Some(&state.rollback_cooldown), state.windows) {
-        Some(SafetyHold::Cooldown(state.rollback_cooldown - state.windows + 1))
+    } else if let left @ 1.. = cooldown_left(Some(&state.rollback_cooldown), state.windows) {
+        Some(SafetyHold::Cooldown(left))
     } else if state.knobs == state.good_knobs {
         Some(SafetyHold::AtSnapshot)
     } else {
@@ -625,10 +626,8 @@ fn apply_rules(
         let streak = slot(&mut state.streaks, &rule.name, u32::default);
         *streak = if held { streak.saturating_add(1) } else { 0 };
         let reached = *streak;
-        let until = state.rule_cooldowns.get(&rule.name);
-        let silent = cooling(until, state.windows);
-        let cooldown_left = if silent { until.map_or(0, |&until| until - state.windows + 1) } else { 0 };
-        let fired = value.filter(|_| held && reached >= rule.for_windows && !silent);
+        let cooldown_left = cooldown_left(state.rule_cooldowns.get(&rule.name), state.windows);
+        let fired = value.filter(|_| held && reached >= rule.for_windows && cooldown_left == 0);
         if fired.is_some() {
             *streak = 0;
             let until = state.windows + u64::from(rule.cooldown_windows);
@@ -659,13 +658,11 @@ fn apply_rules(
     for (name, (factor, delta)) in changes {
         let knob = &config.knobs[name];
         let old = state.knobs[name];
-        let proposed = old * factor + delta;
-        let change = proposed - old;
+        let change = old * factor + delta - old;
         let limited = knob.step.map_or(change, |step| change.clamp(-step, step));
         let fitted = knob.fit(old + limited);
-        let blocked = cooling(state.knob_cooldowns.get(name), state.windows);
-        let cooldown_left = if blocked { state.knob_cooldowns[name] - state.windows + 1 } else { 0 };
-        let new = if blocked { old } else { fitted };
+        let cooldown_left = cooldown_left(state.knob_cooldowns.get(name), state.windows);
+        let new = if cooldown_left > 0 { old } else { fitted };
         decision.evidence.knobs.push(KnobEvidence {
             knob: name.to_owned(),
             old,
