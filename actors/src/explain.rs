@@ -15,8 +15,10 @@ use std::fmt;
 use metagov_config::{Comparison, Config, RuleConfig, SafetyConfig, Threshold};
 use metagov_governance::{RuleEvidence, SafetyHold};
 
-use crate::messages::{rollback_code, EvidenceRecord};
-use crate::output::{FiredRuleView, PolicyUpdateView};
+use metagov_bus::{Egress, Envelope, Value};
+
+use crate::messages::{rollback_code, EvidenceRecord, POLICY_UPDATE, TELEMETRY_ACCEPTED};
+use crate::output::{FiredRuleView, Output, PolicyUpdateView};
 
 /// What moved a knob.
 #[derive(Clone, Debug, PartialEq)]
@@ -78,6 +80,25 @@ impl Explainer {
     /// The job reported these knob values (an admitted packet's `params`).
     pub fn reported(&mut self, job: &str, params: impl IntoIterator<Item = (String, f64)>) {
         self.known.entry(job.to_owned()).or_default().extend(params);
+    }
+
+    /// Takes one recorded delivery, in chronicle order: an admitted packet's
+    /// `params` are what its job reported ([`Explainer::reported`]), and a
+    /// `policy.update` gives its knob changes ([`Explainer::update`]).
+    /// Every other delivery changes nothing and gives none.
+    pub fn observe(&mut self, delivery: &Envelope) -> Vec<KnobChange> {
+        if *delivery.topic == *TELEMETRY_ACCEPTED {
+            if let (Some(job), Some(Value::Record(params))) =
+                (delivery.payload.get("job").and_then(Value::as_str), delivery.payload.get("params"))
+            {
+                self.reported(job, params.iter().filter_map(|(k, v)| Some((k.to_string(), v.as_f64()?))));
+            }
+        } else if *delivery.topic == *POLICY_UPDATE {
+            if let Ok(Output::PolicyUpdate(update)) = Output::from_egress(&Egress::of_delivery(delivery)) {
+                return self.update(delivery.tick, &update);
+            }
+        }
+        Vec::new()
     }
 
     /// A `policy.update` recorded at `tick`: its knob changes, by knob name.

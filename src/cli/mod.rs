@@ -440,7 +440,7 @@ impl ExplainQuery<'_> {
 /// which nothing changed, it says why not, from the same evidence.
 pub fn explain(file: &Path, query: &ExplainQuery<'_>, json: bool, out: &mut dyn Write) -> Result<Outcome> {
     use metagov_actors::explain::{weighed, Cause, Explainer};
-    use metagov_actors::messages::{evidence_from_value, DECISION_EVIDENCE, POLICY_UPDATE, TELEMETRY_ACCEPTED};
+    use metagov_actors::messages::{evidence_from_value, DECISION_EVIDENCE};
     let job = query.job;
     let reader = open(file)?;
     let config = recorded_config(file, &reader)?;
@@ -458,12 +458,6 @@ pub fn explain(file: &Path, query: &ExplainQuery<'_>, json: bool, out: &mut dyn 
             return Ok(());
         }
         seen_job = true;
-        if *d.topic == *TELEMETRY_ACCEPTED {
-            if let Some(Value::Record(params)) = d.payload.get("params") {
-                explainer.reported(job, params.iter().filter_map(|(k, v)| Some((k.to_string(), v.as_f64()?))));
-            }
-            return Ok(());
-        }
         if *d.topic == *DECISION_EVIDENCE {
             let Ok(record) = evidence_from_value(&d.payload) else { return Ok(()) };
             let one_window = query.window.is_some() || query.tick.is_some();
@@ -485,15 +479,7 @@ pub fn explain(file: &Path, query: &ExplainQuery<'_>, json: bool, out: &mut dyn 
             }
             return Ok(());
         }
-        if *d.topic != *POLICY_UPDATE {
-            return Ok(());
-        }
-        let Ok(metagov_actors::Output::PolicyUpdate(update)) =
-            metagov_actors::Output::from_egress(&metagov_bus::Egress::of_delivery(&d))
-        else {
-            return Ok(());
-        };
-        for change in explainer.update(d.tick, &update) {
+        for change in explainer.observe(&d) {
             if query.knob.is_some_and(|k| k != change.knob) || !query.wants(change.window, change.tick) {
                 continue;
             }
@@ -558,28 +544,15 @@ pub fn explain(file: &Path, query: &ExplainQuery<'_>, json: bool, out: &mut dyn 
 /// run in `explain`'s words, `job: sentence` a line, in one pass.
 pub fn replay_explain(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
     use metagov_actors::explain::Explainer;
-    use metagov_actors::messages::{POLICY_UPDATE, TELEMETRY_ACCEPTED};
     let reader = open(file)?;
     let config = recorded_config(file, &reader)?;
     let mut explainer = Explainer::new(&config);
     let mut changes = 0;
     let outcome = export_records(file, &reader, |entry| {
         let OwnedEntry::Delivery(d) = entry else { return Ok(()) };
-        if *d.topic == *TELEMETRY_ACCEPTED {
-            if let (Some(job), Some(Value::Record(params))) =
-                (d.payload.get("job").and_then(Value::as_str), d.payload.get("params"))
-            {
-                explainer.reported(job, params.iter().filter_map(|(k, v)| Some((k.to_string(), v.as_f64()?))));
-            }
-        } else if *d.topic == *POLICY_UPDATE {
-            if let Ok(metagov_actors::Output::PolicyUpdate(update)) =
-                metagov_actors::Output::from_egress(&metagov_bus::Egress::of_delivery(&d))
-            {
-                for change in explainer.update(d.tick, &update) {
-                    changes += 1;
-                    writeln!(out, "{}: {}", Escaped(&change.job), Escaped(&change))?;
-                }
-            }
+        for change in explainer.observe(&d) {
+            changes += 1;
+            writeln!(out, "{}: {}", Escaped(&change.job), Escaped(&change))?;
         }
         Ok(())
     })?;

@@ -21,8 +21,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use metagov_actors::explain::{Cause, Explainer, KnobChange};
 use metagov_actors::messages::{
-    aggregate_from_value, prior_from_value, CROSS_AGGREGATE, META_REWARD, POLICY_UPDATE, PRIOR_UPDATED, RESOURCE_HINT,
-    TELEMETRY_ACCEPTED, TELEMETRY_REJECTED,
+    aggregate_from_value, prior_from_value, CROSS_AGGREGATE, META_REWARD, PRIOR_UPDATED, RESOURCE_HINT,
+    TELEMETRY_REJECTED,
 };
 use metagov_bus::{OwnedEntry, Value};
 use metagov_storage::{verify_file, ChronicleReader};
@@ -246,12 +246,10 @@ fn read_run(file: &Path, reader: &ChronicleReader, config: &metagov_config::Conf
         let OwnedEntry::Delivery(d) = entry else { return Ok(()) };
         let job = d.payload.get("job").and_then(Value::as_str).map(str::to_owned);
         let window = d.payload.get("window").and_then(Value::as_u64);
+        for change in explainer.observe(&d) {
+            jobs.entry(change.job.clone()).or_default().changes.push(change);
+        }
         match &*d.topic {
-            t if t == TELEMETRY_ACCEPTED => {
-                if let (Some(job), Some(Value::Record(params))) = (&job, d.payload.get("params")) {
-                    explainer.reported(job, params.iter().filter_map(|(k, v)| Some((k.to_string(), v.as_f64()?))));
-                }
-            }
             t if t == META_REWARD => {
                 let num = |key: &str| d.payload.get(key).and_then(Value::as_f64);
                 if let (Some(job), Some(window), Some(reward), Some(ema)) =
@@ -260,14 +258,6 @@ fn read_run(file: &Path, reader: &ChronicleReader, config: &metagov_config::Conf
                     let series = jobs.entry(job).or_default();
                     series.rewards.push((window, reward, ema));
                     series.last_window = series.last_window.max(window);
-                }
-            }
-            t if t == POLICY_UPDATE => {
-                if let Ok(metagov_actors::Output::PolicyUpdate(update)) =
-                    metagov_actors::Output::from_egress(&metagov_bus::Egress::of_delivery(&d))
-                {
-                    let changes = explainer.update(d.tick, &update);
-                    jobs.entry(update.job.clone()).or_default().changes.extend(changes);
                 }
             }
             t if t == RESOURCE_HINT => {
