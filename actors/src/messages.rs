@@ -155,6 +155,20 @@ impl<'a> Reader<'a> {
     pub(crate) fn mismatch(&self, name: &str) -> ShapeMismatch {
         ShapeMismatch { topic: self.topic, field: name.to_string() }
     }
+    /// A number, or `None` for `Unit` (a field the payload may leave out).
+    pub(crate) fn optional_num(&self, name: &str) -> Result<Option<f64>, ShapeMismatch> {
+        match self.field(name)? {
+            Value::Unit => Ok(None),
+            other => other.as_f64().map(Some).ok_or_else(|| self.mismatch(name)),
+        }
+    }
+    /// A text, or `None` for `Unit`.
+    pub(crate) fn optional_str(&self, name: &str) -> Result<Option<&'a str>, ShapeMismatch> {
+        match self.field(name)? {
+            Value::Unit => Ok(None),
+            other => other.as_str().map(Some).ok_or_else(|| self.mismatch(name)),
+        }
+    }
     pub(crate) fn num(&self, name: &str) -> Result<f64, ShapeMismatch> {
         self.field(name)?.as_f64().ok_or_else(|| self.mismatch(name))
     }
@@ -335,25 +349,13 @@ fn hold_code(hold: SafetyHold) -> &'static str {
 /// Reads a `decision.evidence` payload.
 pub fn evidence_from_value(v: &Value) -> Result<EvidenceRecord, ShapeMismatch> {
     let r = Reader { topic: DECISION_EVIDENCE, value: v };
-    let optional = |name: &str| -> Result<Option<f64>, ShapeMismatch> {
-        match r.field(name)? {
-            Value::Unit => Ok(None),
-            other => other.as_f64().map(Some).ok_or_else(|| r.mismatch(name)),
-        }
-    };
-    let code = |name: &str| -> Result<Option<&str>, ShapeMismatch> {
-        match r.field(name)? {
-            Value::Unit => Ok(None),
-            other => other.as_str().map(Some).ok_or_else(|| r.mismatch(name)),
-        }
-    };
-    let condition = match code("rollback_condition")? {
+    let condition = match r.optional_str("rollback_condition")? {
         None => None,
         Some("below_floor") => Some(RollbackReason::BelowFloor),
         Some("drop_from_best") => Some(RollbackReason::DropFromBest),
         Some(_) => return Err(r.mismatch("rollback_condition")),
     };
-    let hold = match code("rollback_hold")? {
+    let hold = match r.optional_str("rollback_hold")? {
         None => None,
         Some("incident_open") => Some(SafetyHold::IncidentOpen),
         Some("cooldown") => Some(SafetyHold::Cooldown(r.uint("rollback_cooldown_left")?)),
@@ -361,10 +363,10 @@ pub fn evidence_from_value(v: &Value) -> Result<EvidenceRecord, ShapeMismatch> {
         Some(_) => return Err(r.mismatch("rollback_hold")),
     };
     let safety = SafetyEvidence {
-        best_ema_reward: optional("best_ema_reward")?.unwrap_or(f64::NEG_INFINITY),
+        best_ema_reward: r.optional_num("best_ema_reward")?.unwrap_or(f64::NEG_INFINITY),
         condition,
         hold,
-        incident_recovery: optional("incident_recovery")?,
+        incident_recovery: r.optional_num("incident_recovery")?,
     };
     let rules = r
         .list("rules")?
@@ -373,10 +375,7 @@ pub fn evidence_from_value(v: &Value) -> Result<EvidenceRecord, ShapeMismatch> {
             let i = Reader { topic: DECISION_EVIDENCE, value: item };
             Ok(RuleEvidence {
                 rule: i.str("rule")?.to_owned(),
-                value: match i.field("value")? {
-                    Value::Unit => None,
-                    other => Some(other.as_f64().ok_or_else(|| i.mismatch("value"))?),
-                },
+                value: i.optional_num("value")?,
                 threshold: i.num("threshold")?,
                 held: i.bool("held")?,
                 streak: u32::try_from(i.uint("streak")?).map_err(|_| i.mismatch("streak"))?,
@@ -404,7 +403,7 @@ pub fn evidence_from_value(v: &Value) -> Result<EvidenceRecord, ShapeMismatch> {
         job: r.str("job")?.to_owned(),
         window: r.uint("window")?,
         ema_reward: r.num("ema_reward")?,
-        ci_half_width: optional("ci_half_width")?,
+        ci_half_width: r.optional_num("ci_half_width")?,
         evidence: Evidence { safety: Some(safety), rules, knobs },
     })
 }
