@@ -20,7 +20,7 @@ use super::{open, Escaped, Outcome};
 
 /// Takes one publish into `decisions` if it is one they keep: a
 /// `policy.update`, or the `meta.reward` that marks an admitted window.
-fn observe(decisions: &mut Decisions, message: &Egress) {
+pub(super) fn observe(decisions: &mut Decisions, message: &Egress) {
     if *message.topic == *META_REWARD {
         let job = message.payload.get("job").and_then(Value::as_str).unwrap_or_default();
         let window = message.payload.get("window").and_then(Value::as_f64).unwrap_or(0.0);

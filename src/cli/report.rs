@@ -8,7 +8,8 @@
 //! same telemetry, it overlays that run's rewards and knobs and marks each
 //! job's first differing window, after which the comparison is open loop.
 //!
-//! It reads the chronicle once, front to back, and writes nothing but the
+//! It checks the chronicle (`verify_file`), then reads it once, front to
+//! back (and a compared run once), and writes nothing but the
 //! page: no script, no network, no external file; the plots are inline SVG
 //! drawn here, and a long series is thinned to at most [`POINTS_MAX`]
 //! points a line (every change mark is kept).
@@ -234,6 +235,8 @@ struct RunSeries {
     /// Drops by (domain, reason).
     drops: BTreeMap<(String, String), u64>,
     last_aggregate: u64,
+    /// The decisions by window, for a comparison with another run.
+    decisions: metagov_actors::explain::Decisions,
 }
 
 /// Reads the series of the run in `reader` (recorded under `config`), with
@@ -241,9 +244,10 @@ struct RunSeries {
 fn read_run(file: &Path, reader: &ChronicleReader, config: &metagov_config::Config) -> Result<(RunSeries, Outcome)> {
     let mut explainer = Explainer::new(config);
     let mut run = RunSeries::default();
-    let RunSeries { jobs, rejections, priors, weights, drops, last_aggregate } = &mut run;
+    let RunSeries { jobs, rejections, priors, weights, drops, last_aggregate, decisions } = &mut run;
     let outcome = export_records(file, reader, |entry| {
         let OwnedEntry::Delivery(d) = entry else { return Ok(()) };
+        super::counterfactual::observe(decisions, &metagov_bus::Egress::of_delivery(&d));
         let job = d.payload.get("job").and_then(Value::as_str).map(str::to_owned);
         let window = d.payload.get("window").and_then(Value::as_u64);
         for change in explainer.observe(&d) {
@@ -305,16 +309,13 @@ struct Against {
 }
 
 /// Reads `path` (a run of the same telemetry, e.g. from `replay --simulate`)
-/// and diffs its decisions with `file`'s, as `metagov diff` does.
-fn read_against(file: &Path, path: &Path) -> Result<Against> {
+/// and diffs its decisions with `ours`, as `metagov diff` does.
+fn read_against(ours: &metagov_actors::explain::Decisions, path: &Path) -> Result<Against> {
     let path = super::run::chronicle_in(path.to_path_buf());
     let reader = open(&path)?;
     let config = recorded_config(&path, &reader)?;
     let (series, _) = read_run(&path, &reader, &config)?;
-    let diff = metagov_actors::explain::diff(
-        &super::counterfactual::decisions(file, &open(file)?)?,
-        &super::counterfactual::decisions(&path, &reader)?,
-    );
+    let diff = metagov_actors::explain::diff(ours, &series.decisions);
     let mut first_window = BTreeMap::new();
     for (job, window, _, _) in &diff.lines {
         first_window.entry(job.clone()).or_insert(*window);
@@ -330,19 +331,16 @@ fn read_against(file: &Path, path: &Path) -> Result<Against> {
     Ok(Against { file: path, series, first_window, summary })
 }
 
-/// `metagov report`: reads `file` once (and `against`, another run of the
-/// same telemetry, when given) and writes the page to `output`.
+/// `metagov report`: checks `file`, reads it once (and `against`, another
+/// run of the same telemetry, when given) and writes the page to `output`.
 pub fn report(file: &Path, against: Option<&Path>, output: &Path, out: &mut dyn Write) -> Result<Outcome> {
     let integrity = verify_file(file).with_context(|| format!("cannot verify {}", Escaped(file.display())))?;
     let reader = open(file)?;
     let config = recorded_config(file, &reader)?;
     let initial = config.initial_knobs();
     let (run, outcome) = read_run(file, &reader, &config)?;
-    let RunSeries { jobs, rejections, priors, weights, drops, last_aggregate } = run;
-    let other = match against {
-        Some(path) => Some(read_against(file, path)?),
-        None => None,
-    };
+    let other = against.map(|path| read_against(&run.decisions, path)).transpose()?;
+    let RunSeries { jobs, rejections, priors, weights, drops, last_aggregate, .. } = run;
     let context = reader.context();
     let mut page = String::new();
     let _ = write!(
