@@ -658,6 +658,23 @@ mod cli {
         // each of its three charts carries the line.
         assert_eq!(overlay.matches("<line class=\"open-loop\"").count(), jobs.len() * 3, "{overlay}");
         assert_eq!(overlay.matches("stroke-dasharray=\"5,3\"").count(), jobs.len() * 3, "a dashed line per chart");
+        // A damaged compared run fails the command, as a damaged reported run does.
+        let mut bytes = std::fs::read(other.join("run.cmeta")).unwrap();
+        let frames = metagov_storage::ChronicleReader::open(other.join("run.cmeta")).unwrap().frames().unwrap();
+        bytes[frames[0].offset as usize + 96 + 3] ^= 0xff;
+        let damaged = write_file(dir.path(), "damaged.cmeta", &bytes);
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_metagov"))
+            .arg("report")
+            .arg(&path)
+            .arg("--against")
+            .arg(&damaged)
+            .arg("-o")
+            .arg(dir.path().join("damaged.html"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("damaged.cmeta") && stderr.contains("corrupt"), "{stderr}");
 
         let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
             .into_iter()

@@ -306,6 +306,8 @@ struct Against {
     first_window: BTreeMap<String, u64>,
     /// One sentence: where the comparison is exact and where open loop.
     summary: String,
+    /// The compared file's verdict, as `export_records` gave it.
+    outcome: Outcome,
 }
 
 /// Reads `path` (a run of the same telemetry, e.g. from `replay --simulate`)
@@ -314,7 +316,7 @@ fn read_against(ours: &metagov_actors::explain::Decisions, path: &Path) -> Resul
     let path = super::run::chronicle_in(path.to_path_buf());
     let reader = open(&path)?;
     let config = recorded_config(&path, &reader)?;
-    let (series, _) = read_run(&path, &reader, &config)?;
+    let (series, outcome) = read_run(&path, &reader, &config)?;
     let diff = metagov_actors::explain::diff(ours, &series.decisions);
     let mut first_window = BTreeMap::new();
     for (job, window, _, _) in &diff.lines {
@@ -328,7 +330,7 @@ fn read_against(ours: &metagov_actors::explain::Decisions, path: &Path) -> Resul
             diff.exact_windows, diff.windows
         ),
     };
-    Ok(Against { file: path, series, first_window, summary })
+    Ok(Against { file: path, series, first_window, summary, outcome })
 }
 
 /// `metagov report`: checks `file`, reads it once (and `against`, another
@@ -535,5 +537,6 @@ pub fn report(file: &Path, against: Option<&Path>, output: &Path, out: &mut dyn 
         jobs.len(),
         page.len()
     )?;
-    Ok(outcome)
+    // A damaged compared run fails the command as a damaged reported one does.
+    Ok(if other.is_some_and(|o| o.outcome == Outcome::Failure) { Outcome::Failure } else { outcome })
 }
