@@ -394,6 +394,12 @@ impl<J: Journal> Bus<J> {
             .collect()
     }
 
+    /// Each actor's random generator state, in registration order: what a
+    /// test's execution log records before and after a run.
+    pub fn rng_states(&self) -> Vec<(String, crate::rng::RngState)> {
+        self.slots.iter().map(|s| (s.name.to_string(), s.rng.state())).collect()
+    }
+
     /// The actor names in registration order.
     pub fn actor_names(&self) -> Vec<String> {
         self.slots.iter().map(|s| s.name.to_string()).collect()

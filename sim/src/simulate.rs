@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use metagov_actors::messages::{POLICY_UPDATE, TELEMETRY_RAW};
 use metagov_actors::{MetaSupervisor, Output, ACTOR_NAMES};
-use metagov_bus::{log, Bus, Egress, IngressReport, Journal};
+use metagov_bus::{log, Bus, Egress, IngressReport, Journal, RngState};
 use metagov_config::Config;
 use metagov_storage::{init_session, ChronicleWriter, RunContext, WriterOptions};
 
@@ -242,6 +242,28 @@ pub struct SimulationReport {
     pub log: PathBuf,
     /// The summary, also written as `summary.json` and `summary.txt`.
     pub summary: Summary,
+    /// Every random generator of the run, before its first packet and
+    /// after its last.
+    pub rng: RngTrace,
+}
+
+/// The states of a run's random generators: each actor's (by name, in
+/// registration order) then each scenario job's (`scenario:<job>`, in file
+/// order). Each is a pure function of the seed, the name and the words
+/// drawn, so the states before a run are known from its seed alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RngTrace {
+    /// Before the first packet.
+    pub before: Vec<(String, RngState)>,
+    /// After the last.
+    pub after: Vec<(String, RngState)>,
+}
+
+/// The generator states of `bus`'s actors, then of `stream`'s jobs.
+fn rng_states<J: Journal>(bus: &Bus<J>, stream: &TelemetryStream) -> Vec<(String, RngState)> {
+    let mut states = bus.rng_states();
+    states.extend(stream.rng_states());
+    states
 }
 
 /// Where a long run reports how far it got: the shell draws a bar, tests
@@ -313,6 +335,7 @@ pub fn run_estimated(
     let initial = sim.config.initial_knobs();
     let mut summary = SummaryCollector::new(initial, packets, &stream.training());
     let mut bus = MetaSupervisor::build(&sim.config, writer)?;
+    let rng_before = rng_states(&bus, &stream);
 
     let log_file = File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
     progress.start(packets, &format!("{} (packets)", sim.scenario.name()));
@@ -329,6 +352,7 @@ pub fn run_estimated(
         Ok(())
     });
     progress.finish();
+    let rng = RngTrace { before: rng_before, after: rng_states(&bus, &stream) };
     let writer = bus.into_journal();
     if let Err(e) = outcome {
         // Keep what was recorded, sealed up to its last whole frame: also on
@@ -354,7 +378,7 @@ pub fn run_estimated(
     let json = serde_json::to_string_pretty(&summary).context("cannot render the summary")?;
     write(&sim.out_dir.join("summary.json"), &(json + "\n"))?;
     write(&sim.out_dir.join("summary.txt"), &summary.to_string())?;
-    Ok(SimulationReport { chronicle, log: log_path, summary })
+    Ok(SimulationReport { chronicle, log: log_path, summary, rng })
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {

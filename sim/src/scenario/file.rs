@@ -241,10 +241,10 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError>
     }
     let document: Document =
         metagov_config::read_toml(text, origin).map_err(|problems| ScenarioError::Invalid { problems })?;
-    validate(document, metagov_storage::sha256_hex(text.as_bytes())).map_err(invalid)
+    validate(document, text).map_err(invalid)
 }
 
-fn validate(document: Document, source_sha256: String) -> Result<Scenario, Problem> {
+fn validate(document: Document, text: &str) -> Result<Scenario, Problem> {
     check_id(&document.name, "name")?;
     let windows = integer(&document.windows, "windows", 1..=Scenario::WINDOWS_MAX)?;
     if document.jobs.is_empty() {
@@ -270,7 +270,8 @@ fn validate(document: Document, source_sha256: String) -> Result<Scenario, Probl
         windows,
         jobs,
         events,
-        source_sha256,
+        source_sha256: metagov_storage::sha256_hex(text.as_bytes()),
+        source: std::sync::Arc::from(text),
     })
 }
 

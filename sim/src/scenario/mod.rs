@@ -63,6 +63,8 @@ pub struct Scenario {
     events: Vec<EventSpec>,
     /// Lowercase hex SHA-256 of the TOML text it was parsed from.
     source_sha256: String,
+    /// That text (shared: a test clones its scenario for every run).
+    source: std::sync::Arc<str>,
 }
 
 impl Scenario {
@@ -144,6 +146,13 @@ impl Scenario {
     /// log names as its scenario input.
     pub fn source_sha256(&self) -> &str {
         &self.source_sha256
+    }
+
+    /// The TOML text the scenario was parsed from: what a test's
+    /// determinism trace keeps, so `metagov test --replay` runs it again
+    /// without the file.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// What the scenario shows, in a sentence or two.

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::f64::consts::TAU;
 
-use metagov_bus::{ActorRng, Fixed, Key, Value};
+use metagov_bus::{ActorRng, Fixed, Key, RngState, Value};
 
 use super::file::{EventKind, Pattern, Shape};
 use super::model::{Disturbance, Nqm};
@@ -176,6 +176,11 @@ impl TelemetryStream {
             }
         }
         true
+    }
+
+    /// Each job's random generator (`scenario:<job>`) state, in file order.
+    pub fn rng_states(&self) -> Vec<(String, RngState)> {
+        self.jobs.iter().map(|job| (format!("scenario:{}", job.name), job.rng.state())).collect()
     }
 
     /// How each closed-loop job's training went so far, in file order.
