@@ -810,6 +810,13 @@ impl Records<'_> {
         self.records_read
     }
 
+    /// Hex chain of the last frame walked so far (the header's before the
+    /// first): at the end of a sealed file, its chain head, as
+    /// [`verify_file`] reports it.
+    pub fn chain_head(&self) -> String {
+        hex(&self.walk.chain)
+    }
+
     fn fail(&mut self, e: ChronicleError) -> Option<Result<OwnedEntry, ChronicleError>> {
         self.finished = true;
         if let ChronicleError::Corrupt { location, offset, reason, .. } = &e {

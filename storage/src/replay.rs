@@ -62,6 +62,12 @@ pub struct ReplayReport {
     /// `verify_file`'s: only `Sealed` vouches that the whole run was
     /// compared. On `Corrupt`, the entries before the damage matched.
     pub status: IntegrityStatus,
+    /// Hex chain of the last frame the replay read: on `Sealed`, the file's
+    /// chain head, as `verify_file` reports it.
+    pub chain_head: String,
+    /// Records the replay read from the file (arrival records included,
+    /// which it skips): on `Sealed`, all of them.
+    pub records: u64,
 }
 
 /// Why a replay could not be completed or did not match.
@@ -242,7 +248,15 @@ where
             if journal.exhausted {
                 if let Some(status) = journal.records.status().filter(|s| **s != IntegrityStatus::Sealed) {
                     let status = status.clone();
-                    return Ok(ReplayReport { ingress, entries: journal.compared, complete: false, status });
+                    let (chain_head, records) = (journal.records.chain_head(), journal.records.records_read());
+                    return Ok(ReplayReport {
+                        ingress,
+                        entries: journal.compared,
+                        complete: false,
+                        status,
+                        chain_head,
+                        records,
+                    });
                 }
             }
             if let Some(d) = journal.divergence.take() {
@@ -259,7 +273,14 @@ where
     // Invariant: the loop ends when the recording has no entry left, and
     // then its walk has given its verdict.
     let status = journal.records.status().cloned().expect("an exhausted recording has a verdict");
-    Ok(ReplayReport { ingress, entries: journal.compared, complete: true, status })
+    Ok(ReplayReport {
+        ingress,
+        entries: journal.compared,
+        complete: true,
+        status,
+        chain_head: journal.records.chain_head(),
+        records: journal.records.records_read(),
+    })
 }
 
 /// The recording could not be read past some point: damage there ends the
@@ -271,6 +292,8 @@ fn at_damage(journal: &ComparingJournal<'_>, ingress: u64, e: ChronicleError) ->
             entries: journal.compared,
             complete: false,
             status: IntegrityStatus::Corrupt { location, offset, reason },
+            chain_head: journal.records.chain_head(),
+            records: journal.records.records_read(),
         }),
         e => Err(ReplayError::Chronicle(e)),
     }
