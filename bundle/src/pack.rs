@@ -103,6 +103,15 @@ impl Plan {
         Ok(Plan { files, bytes })
     }
 
+    /// The plan without the files under the top-level directory `top` (a
+    /// bundle written into that directory of the one it packs).
+    pub fn without_dir(mut self, top: &str) -> Plan {
+        let prefix = format!("{top}/");
+        self.files.retain(|f| !f.path.starts_with(&prefix));
+        self.bytes = self.files.iter().map(|f| f.bytes).sum();
+        self
+    }
+
     /// The files, in bytewise order of path.
     pub fn files(&self) -> &[PlannedFile] {
         &self.files

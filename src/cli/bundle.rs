@@ -206,8 +206,26 @@ fn footer_of(file: &Path) -> Result<[u8; 64]> {
 /// `metagov sign RUN --key KEY`: writes `RUN.cmeta.sig`, the signature of
 /// the sealed chronicle's footer (replacing an earlier one whole).
 pub fn sign(file: &Path, key: &Path, out: &mut dyn Write) -> Result<Outcome> {
-    use metagov_bundle::seal::{seal_signature_path, sign_seal, SEAL_SIGNATURE_HEADER};
     let key = SecretKey::read(key).map_err(escaped)?;
+    let signed = sign_sealed(file, &key)?;
+    writeln!(out, "signed       {} (chain head {})", Escaped(file.display()), signed.chain_head)?;
+    writeln!(out, "signature    {}", Escaped(signed.path.display()))?;
+    writeln!(out, "by           {}", key.public().fingerprint())?;
+    Ok(Outcome::Success)
+}
+
+/// A seal signature written.
+pub struct SignedSeal {
+    /// The signature file, `RUN.cmeta.sig`.
+    pub path: PathBuf,
+    /// The chain head it covers, hex.
+    pub chain_head: String,
+}
+
+/// Checks that `file` is a sealed, intact chronicle (a damaged file is
+/// never signed), then writes `RUN.cmeta.sig` beside it with `key`.
+pub fn sign_sealed(file: &Path, key: &SecretKey) -> Result<SignedSeal> {
+    use metagov_bundle::seal::{seal_signature_path, sign_seal, SEAL_SIGNATURE_HEADER};
     let report =
         metagov_storage::verify_file(file).with_context(|| format!("cannot verify {}", Escaped(file.display())))?;
     anyhow::ensure!(
@@ -217,16 +235,12 @@ pub fn sign(file: &Path, key: &Path, out: &mut dyn Write) -> Result<Outcome> {
         Escaped(&report.status)
     );
     let footer = footer_of(file)?;
-    let signature = sign_seal(&key, &footer);
+    let signature = sign_seal(key, &footer);
     let path = seal_signature_path(file);
     let mut output = OutputFile::create(file, &path)?;
     output.writer().write_all(&signature.to_bytes_with(SEAL_SIGNATURE_HEADER))?;
     output.commit()?;
-    let chain_head: String = footer[24..56].iter().map(|b| format!("{b:02x}")).collect();
-    writeln!(out, "signed       {} (chain head {chain_head})", Escaped(file.display()))?;
-    writeln!(out, "signature    {}", Escaped(path.display()))?;
-    writeln!(out, "by           {}", signature.key.fingerprint())?;
-    Ok(Outcome::Success)
+    Ok(SignedSeal { path, chain_head: footer[24..56].iter().map(|b| format!("{b:02x}")).collect() })
 }
 
 /// What `metagov verify --pubkey` found of a chronicle's seal signature:
