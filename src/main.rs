@@ -124,6 +124,17 @@ enum Command {
         /// of one after another, in the same order (only the times differ).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
         jobs: u16,
+        /// Sign the suite's audit bundle (audit/…__audit.zip) and its suite
+        /// chronicle with this secret key (from `metagov keygen`).
+        #[arg(long, value_name = "KEY")]
+        key: Option<PathBuf>,
+        /// Run every seed of a determinism trace
+        /// (determinism/…__determinism.json) again, from the trace alone,
+        /// and check each is reproduced bit for bit: the same chronicle
+        /// SHA-256 and the same random generator states. Writes to --out
+        /// [default: metagov-tests/YYYYMMDD__SUITE__replay]; takes no PATH.
+        #[arg(long, value_name = "TRACE", conflicts_with_all = ["paths", "name", "seed", "key"])]
+        replay: Option<PathBuf>,
     },
     /// Show stored prior versions.
     #[command(subcommand)]
@@ -497,8 +508,11 @@ fn main() -> ExitCode {
             }
         }
         Command::Run(args) => cli::run::run(args, &mut out),
-        Command::Test { paths, name, seed, out: out_dir, quiet, jobs } => {
-            let args = cli::suite::TestArgs { paths, test: name, seed, out: out_dir, quiet, jobs: jobs.into() };
+        Command::Test { replay: Some(trace), out: out_dir, quiet, .. } => {
+            cli::suite::replay(&trace, out_dir.as_deref(), quiet, &mut out)
+        }
+        Command::Test { paths, name, seed, out: out_dir, quiet, jobs, key, replay: None } => {
+            let args = cli::suite::TestArgs { paths, test: name, seed, out: out_dir, quiet, jobs: jobs.into(), key };
             cli::suite::test(&args, metagov_suite::run::Hooks::default(), &mut out)
         }
         Command::Prior(PriorCommand::Show { dir, config }) => cli::prior_show(&dir, config.as_deref(), &mut out),

@@ -2884,6 +2884,23 @@ mod governance_tests {
         String::from_utf8_lossy(bytes).into_owned()
     }
 
+    /// The one file `OUT/CATEGORY/YYYYMMDD__SUITE__NAME` of a suite run.
+    fn result_file(out: &Path, category: &str, name: &str) -> PathBuf {
+        let found: Vec<PathBuf> = std::fs::read_dir(out.join(category))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_str().unwrap().ends_with(&format!("__{name}")))
+            .collect();
+        assert_eq!(found.len(), 1, "{category}/*__{name}: {found:?}");
+        let file_name = found[0].file_name().unwrap().to_str().unwrap();
+        assert!(file_name.len() > 10 && file_name[..8].bytes().all(|b| b.is_ascii_digit()), "{file_name}");
+        found[0].clone()
+    }
+
+    fn read_json(path: &Path) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
     /// `metagov test FILE --out OUT -q [more]`: (exit code, stdout, stderr).
     fn metagov_test(file: &Path, out: &Path, more: &[&str]) -> (Option<i32>, String, String) {
         let mut args: Vec<&std::ffi::OsStr> =
@@ -2931,7 +2948,7 @@ mod governance_tests {
         assert_eq!(code, Some(0), "{stdout}\n{stderr}");
         assert!(stdout.contains(" 0 failed, 0 determinism failures, 0 replay failures"), "{stdout}");
         for name in ["summary.json", "summary.md", "junit.xml"] {
-            assert!(out.path().join(name).is_file(), "{name} missing");
+            assert!(result_file(out.path(), "summaries", name).is_file(), "{name} missing");
         }
         // timing/<date>__<suite>__timing.csv: a row per seed, end after start.
         let timing: Vec<std::path::PathBuf> =
@@ -2978,9 +2995,41 @@ mod governance_tests {
                 log["start"].as_str().unwrap().ends_with('Z')
                     && log["outputs"]["integrity"] == "sealed, every check passed"
             );
+            // Every generator before the run sits at word 0 of its stream;
+            // the scenario's jobs have drawn by the end.
+            let (before, after) = (log["rng_state"]["before"].as_array().unwrap(), &log["rng_state"]["after"]);
+            assert!(before.iter().all(|g| g["word_pos"] == 0 && g["seed"] == log["seed"]), "{before:?}");
+            let drawn = after.as_array().unwrap().iter().filter(|g| g["word_pos"].as_u64().unwrap() > 0);
+            assert!(
+                drawn.clone().count() > 0
+                    && drawn.clone().all(|g| g["name"].as_str().unwrap().starts_with("scenario:"))
+            );
+            assert_eq!(log["outputs"]["summary"]["packets"], log["outputs"]["summary"]["packets"].as_u64().unwrap());
             let recorded = log.as_object_mut().unwrap().remove("record_sha256").unwrap();
             assert_eq!(recorded.as_str().unwrap(), metagov_storage::sha256_hex(log.to_string().as_bytes()));
         }
+
+        // No errors; a trace of every seed; the audit bundle checks and the
+        // suite chronicle records it.
+        let errors = read_json(&result_file(out.path(), "errors", "errors.json"));
+        assert_eq!(errors["errors"].as_array().unwrap().len(), 0, "{errors}");
+        let trace = read_json(&result_file(out.path(), "determinism", "determinism.json"));
+        assert_eq!(trace["seeds"].as_array().unwrap().len(), 4);
+        let bundle = result_file(out.path(), "audit", "audit.zip");
+        let verified = metagov(&["bundle".as_ref(), "verify".as_ref(), bundle.as_os_str(), "-q".as_ref()]);
+        assert!(verified.status.success(), "{}", text(&verified.stdout));
+        let chronicle = result_file(out.path(), "audit", "chronicle.cmeta");
+        let reader = metagov_storage::ChronicleReader::open(&chronicle).unwrap();
+        let records: Vec<_> = reader.records().map(|r| r.unwrap()).collect();
+        assert_eq!(records.len(), 5, "a record per seed and the suite's: {records:?}");
+        let metagov_bus::OwnedEntry::Delivery(closing) = &records[4] else { panic!("{records:?}") };
+        assert_eq!(&*closing.topic, "suite.executed");
+        let field = |name: &str| match closing.payload.get(name) {
+            Some(metagov_bus::Value::Text(t)) => t.clone(),
+            other => panic!("{name}: {other:?}"),
+        };
+        assert_eq!(field("hash"), metagov_storage::sha256_hex(&std::fs::read(&bundle).unwrap()));
+        assert_eq!((field("verdict").as_str(), field("signature").as_str()), ("pass", "unsigned"));
     }
 
     #[test]
@@ -2995,8 +3044,7 @@ mod governance_tests {
         let (code, stdout, stderr) = metagov_test(&path, &dir.path().join("out"), &[]);
         assert_eq!(code, Some(0), "{stdout}\n{stderr}");
         assert_eq!(stdout.matches("PASS ").count(), 2, "{stdout}");
-        let summary: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/summary.json")).unwrap()).unwrap();
+        let summary = read_json(&result_file(&dir.path().join("out"), "summaries", "summary.json"));
         assert_eq!(summary["counts"]["passed"], 2, "{summary}");
         assert_eq!(summary["results"][0]["verdict"], "pass");
 
@@ -3041,6 +3089,14 @@ mod governance_tests {
             again.contains("1 tests, 1 runs") && again.contains("[seed 6]") && !again.contains("[seed 5]"),
             "{again}"
         );
+        // The error log: each failed expectation, moderate, with its values
+        // and the command.
+        let log = std::fs::read_to_string(result_file(&dir.path().join("out"), "errors", "errors.log")).unwrap();
+        assert!(log.contains("] MODERATE: expectation\n  Test: too strict [seed 5]"), "{log}");
+        assert!(log.contains("  Check: knob learning_rate stays within [0.09, 0.11]\n  expected within [0.09, 0.11], actual 0.05 on job stalled after window"), "{log}");
+        assert!(log.contains(&format!("  Command: {}", &command["reproduce: ".len()..])), "{log}");
+        let errors = read_json(&result_file(&dir.path().join("out"), "errors", "errors.json"));
+        assert_eq!(errors["counts"], serde_json::json!({"moderate": 4, "critical": 0}), "{errors}");
         // A filter that matches nothing is an error, with a "did you mean".
         let (code, _, stderr) = metagov_test(&path, &dir.path().join("none"), &["--test", "too strikt"]);
         assert_eq!(code, Some(1));
@@ -3115,8 +3171,11 @@ mod governance_tests {
         assert!(stdout.contains("DETERMINISM FAILURE "), "{stdout}");
         assert!(stdout.contains("the two runs' chronicles differ at byte offset 1000"), "{stdout}");
         assert!(stdout.contains("0 passed, 0 failed, 1 determinism failures"), "{stdout}");
-        let junit = std::fs::read_to_string(dir.path().join("out/junit.xml")).unwrap();
+        let junit = std::fs::read_to_string(result_file(&dir.path().join("out"), "summaries", "junit.xml")).unwrap();
         assert!(junit.contains("type=\"determinism\""), "{junit}");
+        let log = std::fs::read_to_string(result_file(&dir.path().join("out"), "errors", "errors.log")).unwrap();
+        assert!(log.contains("] CRITICAL: determinism failure\n  Test: determinism [seed 9]"), "{log}");
+        assert!(log.contains("the two runs' chronicles differ at byte offset 1000"), "{log}");
         // Without the hook the same test passes.
         let mut out = Vec::new();
         assert_eq!(cli::suite::test(&args, metagov_suite::run::Hooks::default(), &mut out).unwrap(), Outcome::Success);
@@ -3145,13 +3204,9 @@ mod governance_tests {
             assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
             // Times and the output directory aside, the text is the same.
             let stdout = text(&output.stdout);
-            let lines: Vec<String> = stdout
-                .lines()
-                .filter(|l| !l.starts_with("results "))
-                .map(|l| l.split("  (").next().unwrap().to_owned())
-                .collect();
-            let mut summary: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+            let lines: Vec<String> =
+                stdout.lines().map(|l| l.split("  (").next().unwrap().replace(out.to_str().unwrap(), "OUT")).collect();
+            let mut summary = read_json(&result_file(&out, "summaries", "summary.json"));
             summary["timestamp"] = serde_json::Value::Null;
             let mut chronicles = Vec::new();
             for result in summary["results"].as_array_mut().unwrap() {
@@ -3162,13 +3217,22 @@ mod governance_tests {
                     *chronicle = chronicle.as_str().unwrap().replace(out.to_str().unwrap(), "OUT").into();
                 }
             }
-            (lines, summary, chronicles)
+            // The determinism trace and the error log too, but for paths
+            // and times.
+            let mut trace = read_json(&result_file(&out, "determinism", "determinism.json"));
+            trace["timestamp"] = serde_json::Value::Null;
+            let trace = trace.to_string().replace(out.to_str().unwrap(), "OUT");
+            let mut errors = read_json(&result_file(&out, "errors", "errors.json"));
+            errors["errors"].as_array_mut().unwrap().iter_mut().for_each(|e| e["at"] = serde_json::Value::Null);
+            (lines, summary, chronicles, trace, errors)
         };
         let serial = run("serial", "1");
         let parallel = run("parallel", "3");
         assert_eq!(serial.0, parallel.0);
         assert_eq!(serial.1, parallel.1);
         assert!(serial.2 == parallel.2, "the chronicles differ");
+        assert_eq!(serial.3, parallel.3);
+        assert_eq!(serial.4, parallel.4);
         assert_eq!(serial.0.iter().filter(|l| l.starts_with("PASS ")).count(), 3, "{:?}", serial.0);
     }
 
@@ -3188,7 +3252,7 @@ mod governance_tests {
         ];
         let output = metagov(&args);
         assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
-        let junit = out.join("junit.xml");
+        let junit = result_file(&out, "summaries", "junit.xml");
         let xml = std::fs::read_to_string(&junit).unwrap();
         assert_eq!(xml.matches("<testsuite ").count(), 2, "{xml}");
         assert_eq!(xml.matches("<testcase ").count(), 3, "{xml}");
@@ -3201,5 +3265,125 @@ mod governance_tests {
         let broken = dir.path().join("broken.xml");
         std::fs::write(&broken, xml.replacen(" time=\"", " tim=\"", 2)).unwrap();
         assert!(!xmllint_schema(&broken).unwrap().status.success(), "a broken file must fail validation");
+    }
+
+    /// `metagov test --replay TRACE` runs each seed again from its trace
+    /// alone (the test file is gone) and reproduces it bit for bit; every
+    /// kind of tampering with the trace is caught, with its severity.
+    #[test]
+    fn a_determinism_trace_replays_bit_for_bit_and_tampering_is_named_by_severity() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = plateau_test(dir.path(), "traced", "[3]", &["no rollbacks"]);
+        let (code, stdout, _) = metagov_test(&path, &dir.path().join("out"), &[]);
+        assert_eq!(code, Some(0), "{stdout}");
+        let trace_path = result_file(&dir.path().join("out"), "determinism", "determinism.json");
+        std::fs::remove_file(&path).unwrap();
+        let replay = |trace: &Path, name: &str| {
+            let out = dir.path().join(name);
+            let args: Vec<&std::ffi::OsStr> = vec![
+                "test".as_ref(),
+                "--replay".as_ref(),
+                trace.as_os_str(),
+                "--out".as_ref(),
+                out.as_os_str(),
+                "-q".as_ref(),
+            ];
+            let output = metagov(&args);
+            (output.status.code(), text(&output.stdout), text(&output.stderr), out)
+        };
+        let trace = read_json(&trace_path);
+        let sha256 = trace["seeds"][0]["chronicle"]["sha256"].as_str().unwrap().to_owned();
+        let (code, stdout, stderr, _) = replay(&trace_path, "again");
+        assert_eq!(code, Some(0), "{stdout}{stderr}");
+        assert!(stdout.contains(&format!(":: traced [seed 3]  chronicle sha256 {sha256}")), "{stdout}");
+        assert!(stdout.starts_with("metagov test --replay: 1 runs") && stdout.contains("1 reproduced, 0 not"));
+
+        let tampered = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut trace = trace.clone();
+            edit(&mut trace["seeds"][0]);
+            let path = dir.path().join(format!("{name}.json"));
+            std::fs::write(&path, trace.to_string()).unwrap();
+            let (code, stdout, stderr, out) = replay(&path, name);
+            assert_eq!(code, Some(1), "{name}: {stdout}{stderr}");
+            let log = std::fs::read_to_string(result_file(&out, "errors", "errors.log")).unwrap();
+            assert!(log.contains(&format!("  Command: metagov test --replay {}", path.display())), "{log}");
+            (stdout, log)
+        };
+        let (stdout, log) = tampered("input", &|seed| {
+            seed["config"]["toml"] = format!("{}# edited\n", seed["config"]["toml"].as_str().unwrap()).into()
+        });
+        assert!(
+            stdout.contains("MODERATE   ") && stdout.contains("hash mismatch: the config text hashes to "),
+            "{stdout}"
+        );
+        assert!(log.contains("] MODERATE: hash mismatch"), "{log}");
+        let (stdout, log) = tampered("seed", &|seed| seed["rng_before"][0]["word_pos"] = 5.into());
+        assert!(
+            stdout.contains("CRITICAL   ")
+                && stdout.contains("seed corruption: the generators before the run are not those seed 3 gives: traced validator seed 3 stream 0x")
+                && stdout.contains(" word 5, now validator seed 3 stream 0x"),
+            "{stdout}"
+        );
+        assert!(log.contains("] CRITICAL: seed corruption"), "{log}");
+        let (stdout, _) = tampered("output", &|seed| seed["chronicle"]["sha256"] = "0".repeat(64).into());
+        assert!(stdout.contains(&format!("determinism failure: the chronicle's SHA-256 is {sha256} (")), "{stdout}");
+        let (stdout, _) = tampered("after", &|seed| {
+            let last = seed["rng_after"].as_array().unwrap().len() - 1;
+            let word = seed["rng_after"][last]["word_pos"].as_u64().unwrap();
+            seed["rng_after"][last]["word_pos"] = (word + 1).into();
+        });
+        assert!(
+            stdout.contains("determinism failure: the generators after the run differ: traced scenario:"),
+            "{stdout}"
+        );
+
+        // A file that is not a trace is refused, naming it.
+        let summary = result_file(&dir.path().join("out"), "summaries", "summary.json");
+        let (code, _, stderr, _) = replay(&summary, "not-a-trace");
+        assert_eq!(code, Some(1));
+        assert!(stderr.contains(&format!("{}: not a determinism trace: ", summary.display())), "{stderr}");
+    }
+
+    /// With `--key`, the audit bundle and the suite chronicle are signed;
+    /// the chronicle ties each seed to its run's chronicle bytes.
+    #[test]
+    fn a_signed_suite_run_signs_its_audit_bundle_and_suite_chronicle() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        let made = metagov(&["keygen".as_ref(), "-o".as_ref(), key.as_os_str()]);
+        assert!(made.status.success(), "{}", text(&made.stderr));
+        let path = plateau_test(dir.path(), "signed", "[1, 2]", &["no rollbacks"]);
+        let out = dir.path().join("out");
+        let (code, stdout, stderr) = metagov_test(&path, &out, &["--key", key.to_str().unwrap()]);
+        assert_eq!(code, Some(0), "{stdout}{stderr}");
+        assert!(stdout.contains("__audit.zip (valid, by SHA256:"), "{stdout}");
+        let public = dir.path().join("key.pub");
+        let bundle = result_file(&out, "audit", "audit.zip");
+        let args: Vec<&std::ffi::OsStr> =
+            vec!["bundle".as_ref(), "verify".as_ref(), bundle.as_os_str(), "--pubkey".as_ref(), public.as_os_str()];
+        let verified = metagov(&args);
+        assert!(verified.status.success(), "{}", text(&verified.stdout));
+        let chronicle = result_file(&out, "audit", "chronicle.cmeta");
+        let verified = metagov(&["verify".as_ref(), chronicle.as_os_str(), "--pubkey".as_ref(), public.as_os_str()]);
+        assert!(
+            verified.status.success() && text(&verified.stdout).contains("seal signature: valid"),
+            "{}",
+            text(&verified.stdout)
+        );
+        let reader = metagov_storage::ChronicleReader::open(&chronicle).unwrap();
+        let seeds: Vec<metagov_bus::Envelope> = reader
+            .records()
+            .filter_map(|r| match r.unwrap() {
+                metagov_bus::OwnedEntry::Delivery(d) if &*d.topic == "suite.test_executed" => Some(d),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(seeds.len(), 2);
+        for (seed, delivery) in [1, 2].into_iter().zip(&seeds) {
+            let run = out.join(format!("runs/000-signed/seed-{seed}/a/run.cmeta"));
+            let recorded = delivery.payload.get("chronicle_sha256").cloned();
+            let actual = metagov_storage::sha256_hex(&std::fs::read(&run).unwrap());
+            assert_eq!(recorded, Some(metagov_bus::Value::Text(actual)));
+        }
     }
 }

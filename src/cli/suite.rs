@@ -8,9 +8,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use metagov_bundle::SecretKey;
+use metagov_storage::utc_text;
+use metagov_suite::audit::{SeedRecord, SuiteRecord};
+use metagov_suite::errors::Severity;
 use metagov_suite::file::{self, TestCase};
+use metagov_suite::layout::{safe_char, Layout, CATEGORIES};
 use metagov_suite::report::SuiteReport;
-use metagov_suite::run::{self as suite_run, Hooks, Timing};
+use metagov_suite::run::{self as suite_run, sha256_file, Hooks, Timing};
+use metagov_suite::trace::{replay_seed, DeterminismTrace, SeedTrace, TRACE_FORMAT};
 
 use super::{progress, Escaped, EscapedLines, Outcome};
 
@@ -31,6 +37,8 @@ pub struct TestArgs {
     /// results, the printed verdicts and the files are the same as one
     /// after another, in file, test and seed order; only the times differ.
     pub jobs: usize,
+    /// Sign the audit bundle and the suite chronicle with this secret key.
+    pub key: Option<PathBuf>,
 }
 
 /// The directory `metagov test` reads when given no path.
@@ -52,11 +60,16 @@ pub fn test(args: &TestArgs, hooks: Hooks, out: &mut dyn Write) -> Result<Outcom
         cases.extend(file::load(path)?);
     }
     let cases = filter(cases, args)?;
+    let key = args.key.as_deref().map(SecretKey::read).transpose().map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let runs: u64 = cases.iter().map(|case| case.seeds.len() as u64).sum();
     let suite = suite_name(&paths);
     let (date, timestamp) = wall_clock_date();
-    let out_dir = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("metagov-tests/{date}__{suite}")));
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let root = args.out.clone().unwrap_or_else(|| Layout::default_root(Path::new(RESULTS_DIR), &date, &suite));
+    let layout = Layout::new(root, &date, &suite);
+    for category in CATEGORIES {
+        let dir = layout.root.join(category);
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     writeln!(
         out,
         "metagov test: {} tests, {runs} runs from {} files (each seed twice, compared byte for byte, the first replayed)",
@@ -70,10 +83,11 @@ pub fn test(args: &TestArgs, hooks: Hooks, out: &mut dyn Write) -> Result<Outcom
         .iter()
         .enumerate()
         .flat_map(|(index, case)| {
-            let tests = out_dir.join("runs").join(run_dir_name(index, case));
-            case.seeds.iter().map(move |&seed| (case, seed, tests.join(format!("seed-{seed}"))))
+            let layout = &layout;
+            case.seeds.iter().map(move |&seed| (case, seed, layout.seed_dir(index, &case.name, seed)))
         })
         .collect();
+    let variables_sha256 = environment_digest();
     let run_one = |(case, seed, dir): &(&TestCase, u64, PathBuf)| {
         let (start_ns, cpu_before) = (unix_nanos_now(), process_cpu_seconds());
         #[allow(clippy::disallowed_methods, reason = "the shell times each seed for the report; no run sees it")]
@@ -84,20 +98,19 @@ pub fn test(args: &TestArgs, hooks: Hooks, out: &mut dyn Write) -> Result<Outcom
         let memory_mb = super::peak_rss_kib().map_or(0.0, |kib| kib as f64 / 1024.0);
         let timing = Timing { start_ns, end_ns: unix_nanos_now(), memory_mb, cpu_util };
         result.timing = Some(timing);
-        write_execution_log(case, &result, &timing, dir).map_err(|e| metagov_suite::SuiteError::Run {
-            test: case.name.clone(),
-            seed: *seed,
-            message: format!("{e:#}"),
+        let trace = SeedTrace::of(case, &result);
+        let execution_sha256 = write_execution_log(&result, &trace, &timing, &variables_sha256, dir).map_err(|e| {
+            metagov_suite::SuiteError::Run { test: case.name.clone(), seed: *seed, message: format!("{e:#}") }
         })?;
-        Ok::<_, metagov_suite::SuiteError>(result)
+        Ok::<_, metagov_suite::SuiteError>(Ran { result, trace, execution_sha256 })
     };
-    let mut results = Vec::new();
+    let mut done: Vec<Ran> = Vec::new();
     if args.jobs <= 1 {
         for item in &work {
-            let result = run_one(item)?;
+            let ran = run_one(item)?;
             bar.inc(1);
-            print_result(&result, out)?;
-            results.push(result);
+            print_result(&ran.result, out)?;
+            done.push(ran);
         }
     } else {
         // Workers take the next seed in order; results are printed and kept
@@ -122,11 +135,11 @@ pub fn test(args: &TestArgs, hooks: Hooks, out: &mut dyn Write) -> Result<Outcom
             let mut waiting = std::collections::BTreeMap::new();
             for (i, result) in receive {
                 waiting.insert(i, result);
-                while let Some(result) = waiting.remove(&results.len()) {
-                    let result = result?;
+                while let Some(ran) = waiting.remove(&done.len()) {
+                    let ran = ran?;
                     bar.inc(1);
-                    print_result(&result, out)?;
-                    results.push(result);
+                    print_result(&ran.result, out)?;
+                    done.push(ran);
                 }
             }
             Ok(())
@@ -134,29 +147,172 @@ pub fn test(args: &TestArgs, hooks: Hooks, out: &mut dyn Write) -> Result<Outcom
     }
     bar.finish_and_clear();
 
-    let timing_dir = out_dir.join("timing");
-    std::fs::create_dir_all(&timing_dir).with_context(|| format!("cannot create {}", timing_dir.display()))?;
-    let timing_name = |ext: &str| timing_dir.join(format!("{date}__{suite}__timing.{ext}"));
-    let (timing_csv, timing_json) = (timing_name("csv"), timing_name("json"));
-    let report = SuiteReport { suite, timestamp, files: files.clone(), results };
+    let (results, traces): (Vec<_>, Vec<_>) = done.iter().map(|ran| (ran.result.clone(), ran.trace.clone())).unzip();
+    let trace = DeterminismTrace {
+        format: TRACE_FORMAT.into(),
+        suite: suite.clone(),
+        timestamp: timestamp.clone(),
+        seeds: traces,
+    };
+    let report = SuiteReport { suite: suite.clone(), timestamp: timestamp.clone(), files: files.clone(), results };
+    let errors = metagov_suite::errors::of_results(&report.results, &timestamp);
     let counts = report.counts();
     for (path, text) in [
-        (out_dir.join("summary.json"), report.to_json()),
-        (out_dir.join("summary.md"), report.to_markdown()),
-        (out_dir.join("junit.xml"), report.to_junit()),
-        (timing_csv, report.to_timing_csv()),
-        (timing_json, report.timing_summary_json()),
+        (layout.summary_json(), report.to_json()),
+        (layout.summary_md(), report.to_markdown()),
+        (layout.junit(), report.to_junit()),
+        (layout.timing_csv(), report.to_timing_csv()),
+        (layout.timing_json(), report.timing_summary_json()),
+        (layout.determinism(), trace.to_json()),
+        (layout.errors_log(), metagov_suite::errors::to_log(&errors)),
+        (layout.errors_json(), metagov_suite::errors::to_json(&errors)),
     ] {
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
+    let audit = write_audit(&layout, &report, &done, key.as_ref())?;
     writeln!(
         out,
         "\n{} passed, {} failed, {} determinism failures, {} replay failures",
         counts.passed, counts.failed, counts.determinism_failures, counts.replay_failures
     )?;
-    writeln!(out, "results      {}", Escaped(out_dir.display()))?;
-    writeln!(out, "             summary.json, summary.md, junit.xml; timing/; the chronicles under runs/")?;
+    if !errors.is_empty() {
+        let critical = errors.iter().filter(|e| e.severity == Severity::Critical).count();
+        writeln!(
+            out,
+            "errors       {} ({critical} critical): {}",
+            errors.len(),
+            Escaped(layout.errors_log().display())
+        )?;
+    }
+    writeln!(out, "results      {}", Escaped(layout.root.display()))?;
+    writeln!(out, "             summaries/ timing/ determinism/ errors/, the chronicles under runs/")?;
+    writeln!(out, "audit        {} ({})", Escaped(layout.audit_bundle().display()), audit)?;
+    writeln!(out, "             recorded in {}", Escaped(layout.audit_chronicle().display()))?;
     Ok(if counts.not_passed() == 0 { Outcome::Success } else { Outcome::Failure })
+}
+
+/// `metagov test --replay TRACE`: runs every seed of a determinism trace
+/// again from the trace alone, into `out` (default
+/// `metagov-tests/YYYYMMDD__SUITE__replay/`), and compares each with what
+/// the trace recorded. Prints a line per seed, writes the problems to
+/// `errors/` there, and fails unless every seed is reproduced bit for bit.
+///
+/// # Errors
+///
+/// A trace that cannot be read, a traced input this build cannot read, a
+/// run that stops, files that cannot be written.
+pub fn replay(trace_path: &Path, out_dir: Option<&Path>, quiet: bool, out: &mut dyn Write) -> Result<Outcome> {
+    let trace = DeterminismTrace::load(trace_path)?;
+    let (date, timestamp) = wall_clock_date();
+    let suite = format!("{}__replay", trace.suite);
+    let root = out_dir.map_or_else(|| Layout::default_root(Path::new(RESULTS_DIR), &date, &suite), Path::to_owned);
+    let layout = Layout::new(root, &date, &suite);
+    writeln!(
+        out,
+        "metagov test --replay: {} runs of suite {} ({}), each run again from the trace and compared bit for bit",
+        trace.seeds.len(),
+        Escaped(&trace.suite),
+        Escaped(&trace.timestamp)
+    )?;
+    let reproduce = format!("metagov test --replay {}", suite_run::shell_quote(&trace_path.display().to_string()));
+    let bar = progress::progress_bar(trace.seeds.len() as u64, !quiet, "replaying (seeds)");
+    let mut tests: Vec<&str> = Vec::new();
+    let (mut errors, mut not_reproduced) = (Vec::new(), 0);
+    for seed in &trace.seeds {
+        let index = tests.iter().position(|t| *t == seed.test).unwrap_or_else(|| {
+            tests.push(&seed.test);
+            tests.len() - 1
+        });
+        let check = replay_seed(seed, &layout.seed_dir(index, &seed.test, seed.seed))?;
+        bar.inc(1);
+        not_reproduced += usize::from(!check.problems.is_empty());
+        let name = format!("{} :: {} [seed {}]", Escaped(seed.file.display()), Escaped(&seed.test), seed.seed);
+        match check.problems.iter().map(|p| p.severity).max() {
+            None => {
+                writeln!(out, "REPRODUCED {name}  chronicle sha256 {}", check.sha256.as_deref().unwrap_or_default())?
+            }
+            Some(worst) => {
+                writeln!(out, "{:<10} {name}", worst.label())?;
+                for problem in &check.problems {
+                    writeln!(out, "           {}: {}", problem.kind, Escaped(&problem.detail))?;
+                }
+            }
+        }
+        out.flush()?;
+        errors.extend(metagov_suite::errors::of_replay(seed, &check.problems, &utc_text(unix_nanos_now()), &reproduce));
+    }
+    bar.finish_and_clear();
+    let errors_dir = layout.root.join("errors");
+    std::fs::create_dir_all(&errors_dir).with_context(|| format!("cannot create {}", errors_dir.display()))?;
+    for (path, text) in [
+        (layout.errors_log(), metagov_suite::errors::to_log(&errors)),
+        (layout.errors_json(), metagov_suite::errors::to_json(&errors)),
+    ] {
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    writeln!(out, "\n{} reproduced, {not_reproduced} not ({timestamp})", trace.seeds.len() - not_reproduced)?;
+    writeln!(out, "results      {}", Escaped(layout.root.display()))?;
+    Ok(if errors.is_empty() { Outcome::Success } else { Outcome::Failure })
+}
+
+/// Where `metagov test` writes its suites' directories by default.
+pub const RESULTS_DIR: &str = "metagov-tests";
+
+/// One seed run, with what the shell made of it.
+struct Ran {
+    result: suite_run::SeedResult,
+    trace: SeedTrace,
+    /// The SHA-256 of its `execution.json`.
+    execution_sha256: String,
+}
+
+/// Packs every category but `audit/` into `audit/…__audit.zip` (signed with
+/// `key` when given), checks it, and records the suite in the suite
+/// chronicle. Returns the signature's verdict as the chronicle says it.
+fn write_audit(layout: &Layout, report: &SuiteReport, done: &[Ran], key: Option<&SecretKey>) -> Result<String> {
+    let bundle = layout.audit_bundle();
+    let plan = metagov_bundle::Plan::scan(&layout.root).map_err(|e| anyhow::anyhow!("{e:#}"))?.without_dir("audit");
+    let mut file = super::OutputFile::create(&layout.root, &bundle)?;
+    let packed = metagov_bundle::pack(&plan, key, file.seekable(), &bundle, &mut |_, _| {})
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    file.commit()?;
+    let (hash, _) = sha256_file(&bundle).with_context(|| format!("cannot read {}", bundle.display()))?;
+    let signature = packed.signer.map_or_else(|| "unsigned".to_owned(), |k| format!("valid, by {}", k.fingerprint()));
+    let counts = report.counts();
+    let relative = |path: &Path| path.strip_prefix(&layout.root).unwrap_or(path).display().to_string();
+    let suite_record = SuiteRecord {
+        timestamp: format!("{}Z", report.timestamp),
+        artifact: relative(&bundle),
+        hash,
+        manifest_sha256: packed.manifest_sha256,
+        signature: signature.clone(),
+        verdict: if counts.not_passed() == 0 { "pass" } else { "fail" }.into(),
+        passed: counts.passed,
+        not_passed: counts.not_passed(),
+    };
+    let seeds: Vec<SeedRecord> = done
+        .iter()
+        .map(|ran| SeedRecord {
+            test: ran.result.test.clone(),
+            file: ran.result.file.display().to_string(),
+            seed: ran.result.seed,
+            verdict: ran.result.verdict.label().into(),
+            chronicle_sha256: ran.trace.chronicle.facts.sha256.clone(),
+            chain_head: ran.trace.chronicle.facts.chain_head.clone(),
+            execution_sha256: ran.execution_sha256.clone(),
+        })
+        .collect();
+    let mut files = Vec::new();
+    for path in &report.files {
+        let (sha256, _) = sha256_file(path).with_context(|| format!("cannot read {}", path.display()))?;
+        files.push((path.display().to_string(), sha256));
+    }
+    let identity = metagov_suite::audit::identity(&report.suite, &suite_record.timestamp, &files);
+    metagov_suite::audit::write_chronicle(&layout.audit_chronicle(), &identity, &seeds, &suite_record)?;
+    if let Some(key) = key {
+        super::bundle::sign_sealed(&layout.audit_chronicle(), key)?;
+    }
+    Ok(signature)
 }
 
 /// Keeps the tests `--test` names and the seeds `--seed` names; a filter
@@ -214,7 +370,7 @@ fn suite_name(paths: &[PathBuf]) -> String {
     let name = |path: &Path| {
         let path = if path.file_name().is_none() { path.canonicalize().unwrap_or_default() } else { path.to_owned() };
         let stem = path.file_stem().map_or_else(|| "suite".to_owned(), |s| s.to_string_lossy().to_string());
-        stem.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect::<String>()
+        stem.chars().map(safe_char).collect::<String>()
     };
     match paths {
         [] => "suite".to_owned(),
@@ -223,77 +379,40 @@ fn suite_name(paths: &[PathBuf]) -> String {
     }
 }
 
-/// `NN-TEST` for a test's runs: its index in the suite, then its name with
-/// characters other than `[A-Za-z0-9._-]` as `_` (cut to 60).
-fn run_dir_name(index: usize, case: &TestCase) -> String {
-    let slug: String = case
-        .name
-        .chars()
-        .take(60)
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
-        .collect();
-    format!("{index:03}-{slug}")
-}
-
-/// Writes `execution.json` beside a seed's two runs: when it ran, how it
-/// ended, what went in (the scenario's text and the run's config, by
-/// SHA-256) and what came out (the first run's chain head and records, its
-/// summary's SHA-256, the determinism verdict), the platform and a digest of
-/// the environment variables (never their values), and the record's own
-/// SHA-256 over the rest. The actors' RNG states are not in it: a run does
-/// not hand them out yet.
-fn write_execution_log(case: &TestCase, result: &suite_run::SeedResult, timing: &Timing, dir: &Path) -> Result<()> {
-    use metagov_storage::{sha256_hex, utc_text, verify_file, ChronicleReader};
-    let first = &result.chronicles[0];
-    let integrity = verify_file(first).with_context(|| format!("cannot verify {}", first.display()))?;
-    let reader = ChronicleReader::open(first).with_context(|| format!("cannot read {}", first.display()))?;
-    let context = reader.context();
-    let summary = first.with_file_name("summary.json");
-    let summary_sha256 = std::fs::read(&summary).map(|bytes| sha256_hex(&bytes)).ok();
+/// The SHA-256 of the sorted `NAME=VALUE` lines of the environment
+/// variables: the execution logs' digest of them (never their values).
+fn environment_digest() -> String {
     #[allow(clippy::disallowed_methods, reason = "the shell digests the environment for the log; no run sees it")]
     let mut variables: Vec<String> =
         std::env::vars_os().map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy())).collect();
     variables.sort();
-    let determinism = match &result.verdict {
-        suite_run::Verdict::DeterminismFailure { offset, .. } => format!("the chronicles differ at byte {offset}"),
-        _ => "the two chronicles are identical".to_owned(),
-    };
-    let mut log = serde_json::json!({
-        "test": result.test,
-        "file": result.file.display().to_string(),
-        "seed": result.seed,
-        "status": result.verdict.label(),
-        "start": utc_text(timing.start_ns),
-        "end": utc_text(timing.end_ns),
-        "duration_ms": timing.end_ns.saturating_sub(timing.start_ns) as f64 / 1e6,
-        "inputs": {
-            "scenario": case.scenario.name(),
-            "scenario_sha256": case.scenario.source_sha256(),
-            "config_sha256": context.config_sha256,
-            "windows": case.windows,
-        },
-        "outputs": {
-            "chronicle": first.display().to_string(),
-            "integrity": integrity.status.to_string(),
-            "chain_head": integrity.chain_head,
-            "records": integrity.records,
-            "summary_sha256": summary_sha256,
-        },
-        "determinism": determinism,
-        "reproduce": result.reproduce,
-        "environment": {
-            "os": context.environment.os.as_str(),
-            "arch": context.environment.arch.as_str(),
-            "variables_sha256": sha256_hex(variables.join("\n").as_bytes()),
-            "producer": context.producer,
-        },
-    });
-    // The digest covers the record as written without it (serde_json's
-    // maps keep their keys sorted, so the text is canonical).
-    log["record_sha256"] = sha256_hex(log.to_string().as_bytes()).into();
+    metagov_storage::sha256_hex(variables.join("\n").as_bytes())
+}
+
+/// Writes `execution.json` beside a seed's two runs
+/// (`metagov_suite::execution`); returns the file's SHA-256.
+fn write_execution_log(
+    result: &suite_run::SeedResult,
+    trace: &SeedTrace,
+    timing: &Timing,
+    variables_sha256: &str,
+    dir: &Path,
+) -> Result<String> {
+    let first = &result.chronicles[0];
+    let reader =
+        metagov_storage::ChronicleReader::open(first).with_context(|| format!("cannot read {}", first.display()))?;
+    let summary = std::fs::read_to_string(first.with_file_name("summary.json")).ok();
+    let text = metagov_suite::execution::execution_log(
+        result,
+        trace,
+        timing,
+        reader.context(),
+        variables_sha256,
+        summary.as_deref(),
+    );
     let path = dir.join("execution.json");
-    let text = serde_json::to_string_pretty(&log).context("the execution log")? + "\n";
-    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(metagov_storage::sha256_hex(text.as_bytes()))
 }
 
 /// Today's date as `YYYYMMDD` and the time as `YYYY-MM-DDTHH:MM:SS`, UTC,

@@ -17,11 +17,16 @@
 
 use std::path::PathBuf;
 
+pub mod audit;
+pub mod errors;
+pub mod execution;
 pub mod expect;
 pub mod file;
+pub mod layout;
 pub mod record;
 pub mod report;
 pub mod run;
+pub mod trace;
 
 /// Why a suite could not be run (a failed expectation is a verdict, not an
 /// error).
@@ -65,6 +70,20 @@ pub enum SuiteError {
         /// Its problems.
         #[source]
         source: metagov_config::ConfigError,
+    },
+    /// The suite chronicle cannot be written.
+    #[error("the suite chronicle: {message}")]
+    Audit {
+        /// What went wrong.
+        message: String,
+    },
+    /// A determinism trace that cannot be read.
+    #[error("{}: not a determinism trace: {message}", path.display())]
+    Trace {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
     },
     /// A simulation of a test stopped.
     #[error("test `{test}`, seed {seed}: {message}")]

@@ -129,6 +129,19 @@ pub struct Failure {
     pub first_window: Option<u64>,
 }
 
+impl Failure {
+    /// `expected …, actual …`, then the job and first window where it
+    /// broke when there is one.
+    pub fn detail(&self) -> String {
+        let at = match (&self.job, self.first_window) {
+            (Some(job), Some(w)) => format!("; first broken on job {job} at window {w}"),
+            (None, Some(w)) => format!("; first broken at window {w}"),
+            _ => String::new(),
+        };
+        format!("expected {}, actual {}{at}", self.expected, self.actual)
+    }
+}
+
 /// Most windows an actual count lists.
 const WINDOWS_SHOWN_MAX: usize = 5;
 

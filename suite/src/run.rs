@@ -12,9 +12,11 @@
 
 use std::path::{Path, PathBuf};
 
-use metagov_sim::simulate::{self, NoProgress, Simulation};
-use metagov_storage::{verify_replay_observed, ChronicleReader, IntegrityStatus, ReplayError};
-use serde::Serialize;
+use metagov_config::Config;
+use metagov_sim::simulate::{self, NoProgress, RngTrace, Simulation};
+use metagov_storage::{verify_file, verify_replay_observed, ChronicleReader, IntegrityStatus, ReplayError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::file::TestCase;
 use crate::record::{evaluate, Failure, Record};
@@ -68,17 +70,9 @@ impl Verdict {
     pub fn lines(&self) -> Vec<String> {
         match self {
             Verdict::Pass => Vec::new(),
-            Verdict::Failed { failures } => failures
-                .iter()
-                .map(|f| {
-                    let at = match (&f.job, f.first_window) {
-                        (Some(job), Some(w)) => format!("; first broken on job {job} at window {w}"),
-                        (None, Some(w)) => format!("; first broken at window {w}"),
-                        _ => String::new(),
-                    };
-                    format!("`{}`: expected {}, actual {}{at}", f.expectation, f.expected, f.actual)
-                })
-                .collect(),
+            Verdict::Failed { failures } => {
+                failures.iter().map(|f| format!("`{}`: {}", f.expectation, f.detail())).collect()
+            }
             Verdict::DeterminismFailure { offset, first_bytes, second_bytes } => vec![format!(
                 "the two runs' chronicles differ at byte offset {offset} (first run {first_bytes} bytes, second run \
                  {second_bytes} bytes)"
@@ -102,6 +96,12 @@ pub struct SeedResult {
     pub verdict: Verdict,
     /// The two runs' chronicles.
     pub chronicles: [PathBuf; 2],
+    /// What the first run's chronicle is, as the replay (or, when the
+    /// replay stopped, `verify_file`) read it.
+    pub chronicle: ChronicleFacts,
+    /// The first run's random generators before and after it.
+    #[serde(skip)]
+    pub rng: RngTrace,
     /// The command that runs this seed of this test alone.
     pub reproduce: String,
     /// Wall time of the two runs, the comparison, the replay and the
@@ -110,6 +110,32 @@ pub struct SeedResult {
     /// What the caller measured of the seed on its own clocks (none until
     /// it does): the timing record of `timing.csv`.
     pub timing: Option<Timing>,
+}
+
+/// The first run's chronicle, identified: the file's SHA-256 (hashed as it
+/// is compared with the second run's), its size, its integrity verdict,
+/// chain head and record count.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChronicleFacts {
+    /// Lowercase hex SHA-256 of the whole file.
+    pub sha256: String,
+    /// File length in bytes.
+    pub bytes: u64,
+    /// The integrity verdict, as `metagov verify` says it.
+    pub integrity: String,
+    /// Hex chain head.
+    pub chain_head: String,
+    /// Records read.
+    pub records: u64,
+}
+
+/// The config seed `seed` of `case` runs under: the test's config with
+/// `run.seed` set.
+pub fn seed_config(case: &TestCase, seed: u64) -> Config {
+    let mut config = case.config.clone();
+    config.run.seed = seed;
+    config
 }
 
 /// When a seed ran and what it cost, as the shell measured it: nothing of
@@ -152,11 +178,21 @@ pub fn first_difference(a: &[u8], b: &[u8]) -> Option<u64> {
 /// Bytes of each file compared at a time.
 const CHUNK_BYTES: usize = 1 << 16;
 
+/// How two files compared: the first's SHA-256 and size, and where they
+/// first differ with both sizes (`None` when equal).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Compared {
+    pub(crate) first_sha256: String,
+    pub(crate) first_bytes: u64,
+    /// The first differing offset, with both sizes.
+    pub(crate) difference: Option<(u64, u64, u64)>,
+}
+
 /// The first byte offset where the files at `a` and `b` differ, with both
-/// sizes; `None` when they are equal. Read in chunks of [`CHUNK_BYTES`], so
-/// the memory does not grow with the run. `flip`: a byte offset of the
+/// sizes, and `a`'s SHA-256 on the way. Read in chunks of [`CHUNK_BYTES`],
+/// so the memory does not grow with the run. `flip`: a byte offset of the
 /// second file whose bits are flipped as read ([`Hooks`]).
-fn compare_files(a: &Path, b: &Path, flip: Option<u64>) -> std::io::Result<Option<(u64, u64, u64)>> {
+pub(crate) fn compare_files(a: &Path, b: &Path, flip: Option<u64>) -> std::io::Result<Compared> {
     use std::io::Read;
     /// Reads until `buffer` is full or the file ends; the bytes read.
     fn fill(file: &mut std::fs::File, buffer: &mut [u8]) -> std::io::Result<usize> {
@@ -173,6 +209,8 @@ fn compare_files(a: &Path, b: &Path, flip: Option<u64>) -> std::io::Result<Optio
     let sizes = (file_a.metadata()?.len(), file_b.metadata()?.len());
     let (mut chunk_a, mut chunk_b) = (vec![0; CHUNK_BYTES], vec![0; CHUNK_BYTES]);
     let mut offset = 0_u64;
+    let mut hasher = Sha256::new();
+    let mut difference = None;
     loop {
         let (read_a, read_b) = (fill(&mut file_a, &mut chunk_a)?, fill(&mut file_b, &mut chunk_b)?);
         if let Some(at) = flip.and_then(|at| at.checked_sub(offset)).and_then(|at| usize::try_from(at).ok()) {
@@ -180,14 +218,39 @@ fn compare_files(a: &Path, b: &Path, flip: Option<u64>) -> std::io::Result<Optio
                 *byte ^= 0xff;
             }
         }
-        if let Some(at) = first_difference(&chunk_a[..read_a], &chunk_b[..read_b]) {
-            return Ok(Some((offset + at, sizes.0, sizes.1)));
+        hasher.update(&chunk_a[..read_a]);
+        if difference.is_none() {
+            difference =
+                first_difference(&chunk_a[..read_a], &chunk_b[..read_b]).map(|at| (offset + at, sizes.0, sizes.1));
         }
         if read_a == 0 {
-            return Ok(None);
+            let first_sha256 = hex(hasher.finalize().as_slice());
+            return Ok(Compared { first_sha256, first_bytes: sizes.0, difference });
         }
         offset += read_a as u64;
     }
+}
+
+/// The lowercase hex SHA-256 of the file at `path` and its length, read in
+/// chunks of [`CHUNK_BYTES`].
+pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let (mut hasher, mut chunk, mut bytes) = (Sha256::new(), vec![0; CHUNK_BYTES], 0_u64);
+    loop {
+        match file.read(&mut chunk)? {
+            0 => break,
+            n => {
+                hasher.update(&chunk[..n]);
+                bytes += n as u64;
+            }
+        }
+    }
+    Ok((hex(hasher.finalize().as_slice()), bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// The shell command that runs seed `seed` of test `name` of `file` alone.
@@ -197,7 +260,7 @@ pub fn reproduce(file: &Path, name: &str, seed: u64) -> String {
 
 /// `text` as one shell word: as it is when it needs no quoting, else in
 /// single quotes.
-fn shell_quote(text: &str) -> String {
+pub fn shell_quote(text: &str) -> String {
     let plain = !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=+,@".contains(c));
     if plain {
         text.to_owned()
@@ -215,8 +278,7 @@ fn shell_quote(text: &str) -> String {
 /// match and an expectation that does not hold are verdicts, not errors.
 pub fn run_seed(case: &TestCase, seed: u64, dir: &Path, hooks: Hooks) -> Result<SeedResult, SuiteError> {
     let failed = |message: String| SuiteError::Run { test: case.name.clone(), seed, message };
-    let mut config = case.config.clone();
-    config.run.seed = seed;
+    let config = seed_config(case, seed);
     // One estimate for both runs (they are the same run): the disk must
     // hold two chronicles.
     let estimate =
@@ -256,7 +318,23 @@ pub fn run_seed(case: &TestCase, seed: u64, dir: &Path, hooks: Hooks) -> Result<
     let compared = compare_files(&chronicles[0], &chronicles[1], hooks.corrupt_second_chronicle_at).map_err(|e| {
         failed(format!("cannot compare {} with {}: {e}", chronicles[0].display(), chronicles[1].display()))
     })?;
-    let verdict = if let Some((offset, first_bytes, second_bytes)) = compared {
+    let read = match &replay {
+        Ok(report) => (report.status.to_string(), report.chain_head.clone(), report.records),
+        // The replay stopped early: the file's own check says what it is.
+        Err(_) => {
+            let report = verify_file(&chronicles[0])
+                .map_err(|e| failed(format!("cannot verify {}: {e}", chronicles[0].display())))?;
+            (report.status.to_string(), report.chain_head, report.records)
+        }
+    };
+    let chronicle = ChronicleFacts {
+        sha256: compared.first_sha256,
+        bytes: compared.first_bytes,
+        integrity: read.0,
+        chain_head: read.1,
+        records: read.2,
+    };
+    let verdict = if let Some((offset, first_bytes, second_bytes)) = compared.difference {
         Verdict::DeterminismFailure { offset, first_bytes, second_bytes }
     } else {
         match replay {
@@ -279,6 +357,8 @@ pub fn run_seed(case: &TestCase, seed: u64, dir: &Path, hooks: Hooks) -> Result<
         seed,
         verdict,
         chronicles,
+        chronicle,
+        rng: first.rng,
         reproduce: reproduce(&case.file, &case.name, seed),
         seconds: 0.0,
         timing: None,
@@ -306,11 +386,14 @@ mod tests {
         std::fs::write(&a, &bytes).unwrap();
         std::fs::write(&b, &bytes).unwrap();
         let size = bytes.len() as u64;
-        assert_eq!(compare_files(&a, &b, None).unwrap(), None);
+        let sha256 = metagov_storage::sha256_hex(&bytes);
+        let compared = |difference| Compared { first_sha256: sha256.clone(), first_bytes: size, difference };
+        assert_eq!(compare_files(&a, &b, None).unwrap(), compared(None));
         let at = 2 * CHUNK_BYTES as u64 + 5;
-        assert_eq!(compare_files(&a, &b, Some(at)).unwrap(), Some((at, size, size)));
+        assert_eq!(compare_files(&a, &b, Some(at)).unwrap(), compared(Some((at, size, size))));
         std::fs::write(&b, &bytes[..CHUNK_BYTES + 3]).unwrap();
-        assert_eq!(compare_files(&a, &b, None).unwrap(), Some((CHUNK_BYTES as u64 + 3, size, CHUNK_BYTES as u64 + 3)));
+        let short = Some((CHUNK_BYTES as u64 + 3, size, CHUNK_BYTES as u64 + 3));
+        assert_eq!(compare_files(&a, &b, None).unwrap(), compared(short));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
