@@ -101,9 +101,13 @@ enum Command {
     ///
     /// Prints a verdict per test and seed (pass, failed with expected and
     /// actual values and the command that reproduces it, determinism
-    /// failure, replay failure) and writes the chronicles, summary.json,
-    /// summary.md and junit.xml to --out. Exits non-zero when anything does
-    /// not pass or a test file is invalid. The format: docs/testing.md.
+    /// failure, replay failure) and writes to --out: the two runs of each
+    /// seed and its execution log (runs/), summary JSON, Markdown and JUnit
+    /// XML (summaries/), timing (timing/), a determinism trace that --replay
+    /// re-runs (determinism/), the errors with their severity and the
+    /// command that reproduces each (errors/), and a bundle of all of it
+    /// recorded in a suite chronicle (audit/). Exits non-zero when anything
+    /// does not pass or a test file is invalid. The format: docs/testing.md.
     Test {
         /// Test files or directories [default: tests/governance].
         paths: Vec<PathBuf>,
@@ -133,8 +137,16 @@ enum Command {
         /// and check each is reproduced bit for bit: the same chronicle
         /// SHA-256 and the same random generator states. Writes to --out
         /// [default: metagov-tests/YYYYMMDD__SUITE__replay]; takes no PATH.
-        #[arg(long, value_name = "TRACE", conflicts_with_all = ["paths", "name", "seed", "key"])]
+        #[arg(long, value_name = "TRACE", conflicts_with_all = ["paths", "name", "seed", "key", "prune"])]
         replay: Option<PathBuf>,
+        /// Before running, prune the results directory (metagov-tests, or
+        /// the directory --out lies in): a suite directory older than the
+        /// files' `[tests] rotate_days` (default 30) is packed into
+        /// archive/DIR.zip, checked, then removed; a directory or archive
+        /// older than `retain_days` (default 90) is deleted. Ages come from
+        /// the YYYYMMDD the names begin with; anything else is left alone.
+        #[arg(long)]
+        prune: bool,
     },
     /// Show stored prior versions.
     #[command(subcommand)]
@@ -511,8 +523,9 @@ fn main() -> ExitCode {
         Command::Test { replay: Some(trace), out: out_dir, quiet, .. } => {
             cli::suite::replay(&trace, out_dir.as_deref(), quiet, &mut out)
         }
-        Command::Test { paths, name, seed, out: out_dir, quiet, jobs, key, replay: None } => {
-            let args = cli::suite::TestArgs { paths, test: name, seed, out: out_dir, quiet, jobs: jobs.into(), key };
+        Command::Test { paths, name, seed, out: out_dir, quiet, jobs, key, replay: None, prune } => {
+            let args =
+                cli::suite::TestArgs { paths, test: name, seed, out: out_dir, quiet, jobs: jobs.into(), key, prune };
             cli::suite::test(&args, metagov_suite::run::Hooks::default(), &mut out)
         }
         Command::Prior(PriorCommand::Show { dir, config }) => cli::prior_show(&dir, config.as_deref(), &mut out),

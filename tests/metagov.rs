@@ -3347,6 +3347,88 @@ mod governance_tests {
     /// With `--key`, the audit bundle and the suite chronicle are signed;
     /// the chronicle ties each seed to its run's chronicle bytes.
     #[test]
+    fn prune_archives_and_deletes_old_suite_results_by_the_date_in_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = plateau_test(dir.path(), "kept", "[1]", &["no rollbacks"]);
+        let mut toml = std::fs::read_to_string(&path).unwrap();
+        // Archive anything older than a day, delete after a hundred years.
+        toml.insert_str(0, "[tests]\nrotate_days = 1\nretain_days = 36500\n\n");
+        std::fs::write(&path, &toml).unwrap();
+        let results = dir.path().join("results");
+        let (code, stdout, stderr) = metagov_test(&path, &results.join("20000101__early"), &[]);
+        assert_eq!(code, Some(0), "{stdout}{stderr}");
+        for made in ["19000101__ancient/runs", "29991231__future/runs", "20000102__mine", "notes", "archive"] {
+            std::fs::create_dir_all(results.join(made)).unwrap();
+        }
+        std::fs::write(results.join("archive/19000101__old.zip"), "an old archive").unwrap();
+
+        let (code, stdout, stderr) = metagov_test(&path, &results.join("20000103__now"), &["--prune"]);
+        assert_eq!(code, Some(0), "{stdout}{stderr}");
+        let archive = results.join("archive/20000101__early.zip");
+        for line in [
+            "prune        deleted 19000101__ancient, ",
+            "prune        archived 20000101__early to archive/20000101__early.zip (",
+            "prune        left 20000102__mine: holds no suite's results (no runs/)",
+            "prune        left 29991231__future: dated after today",
+            "prune        left notes: not named YYYYMMDD__SUITE",
+            "prune        deleted archive/19000101__old.zip, ",
+            ": kept 0, archived 1, deleted 2, left 3 (rotate_days 1, retain_days 36500)",
+        ] {
+            assert!(stdout.contains(line), "{line}\nnot in\n{stdout}");
+        }
+        assert!(!results.join("20000101__early").exists() && !results.join("19000101__ancient").exists());
+        assert!(!results.join("archive/19000101__old.zip").exists());
+        assert!(results.join("20000102__mine").is_dir() && results.join("20000103__now/runs").is_dir());
+        let verified = metagov(&["bundle".as_ref(), "verify".as_ref(), archive.as_os_str()]);
+        let said = text(&verified.stdout);
+        assert!(verified.status.success(), "{said}");
+        // The archived suite whole: its two runs, summaries, trace, audit…
+        let files: u64 = said.split(": ok: ").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
+        assert!(files >= 15, "{said}");
+
+        // The files of one suite must agree on their retention.
+        let other = plateau_test(dir.path(), "other", "[1]", &["no rollbacks"]);
+        let mut other_toml = std::fs::read_to_string(&other).unwrap();
+        other_toml.insert_str(0, "[tests]\nrotate_days = 7\n");
+        std::fs::write(&other, &other_toml).unwrap();
+        let args: Vec<&std::ffi::OsStr> =
+            vec!["test".as_ref(), path.as_os_str(), other.as_os_str(), "--prune".as_ref()];
+        let refused = metagov(&args);
+        let said = text(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(1), "{said}");
+        let conflict = format!(
+            "{} sets [tests] rotate_days = 1, retain_days = 36500 but {} sets rotate_days = 7, retain_days = 90",
+            path.display(),
+            other.display()
+        );
+        assert!(said.contains(&conflict), "{said}");
+
+        // Bounds are checked at their line and column.
+        std::fs::write(
+            &other,
+            other_toml.replace("rotate_days = 7", "rotate_days = 0\nretain_days = 20\nrotate_days2 = 1"),
+        )
+        .unwrap();
+        let (code, _, stderr) = metagov_test(&other, &dir.path().join("none"), &[]);
+        assert_eq!(code, Some(1));
+        let at = format!("{}:4:1: tests.rotate_days2: unknown key, did you mean `rotate_days`?", other.display());
+        assert!(stderr.contains(&at), "{stderr}");
+        let file = other.display();
+        for (table, problem) in [
+            ("rotate_days = 0", format!("{file}:2:15: tests.rotate_days: 0 is out of range 1..=36500")),
+            (
+                "rotate_days = 40\nretain_days = 20",
+                format!("{file}:3:15: tests.retain_days: retain_days 20 is less than rotate_days 40"),
+            ),
+        ] {
+            std::fs::write(&other, other_toml.replace("rotate_days = 7", table)).unwrap();
+            let (code, _, stderr) = metagov_test(&other, &dir.path().join("none"), &[]);
+            assert_eq!(code, Some(1));
+            assert!(stderr.contains(&problem), "{problem}\nnot in\n{stderr}");
+        }
+    }
+
+    #[test]
     fn a_signed_suite_run_signs_its_audit_bundle_and_suite_chronicle() {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("key");

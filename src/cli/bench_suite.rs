@@ -37,7 +37,7 @@ fn timed(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
 pub(super) fn bench_suite(quick: bool, dir: &Path, out: &mut dyn Write) -> Result<()> {
     let mut cases: Vec<TestCase> = Vec::new();
     for (name, text) in SUITE {
-        cases.extend(file::parse(text, Path::new(name))?);
+        cases.extend(file::parse(text, Path::new(name))?.cases);
     }
     let seeds: usize = cases.iter().map(|case| case.seeds.len()).sum();
     let repetitions = if quick { 3 } else { 10 };

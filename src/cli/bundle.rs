@@ -74,7 +74,7 @@ enum BundleCommand {
 
 /// A bundle error with its causes, escaped for the terminal: a file name
 /// in it may hold any character but `/` and NUL.
-fn escaped(e: metagov_bundle::BundleError) -> anyhow::Error {
+pub(super) fn escaped(e: metagov_bundle::BundleError) -> anyhow::Error {
     anyhow::anyhow!("{}", Escaped(format!("{:#}", anyhow::Error::from(e))))
 }
 

@@ -11,6 +11,7 @@ pub mod bundle;
 mod counterfactual;
 mod output;
 mod progress;
+pub mod prune;
 pub mod report;
 pub mod run;
 pub mod suite;

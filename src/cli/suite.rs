@@ -37,8 +37,12 @@ pub struct TestArgs {
     /// results, the printed verdicts and the files are the same as one
     /// after another, in file, test and seed order; only the times differ.
     pub jobs: usize,
-    /// Sign the audit bundle and the suite chronicle with this secret key.
+    /// Sign the audit bundle and the suite chronicle with this secret key
+    /// (and, with `prune`, the archives).
     pub key: Option<PathBuf>,
+    /// Before running, prune the results directory the output directory
+    /// lies in (`metagov_suite::prune`).
+    pub prune: bool,
 }
 
 /// The directory `metagov test` reads when given no path.
@@ -55,17 +59,25 @@ pub const DEFAULT_PATH: &str = "tests/governance";
 pub fn test(args: &TestArgs, hooks: Hooks, out: &mut dyn Write) -> Result<Outcome> {
     let paths = if args.paths.is_empty() { vec![PathBuf::from(DEFAULT_PATH)] } else { args.paths.clone() };
     let files = file::discover(&paths)?;
-    let mut cases = Vec::new();
-    for path in &files {
-        cases.extend(file::load(path)?);
-    }
-    let cases = filter(cases, args)?;
+    let loaded = files.iter().map(|path| file::load(path)).collect::<Result<Vec<_>, _>>()?;
+    let retention = file::suite_retention(&loaded)?;
+    let cases = filter(loaded.into_iter().flat_map(|file| file.cases).collect(), args)?;
     let key = args.key.as_deref().map(SecretKey::read).transpose().map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let runs: u64 = cases.iter().map(|case| case.seeds.len() as u64).sum();
     let suite = suite_name(&paths);
     let (date, timestamp) = wall_clock_date();
     let root = args.out.clone().unwrap_or_else(|| Layout::default_root(Path::new(RESULTS_DIR), &date, &suite));
     let layout = Layout::new(root, &date, &suite);
+    if args.prune {
+        // The results directory the suite's directory lies in; never the
+        // suite's own directory, which this run is about to write.
+        let results = match layout.root.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let protected = layout.root.file_name().and_then(|name| name.to_str());
+        super::prune::prune(results, &date, retention, protected, key.as_ref(), out)?;
+    }
     for category in CATEGORIES {
         let dir = layout.root.join(category);
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -17,6 +17,7 @@ use metagov_sim::scenario::Scenario;
 use serde::Deserialize;
 
 use crate::expect::{self, Check, Expectation, NameKind};
+use crate::prune::{Retention, DAYS_MAX};
 use crate::SuiteError;
 
 /// Largest test file read, in bytes.
@@ -49,10 +50,30 @@ pub struct TestCase {
     pub expectations: Vec<Expectation>,
 }
 
+/// A checked test file: its tests and the retention it sets.
+#[derive(Clone, Debug)]
+pub struct TestFile {
+    /// The file, as it was named.
+    pub path: PathBuf,
+    /// Its tests, in file order.
+    pub cases: Vec<TestCase>,
+    /// Its `[tests]` table: how long `metagov test --prune` keeps the
+    /// suite's results; `None` when the file has no such table.
+    pub retention: Option<Retention>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Document {
+    tests: Option<Located<RetentionDocument>>,
     test: Vec<TestDocument>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionDocument {
+    rotate_days: Option<Located<u64>>,
+    retain_days: Option<Located<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +92,36 @@ struct TestDocument {
 #[serde(deny_unknown_fields)]
 struct ExpectDocument {
     that: Located<String>,
+}
+
+/// The retention of a suite of `files`: the one their `[tests]` tables
+/// agree on, or the defaults when none has one.
+///
+/// # Errors
+///
+/// Two files whose tables differ, naming both and their values.
+pub fn suite_retention(files: &[TestFile]) -> Result<Retention, SuiteError> {
+    let mut set: Option<(&TestFile, Retention)> = None;
+    for file in files {
+        let Some(retention) = file.retention else { continue };
+        match set {
+            Some((first, agreed)) if agreed != retention => {
+                let say = |r: Retention| format!("rotate_days = {}, retain_days = {}", r.rotate_days, r.retain_days);
+                return Err(SuiteError::Retention {
+                    message: format!(
+                        "{} sets [tests] {} but {} sets {}: the files of one suite must agree (or leave it to one of them)",
+                        first.path.display(),
+                        say(agreed),
+                        file.path.display(),
+                        say(retention)
+                    ),
+                });
+            }
+            Some(_) => {}
+            None => set = Some((file, retention)),
+        }
+    }
+    Ok(set.map_or_else(Retention::default, |(_, retention)| retention))
 }
 
 /// The `*.toml` files `paths` name: a file as itself, a directory as every
@@ -114,7 +165,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, SuiteError> {
 /// column (unknown keys with a "did you mean", wrong types, sentences the
 /// grammar does not take, names the config or scenario lacks); the errors
 /// of the scenario or config files it names; I/O errors.
-pub fn load(path: &Path) -> Result<Vec<TestCase>, SuiteError> {
+pub fn load(path: &Path) -> Result<TestFile, SuiteError> {
     let text = metagov_config::read_text_file(path, FILE_BYTES_MAX, "the test file limit")
         .map_err(|source| SuiteError::Io { path: path.to_owned(), source })?;
     parse(&text, path)
@@ -126,7 +177,7 @@ pub fn load(path: &Path) -> Result<Vec<TestCase>, SuiteError> {
 /// # Errors
 ///
 /// As [`load`], without the I/O of the test file itself.
-pub fn parse(text: &str, path: &Path) -> Result<Vec<TestCase>, SuiteError> {
+pub fn parse(text: &str, path: &Path) -> Result<TestFile, SuiteError> {
     let origin = path.display().to_string();
     let document: Document =
         metagov_config::read_toml(text, &origin).map_err(|problems| SuiteError::Invalid { problems })?;
@@ -137,6 +188,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<TestCase>, SuiteError> {
     if document.test.len() > TESTS_MAX {
         file.problem(document.test[TESTS_MAX].name.at(), "test", format!("more than {TESTS_MAX} tests"));
     }
+    let retention = document.tests.as_ref().map(|tests| file.retention(tests));
     let mut names = BTreeSet::new();
     let mut cases = Vec::new();
     for (i, test) in document.test.iter().enumerate().take(TESTS_MAX) {
@@ -152,7 +204,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<TestCase>, SuiteError> {
         }
     }
     if file.problems.is_empty() {
-        Ok(cases)
+        Ok(TestFile { path: path.to_owned(), cases, retention })
     } else {
         Err(SuiteError::Invalid { problems: ConfigError::at_offsets(&origin, text, file.problems) })
     }
@@ -184,6 +236,33 @@ impl FileCheck<'_> {
         } else {
             at
         }
+    }
+
+    /// The `[tests]` table, its defaults filled in; a value out of range is
+    /// noted (and the default kept in its place).
+    fn retention(&mut self, tests: &Located<RetentionDocument>) -> Retention {
+        let mut retention = Retention::default();
+        let document = tests.get_ref();
+        let before = self.problems.len();
+        for (value, key, into) in [
+            (&document.rotate_days, "tests.rotate_days", &mut retention.rotate_days),
+            (&document.retain_days, "tests.retain_days", &mut retention.retain_days),
+        ] {
+            let Some(value) = value else { continue };
+            match u32::try_from(*value.get_ref()).ok().filter(|days| (1..=DAYS_MAX).contains(days)) {
+                Some(days) => *into = days,
+                None => self.problem(value.at(), key, format!("{} is out of range 1..={DAYS_MAX}", value.get_ref())),
+            }
+        }
+        if self.problems.len() == before && retention.retain_days < retention.rotate_days {
+            let at = document.retain_days.as_ref().or(document.rotate_days.as_ref()).map_or(tests.at(), Located::at);
+            let message = format!(
+                "retain_days {} is less than rotate_days {}: results are archived after rotate_days and deleted after retain_days",
+                retention.retain_days, retention.rotate_days
+            );
+            self.problem(at, "tests.retain_days", message);
+        }
+        retention
     }
 
     /// Checks one `[[test]]`; `None` when a problem was noted.

@@ -23,6 +23,7 @@ pub mod execution;
 pub mod expect;
 pub mod file;
 pub mod layout;
+pub mod prune;
 pub mod record;
 pub mod report;
 pub mod run;
@@ -70,6 +71,12 @@ pub enum SuiteError {
         /// Its problems.
         #[source]
         source: metagov_config::ConfigError,
+    },
+    /// The test files of a suite disagree on how long its results are kept.
+    #[error("{message}")]
+    Retention {
+        /// Which files, and what each sets.
+        message: String,
     },
     /// The suite chronicle cannot be written.
     #[error("the suite chronicle: {message}")]
