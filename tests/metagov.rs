@@ -3336,6 +3336,16 @@ mod governance_tests {
             stdout.contains("determinism failure: the generators after the run differ: traced scenario:"),
             "{stdout}"
         );
+        // Another build writes other bytes (its producer is in them): said,
+        // and only the generators are compared.
+        let (stdout, log) = tampered("build", &|seed| seed["build"] = "metagov 0.0.1 on plan9/mips".into());
+        assert!(
+            stdout.contains("MODERATE   ")
+                && stdout.contains("different build: traced by metagov 0.0.1 on plan9/mips, replayed by metagov ")
+                && !stdout.contains("determinism failure"),
+            "{stdout}"
+        );
+        assert!(log.contains("] MODERATE: different build"), "{log}");
 
         // A file that is not a trace is refused, naming it.
         let summary = result_file(&dir.path().join("out"), "summaries", "summary.json");

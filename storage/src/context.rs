@@ -159,6 +159,16 @@ pub fn config_run_seed(config_text: &str) -> Option<u64> {
     None
 }
 
+/// The producer this build records in every chronicle's context.
+pub const PRODUCER: &str = concat!("metagov ", env!("CARGO_PKG_VERSION"));
+
+/// The build a chronicle written here records: its producer and platform
+/// (`metagov 0.1.0 on linux/x86_64`). Two builds that differ here write
+/// different bytes for the same run.
+pub fn this_build() -> String {
+    format!("{PRODUCER} on {}", Environment::detect())
+}
+
 /// The context of a run with this seed, canonical
 /// config text and actor set. The same arguments give the same run id.
 pub fn init_session(seed: u64, config_text: &str, actors: Vec<String>) -> RunContext {
@@ -170,7 +180,7 @@ pub fn init_session(seed: u64, config_text: &str, actors: Vec<String>) -> RunCon
         environment: Environment::detect(),
         seed,
         actors,
-        producer: format!("metagov {}", env!("CARGO_PKG_VERSION")),
+        producer: PRODUCER.to_owned(),
     }
 }
 

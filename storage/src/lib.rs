@@ -28,7 +28,8 @@ mod writer;
 pub use chronicle::{replay_cycle, Chronicle, ReplayState};
 pub use codec::{check_frame, decode_frame, encode_frame, entry_ref, EncodeError, FrameEncoder};
 pub use context::{
-    config_run_seed, init_session, run_id_for, sha256_hex, utc_text, Arch, ContextFrame, Environment, Os, RunContext,
+    config_run_seed, init_session, run_id_for, sha256_hex, this_build, utc_text, Arch, ContextFrame, Environment, Os,
+    RunContext, PRODUCER,
 };
 pub use error::{ChronicleError, Location};
 pub use format::{crc64, FrameInfo};

@@ -5,8 +5,9 @@
 //!
 //! Severities (docs/testing.md, "Errors"):
 //! - **moderate**: the run is reproducible, but what it produced is not what
-//!   was declared: an expectation that did not hold, or an input whose text
-//!   no longer hashes to the recorded SHA-256 (`--replay`);
+//!   was declared: an expectation that did not hold, an input whose text
+//!   no longer hashes to the recorded SHA-256, or a trace of another build,
+//!   whose chronicle bytes cannot be compared (`--replay`);
 //! - **critical**: determinism is broken: the two runs of a seed differ,
 //!   the replay does not reproduce the chronicle, a `--replay` gives other
 //!   bytes or generator states, or a trace's seed and generator states do

@@ -58,6 +58,10 @@ pub struct SeedTrace {
     pub seed: u64,
     /// The window count the run was cut to, if the test set one.
     pub windows: Option<u64>,
+    /// The build that ran it (`metagov 0.1.0 on linux/x86_64`): a chronicle
+    /// records its producer and platform, so only the same build can write
+    /// the same bytes.
+    pub build: String,
     /// The scenario, as run.
     pub scenario: Input,
     /// The config, as run (`run.seed` set to the seed).
@@ -136,6 +140,7 @@ impl SeedTrace {
             file: result.file.clone(),
             seed: result.seed,
             windows: case.windows,
+            build: metagov_storage::this_build(),
             scenario: Input {
                 name: case.scenario.name().to_owned(),
                 sha256: case.scenario.source_sha256().to_owned(),
@@ -207,8 +212,10 @@ pub struct ReplayCheck {
 /// inputs' texts against their recorded SHA-256 (a mismatch is a *hash
 /// mismatch*, and the seed is not run: it would not be the traced run), the
 /// config's `run.seed` and the generators before the run against the seed
-/// (*seed corruption*), then the new chronicle's SHA-256, size, chain head
-/// and the generators after it against the trace (*determinism failure*).
+/// (*seed corruption*), then the new chronicle's SHA-256 and size (when
+/// the trace comes from this build; from another it is a *different
+/// build*, and the bytes are not compared) and the generators after it
+/// against the trace (*determinism failure*).
 ///
 /// # Errors
 ///
@@ -260,8 +267,19 @@ pub fn replay_seed(seed: &SeedTrace, dir: &Path) -> Result<ReplayCheck, SuiteErr
     };
     let (sha256, bytes) = sha256_file(&report.chronicle).map_err(io(&report.chronicle))?;
     let traced = &seed.chronicle.facts;
-    // Equal bytes: equal chain head and records too.
-    if sha256 != traced.sha256 {
+    let build = metagov_storage::this_build();
+    if build != seed.build {
+        problem(
+            Severity::Moderate,
+            "different build",
+            format!(
+                "traced by {}, replayed by {build}: a chronicle records its producer and platform, so its bytes \
+                 are not compared (the generators are)",
+                seed.build
+            ),
+        );
+    } else if sha256 != traced.sha256 {
+        // Equal bytes: equal chain head and records too.
         let at = match seed.chronicle.path.is_file() {
             true => compare_files(&seed.chronicle.path, &report.chronicle, None)
                 .map_err(io(&seed.chronicle.path))?
