@@ -4,15 +4,21 @@
 //! It owns the test file format ([`mod@file`]), the expectation sentences and
 //! their grammar ([`expect`]), what a run recorded as the expectations read
 //! it and their verdicts ([`record`]), the run of one seed — twice, compared
-//! byte for byte, replayed — ([`run`]) and the written results: JSON,
-//! Markdown, JUnit XML ([`report`]).
+//! byte for byte, replayed — ([`run`]), the written results: JSON,
+//! Markdown, JUnit XML, timing ([`report`]), where each file of a suite run
+//! goes ([`layout`]), a seed's execution log ([`execution`]), the
+//! determinism trace and its replay from the trace alone ([`trace`]), the
+//! error log with severities ([`errors`]), the suite chronicle ([`audit`])
+//! and the plan of a prune of old results ([`prune`]).
 //!
 //! It must never decide anything about governance: runs are
 //! `metagov_sim::simulate::run`, the replay is `metagov_storage`'s
 //! `verify_replay_file`, and expectations only count and compare what the
-//! actors published. It reads no clock and no environment (times and the
-//! timestamp are the caller's), draws nothing on a terminal, and panics on
-//! no test file: every problem is an error with its file, line and column.
+//! actors published. It reads no clock and no environment (times, dates and
+//! timestamps are the caller's), draws nothing on a terminal, and panics on
+//! no test file or trace: every problem is an error with its file, line and
+//! column. Its only I/O is reading test, scenario, config and trace files,
+//! and writing the runs and the suite chronicle where the caller says.
 #![deny(missing_docs)]
 
 use std::path::PathBuf;
