@@ -94,8 +94,8 @@ impl PublicKey {
         PublicKey::from_bytes(&bytes).map_err(|reason| LineError { line: 2, reason }.in_file(path))
     }
 
-    /// The text of its public key file.
-    fn file_text(&self) -> String {
+    /// The text of its public key file (`KEY.pub`).
+    pub fn file_text(&self) -> String {
         format!("{PUBLIC_HEADER}\n{}\n", self.hex())
     }
 }

@@ -44,8 +44,9 @@ pub enum Which {
     Governance,
     /// `metagov bundle verify` throughput on a large signed bundle of
     /// incompressible data (--bytes) against `sha256sum` of the same bytes,
-    /// and `metagov bundle` beside it. Not part of `all` (it writes twice
-    /// --bytes to --dir).
+    /// and `metagov bundle` beside it; then signing a chronicle's seal and
+    /// checking it against writing the chronicle. Not part of `all` (it
+    /// writes twice --bytes to --dir).
     Bundle,
     /// A governance suite (`metagov test` on tests/governance) against the
     /// plain `simulate` runs it contains. Not part of `all`.
@@ -419,7 +420,7 @@ fn size_table(title: &str, deliveries: u64, chronicle: f64, json: Vec<u8>, out: 
 }
 
 /// Writes a sealed pipeline chronicle of at least `deliveries` deliveries.
-fn write_chronicle(path: &Path, deliveries: u64, label: &str) -> Result<u64> {
+pub(super) fn write_chronicle(path: &Path, deliveries: u64, label: &str) -> Result<u64> {
     let ctx = context(&workload::ACTORS);
     let writer = fresh_writer(path, &ctx)?;
     let mut bus = workload::build_bus(42, BusLimits::default(), writer)?;

@@ -1,6 +1,7 @@
 //! `metagov bench bundle`: `bundle verify` throughput on a large signed
 //! bundle against `sha256sum` of the same bytes, measured in the same
-//! command (docs/BENCHMARKS.md, "Bundles").
+//! command (docs/BENCHMARKS.md, "Bundles"); then a chronicle's seal
+//! signature against writing that chronicle.
 //!
 //! The data is incompressible (ChaCha8 output), so deflate stores it and
 //! what is measured is the verify path itself: reading the zip, inflating,
@@ -95,7 +96,90 @@ pub(super) fn bench_bundle(bytes: u64, dir: &Path, out: &mut dyn Write) -> Resul
         mbps(packing) / mbps(theirs)
     )?;
     writeln!(out, "\ntarget: verify ≥ 0.5 × sha256sum ({ratio:.2}: {})\n", met(ratio >= 0.5))?;
+    bench_seal(dir, &key, out)
+}
+
+/// Deliveries in the chronicle whose seal is signed: about 19 MB.
+const SEAL_DELIVERIES: u64 = 1_000_000;
+
+/// Signing a chronicle's seal and checking the signature against writing
+/// the chronicle, each the median of [`RUNS`]: the signature itself (read
+/// the footer, sign it, write `RUN.cmeta.sig`), the check `verify --pubkey`
+/// adds to `verify`, and the full check `metagov sign` runs first (a
+/// damaged file is never signed).
+fn bench_seal(dir: &Path, key: &SecretKey, out: &mut dyn Write) -> Result<()> {
+    let chronicle = dir.join("bench-seal.cmeta");
+    let public = dir.join("bench-seal.pub");
+    std::fs::write(&public, key.public().file_text()).with_context(|| format!("cannot write {}", public.display()))?;
+    let mut writes = Vec::new();
+    let mut deliveries = 0;
+    for _ in 0..RUNS {
+        let start = now();
+        deliveries = super::bench::write_chronicle(&chronicle, SEAL_DELIVERIES, "chronicle to sign")?;
+        writes.push(start.elapsed());
+    }
+    let timed = |f: &dyn Fn() -> Result<()>| -> Result<Duration> {
+        let mut times = Vec::new();
+        for _ in 0..RUNS {
+            let start = now();
+            f()?;
+            times.push(start.elapsed());
+        }
+        Ok(median(times))
+    };
+    let sign = timed(&|| super::bundle::write_seal_signature(&chronicle, key).map(drop))?;
+    let check = timed(&|| {
+        let verdict = super::bundle::check_seal_signature(&chronicle, &public)?;
+        anyhow::ensure!(verdict.status == "valid", "the bench seal does not check: {}", verdict.line);
+        Ok(())
+    })?;
+    let full = timed(&|| super::bundle::sign_sealed(&chronicle, key).map(drop))?;
+    let write = median(writes);
+    let bytes = std::fs::metadata(&chronicle).map_or(0, |m| m.len());
+    std::fs::remove_file(&chronicle).ok();
+    std::fs::remove_file(metagov_bundle::seal::seal_signature_path(&chronicle)).ok();
+    std::fs::remove_file(&public).ok();
+    let share = |d: Duration| 100.0 * d.as_secs_f64() / write.as_secs_f64().max(1e-9);
+    writeln!(
+        out,
+        "## a chronicle's seal signature against writing the chronicle ({deliveries} deliveries, {bytes} bytes, median of {RUNS})\n"
+    )?;
+    writeln!(out, "| step | time | of writing |")?;
+    writeln!(out, "|---|---:|---:|")?;
+    writeln!(
+        out,
+        "| writing the chronicle (the bench pipeline on the bus: frames, packing, seal; no fsync) | {:.1} ms | 100 % |",
+        ms(write)
+    )?;
+    writeln!(
+        out,
+        "| signing its seal (footer, Ed25519, RUN.cmeta.sig written) | {:.3} ms | {:.3} % |",
+        ms(sign),
+        share(sign)
+    )?;
+    writeln!(
+        out,
+        "| checking the seal signature (what verify --pubkey adds to verify) | {:.3} ms | {:.3} % |",
+        ms(check),
+        share(check)
+    )?;
+    writeln!(
+        out,
+        "| metagov sign: the full verify first, then the signature | {:.1} ms | {:.1} % |",
+        ms(full),
+        share(full)
+    )?;
+    let both = share(sign) + share(check);
+    writeln!(
+        out,
+        "\ntarget: signing and checking a seal ≤ 2 % of writing the chronicle ({both:.3} %: {})\n",
+        met(both <= 2.0)
+    )?;
     Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 /// Writes `bytes` of ChaCha8 output (seed 42) into [`FILES`] files under

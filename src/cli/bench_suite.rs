@@ -1,9 +1,12 @@
 //! `metagov bench suite`: what a governance test costs against the plain
 //! runs it contains. The suite is the project's own (`tests/governance`,
 //! compiled in); each repetition runs every seed once as `metagov simulate`
-//! does (the baseline), then as `metagov test` does (two runs, the byte
-//! comparison, the replay, the expectations), and the ratio of the two wall
-//! times is reported with its spread over the repetitions.
+//! does (the baseline), then the whole `metagov test` command on the suite
+//! (two runs a seed, the byte comparison, the replay, the expectations,
+//! and every file it writes: execution logs, summaries, timing, the
+//! determinism trace, errors, the audit bundle and the suite chronicle),
+//! and the ratio of the two wall times is reported with its spread over
+//! the repetitions.
 
 use std::io::Write;
 use std::path::Path;
@@ -12,10 +15,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use metagov_sim::simulate::{self, NoProgress, Simulation};
 use metagov_suite::file::{self, TestCase};
-use metagov_suite::run::{run_seed, Hooks};
+use metagov_suite::run::Hooks;
 
 use super::bench::met;
 use super::progress::progress_bar;
+use super::suite::{test, TestArgs};
+use super::Outcome;
 
 /// The project's governance suite, as `cargo test` runs it.
 const SUITE: [(&str, &str); 3] = [
@@ -36,8 +41,12 @@ fn timed(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
 
 pub(super) fn bench_suite(quick: bool, dir: &Path, out: &mut dyn Write) -> Result<()> {
     let mut cases: Vec<TestCase> = Vec::new();
+    let files = dir.join("bench-suite/files");
+    std::fs::create_dir_all(&files).with_context(|| format!("cannot create {}", files.display()))?;
     for (name, text) in SUITE {
         cases.extend(file::parse(text, Path::new(name))?.cases);
+        let path = files.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     let seeds: usize = cases.iter().map(|case| case.seeds.len()).sum();
     let repetitions = if quick { 3 } else { 10 };
@@ -45,7 +54,8 @@ pub(super) fn bench_suite(quick: bool, dir: &Path, out: &mut dyn Write) -> Resul
     writeln!(
         out,
         "tests/governance: {} tests, {seeds} seeds; each repetition runs every seed once as `simulate` (baseline) \
-         and as `test` (twice, compared, replayed, judged), one seed after another\n",
+         and the whole `metagov test` on the suite (each seed twice, compared, replayed, judged; every result \
+         file written, the audit bundle and suite chronicle included), one seed after another\n",
         cases.len()
     )?;
     writeln!(out, "| repetition | plain runs | suite | ratio |")?;
@@ -66,14 +76,16 @@ pub(super) fn bench_suite(quick: bool, dir: &Path, out: &mut dyn Write) -> Resul
             }
             Ok(())
         })?;
+        let args = TestArgs {
+            paths: vec![files.clone()],
+            out: Some(dir.join(format!("bench-suite/test/{repetition}"))),
+            quiet: true,
+            ..TestArgs::default()
+        };
+        let mut said = Vec::new();
         let suite = timed(|| {
-            for (i, case) in cases.iter().enumerate() {
-                for &seed in &case.seeds {
-                    let result =
-                        run_seed(case, seed, &dir.join(format!("bench-suite/test/{i}/{seed}")), Hooks::default())?;
-                    anyhow::ensure!(result.verdict.passed(), "{} seed {seed}: {:?}", case.name, result.verdict.lines());
-                }
-            }
+            let outcome = test(&args, Hooks::default(), &mut said)?;
+            anyhow::ensure!(outcome == Outcome::Success, "{}", String::from_utf8_lossy(&said));
             Ok(())
         })
         .context("the suite must pass to be measured")?;

@@ -225,7 +225,6 @@ pub struct SignedSeal {
 /// Checks that `file` is a sealed, intact chronicle (a damaged file is
 /// never signed), then writes `RUN.cmeta.sig` beside it with `key`.
 pub fn sign_sealed(file: &Path, key: &SecretKey) -> Result<SignedSeal> {
-    use metagov_bundle::seal::{seal_signature_path, sign_seal, SEAL_SIGNATURE_HEADER};
     let report =
         metagov_storage::verify_file(file).with_context(|| format!("cannot verify {}", Escaped(file.display())))?;
     anyhow::ensure!(
@@ -234,6 +233,13 @@ pub fn sign_sealed(file: &Path, key: &SecretKey) -> Result<SignedSeal> {
         Escaped(file.display()),
         Escaped(&report.status)
     );
+    write_seal_signature(file, key)
+}
+
+/// Writes `RUN.cmeta.sig` beside `file`, the signature of its last 64
+/// bytes, its footer: only for a file `verify_file` found sealed.
+pub(super) fn write_seal_signature(file: &Path, key: &SecretKey) -> Result<SignedSeal> {
+    use metagov_bundle::seal::{seal_signature_path, sign_seal, SEAL_SIGNATURE_HEADER};
     let footer = footer_of(file)?;
     let signature = sign_seal(key, &footer);
     let path = seal_signature_path(file);
