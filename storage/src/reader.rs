@@ -156,6 +156,10 @@ impl Source {
     }
 }
 
+/// Index entries read at once when a range query checks the chain of the
+/// frames before its range: 40 KiB, one read for every 1,024 frames.
+const INDEX_BLOCK_ENTRIES: u32 = 1024;
+
 /// What a path that is not a regular file is, for [`ChronicleError::NotAFile`].
 fn file_kind(meta: &std::fs::Metadata) -> &'static str {
     let t = meta.file_type();
@@ -670,9 +674,11 @@ impl ChronicleReader {
         // header on: only their headers are read (through the index), so
         // frames that do not belong to this header are refused.
         let (mut chain, mut last) = (self.header.anchor, None);
-        for k in 0..lo {
-            let h = self.read_header(&self.frame_info(k)?, Some(&chain), last)?;
-            (chain, last) = (h.chain, Some((h.last_tick, h.last_seq)));
+        for block in (0..lo).step_by(INDEX_BLOCK_ENTRIES as usize) {
+            for info in self.frame_infos(block, (block + INDEX_BLOCK_ENTRIES).min(lo))? {
+                let h = self.read_header(&info, Some(&chain), last)?;
+                (chain, last) = (h.chain, Some((h.last_tick, h.last_seq)));
+            }
         }
         for k in lo..self.frame_count {
             let info = self.frame_info(k)?;
@@ -699,6 +705,22 @@ impl ChronicleReader {
             &Layout::Sealed { index_offset } => {
                 let at = index_offset + 8 + u64::from(k) * INDEX_ENTRY_BYTES;
                 Ok(FrameInfo::from_index_bytes(k, &self.src.read_array(at, Location::Index)?))
+            }
+        }
+    }
+
+    /// The index entries of frames `from..to`: one read on a sealed file.
+    fn frame_infos(&self, from: u32, to: u32) -> Result<Vec<FrameInfo>, ChronicleError> {
+        match &self.layout {
+            Layout::Walked(frames) => Ok(frames[from as usize..to as usize].to_vec()),
+            &Layout::Sealed { index_offset } => {
+                let at = index_offset + 8 + u64::from(from) * INDEX_ENTRY_BYTES;
+                let bytes = self.src.read_vec(at, u64::from(to - from) * INDEX_ENTRY_BYTES, Location::Index)?;
+                let entries = bytes.chunks_exact(INDEX_ENTRY_BYTES as usize).zip(from..to);
+                // Invariant: `chunks_exact` hands out slices of exactly the entry size.
+                Ok(entries
+                    .map(|(entry, k)| FrameInfo::from_index_bytes(k, entry.try_into().expect("an index entry")))
+                    .collect())
             }
         }
     }

@@ -1079,6 +1079,32 @@ mod readers {
         assert_eq!(read_all(&reader).2, report.status);
     }
 
+    /// The walk over the frames before a range reads their index entries
+    /// in blocks of 1,024: a range past the first blocks still matches, and
+    /// a damaged header in a later block still fails the query.
+    #[test]
+    fn a_range_query_past_a_thousand_frames_checks_every_earlier_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = stream(1200);
+        let one_per_frame = WriterOptions { frame_records_max: 1, ..WriterOptions::default() };
+        let path = dir.path().join("many.cmeta");
+        write_sealed(&path, &entries, one_per_frame);
+        let reader = ChronicleReader::open(&path).unwrap();
+        let frames = reader.frames().unwrap();
+        assert!(frames.len() > 2 * 1024 + 1, "{} frames", frames.len());
+        let last = frames.last().unwrap().last_tick;
+        let in_range: Vec<OwnedEntry> = entries.iter().filter(|e| e.at().0 == last).cloned().collect();
+        assert!(!in_range.is_empty());
+        assert_eq!(reader.query_range(last, last).unwrap(), in_range);
+
+        let mut damaged = std::fs::read(&path).unwrap();
+        let hit = frames[2 * 1024 + 1].offset as usize;
+        damaged[hit + 20] ^= 0x01;
+        let damaged = temp_file(&dir, "damaged.cmeta", &damaged);
+        let err = ChronicleReader::open(&damaged).unwrap().query_range(last, last).unwrap_err();
+        assert!(err.to_string().contains(&format!("frame {}", 2 * 1024 + 1)), "{err}");
+    }
+
     #[test]
     fn a_zero_filled_tail_keeps_the_intact_frames_and_is_corruption() {
         let dir = tempfile::tempdir().unwrap();
