@@ -578,18 +578,25 @@ enum WindowAt {
 fn job_windows(reader: &ChronicleReader, frame: &metagov_storage::FrameInfo, job: &str) -> Result<Vec<(u64, u64)>> {
     use metagov_actors::messages::TELEMETRY_ACCEPTED;
     let mut windows = Vec::new();
+    // Only the admitted packets are built: the rest of the frame (evidence,
+    // decisions) is checked and walked past.
     reader
-        .visit_range(frame.first_tick, frame.last_tick, |entry| {
-            let OwnedEntry::Delivery(d) = entry else { return Ok::<(), metagov_storage::ChronicleError>(()) };
-            if *d.topic != *TELEMETRY_ACCEPTED || d.payload.get("job").and_then(Value::as_str) != Some(job) {
-                return Ok(());
-            }
-            // An admitted packet's window is a non-negative int (the validator's rule).
-            if let Some(w) = d.payload.get("window").and_then(Value::as_u64) {
-                windows.push((w, d.tick));
-            }
-            Ok(())
-        })
+        .visit_range_where(
+            frame.first_tick,
+            frame.last_tick,
+            |topic| topic == TELEMETRY_ACCEPTED,
+            |entry| {
+                let OwnedEntry::Delivery(d) = entry else { return Ok::<(), metagov_storage::ChronicleError>(()) };
+                if *d.topic != *TELEMETRY_ACCEPTED || d.payload.get("job").and_then(Value::as_str) != Some(job) {
+                    return Ok(());
+                }
+                // An admitted packet's window is a non-negative int (the validator's rule).
+                if let Some(w) = d.payload.get("window").and_then(Value::as_u64) {
+                    windows.push((w, d.tick));
+                }
+                Ok(())
+            },
+        )
         .with_context(|| format!("cannot read frame {} of the chronicle", frame.index))?;
     Ok(windows)
 }

@@ -811,13 +811,15 @@ impl Progress {
     }
 }
 
-/// Decodes or checks the next record (built when `materialize`). Cycle
-/// records and meta frames are always built: their shape is part of what is
-/// checked.
+/// Decodes or checks the next record (built when `materialize`, and for a
+/// delivery only when `keep` takes its topic: another is checked as if
+/// not materialized, and `None` is handed back). Cycle records and meta
+/// frames are always built: their shape is part of what is checked.
 fn next_record(
     d: &mut Decoder<'_>,
     p: &mut Progress,
     materialize: bool,
+    keep: &dyn Fn(&str) -> bool,
 ) -> Result<(Option<OwnedEntry>, (u64, u64)), DecodeError> {
     d.spend(RECORD_DECODED_BYTES)?;
     let at = d.c.pos() as u64;
@@ -863,8 +865,12 @@ fn next_record(
                     .ok_or_else(|| DecodeError { offset: at, reason: format!("cause {code} seqs before seq {seq}") })?;
                 Some(cause)
             };
-            let payload = Arc::new(d.value()?);
-            materialize.then_some(OwnedEntry::Delivery(Envelope { tick, seq, topic, from, to, cause, payload }))
+            let build = materialize && keep(&topic);
+            d.materialize = build;
+            let payload = d.value();
+            d.materialize = materialize;
+            let payload = Arc::new(payload?);
+            build.then_some(OwnedEntry::Delivery(Envelope { tick, seq, topic, from, to, cause, payload }))
         }
         KIND_CYCLE => {
             Some(OwnedEntry::Cycle { tick, seq, record: CycleRecord::from_value(&built()?).map_err(shape_error)? })
@@ -908,7 +914,7 @@ fn walk_frame(
     let mut d = Decoder::resume(payload, 0, &mut Tables::default(), materialize);
     let mut p = Progress::new(first_tick, first_seq, version);
     for _ in 0..record_count {
-        let (entry, at) = next_record(&mut d, &mut p, materialize)?;
+        let (entry, at) = next_record(&mut d, &mut p, materialize, &|_| true)?;
         each(entry, at);
     }
     check_end(&d)
@@ -945,14 +951,27 @@ impl FrameStream {
     /// The next record; `Ok(None)` after the last one, once the payload is
     /// known to end there.
     pub fn next_entry(&mut self) -> Result<Option<OwnedEntry>, DecodeError> {
+        self.next_entry_where(&|_| true)
+    }
+
+    /// The next record that is not a delivery of a topic `keep` refuses:
+    /// those are checked, as every record is, but not built (their payload
+    /// is walked without allocating a value). `Ok(None)` after the last.
+    pub fn next_entry_where(&mut self, keep: &dyn Fn(&str) -> bool) -> Result<Option<OwnedEntry>, DecodeError> {
         let mut d = Decoder::resume(&self.payload, self.pos, &mut self.tables, true);
-        let result = if self.progress.done < self.record_count {
-            next_record(&mut d, &mut self.progress, true).map(|(entry, at)| {
-                self.last = Some(at);
-                entry
-            })
-        } else {
-            check_end(&d).map(|()| None)
+        let result = loop {
+            if self.progress.done == self.record_count {
+                break check_end(&d).map(|()| None);
+            }
+            match next_record(&mut d, &mut self.progress, true, keep) {
+                Ok((entry, at)) => {
+                    self.last = Some(at);
+                    if entry.is_some() {
+                        break Ok(entry);
+                    }
+                }
+                Err(e) => break Err(e),
+            }
         };
         self.pos = d.suspend(&mut self.tables);
         result

@@ -18,6 +18,7 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use metagov_bus::OwnedEntry;
 
@@ -155,6 +156,15 @@ impl Source {
         ChronicleError::Corrupt { path: self.path.clone(), location, offset, reason: reason.into() }
     }
 }
+
+/// The chain after a frame, and that frame's last (tick, seq) (`None`
+/// before the first frame): what the next frame's header is checked with.
+type ChainAt = (Chain, Option<(u64, u64)>);
+
+/// Frames between two checkpoints of the chain a reader keeps for its range
+/// queries: to reach a frame an earlier walk passed, a query reads at most
+/// this many headers.
+const CHAIN_CHECKPOINT_FRAMES: u32 = 64;
 
 /// Index entries read at once when a range query checks the chain of the
 /// frames before its range: 40 KiB, one read for every 1,024 frames.
@@ -518,6 +528,11 @@ pub struct ChronicleReader {
     layout: Layout,
     /// Where a valid footer puts the index block (the end of the frames).
     index_at: Option<u64>,
+    /// The chain as range queries have checked it, every
+    /// [`CHAIN_CHECKPOINT_FRAMES`] frames: entry `i` is the chain and last
+    /// position before frame `i × CHAIN_CHECKPOINT_FRAMES` (entry 0, the run
+    /// header's anchor). A later query starts its walk from the nearest one.
+    checked_chain: Mutex<Vec<ChainAt>>,
 }
 
 impl ChronicleReader {
@@ -542,6 +557,7 @@ impl ChronicleReader {
                     record_count: footer.record_count,
                     layout: Layout::Sealed { index_offset: footer.index_offset },
                     index_at: Some(footer.index_offset),
+                    checked_chain: Mutex::new(vec![(header.anchor, None)]),
                     src,
                     header,
                 });
@@ -563,6 +579,7 @@ impl ChronicleReader {
             record_count: w.records,
             layout: Layout::Walked(w.frames),
             index_at,
+            checked_chain: Mutex::new(vec![(header.anchor, None)]),
             src,
             header,
         })
@@ -656,6 +673,20 @@ impl ChronicleReader {
         &self,
         start_tick: u64,
         end_tick: u64,
+        each: impl FnMut(OwnedEntry) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.visit_range_where(start_tick, end_tick, |_| true, each)
+    }
+
+    /// [`ChronicleReader::visit_range`] for the deliveries of the topics
+    /// `keep` takes (and every record that is not a delivery): the others
+    /// are checked as every record is, but never built, which is most of
+    /// the cost of reading a frame.
+    pub fn visit_range_where<E: From<ChronicleError>>(
+        &self,
+        start_tick: u64,
+        end_tick: u64,
+        keep: impl Fn(&str) -> bool,
         mut each: impl FnMut(OwnedEntry) -> Result<(), E>,
     ) -> Result<(), E> {
         if start_tick > end_tick || self.frame_count == 0 {
@@ -670,16 +701,7 @@ impl ChronicleReader {
                 hi = mid;
             }
         }
-        // The chain of every frame before the first one, from the run
-        // header on: only their headers are read (through the index), so
-        // frames that do not belong to this header are refused.
-        let (mut chain, mut last) = (self.header.anchor, None);
-        for block in (0..lo).step_by(INDEX_BLOCK_ENTRIES as usize) {
-            for info in self.frame_infos(block, (block + INDEX_BLOCK_ENTRIES).min(lo))? {
-                let h = self.read_header(&info, Some(&chain), last)?;
-                (chain, last) = (h.chain, Some((h.last_tick, h.last_seq)));
-            }
-        }
+        let (mut chain, mut last) = self.chain_before(lo)?;
         for k in lo..self.frame_count {
             let info = self.frame_info(k)?;
             let header = self.read_header(&info, Some(&chain), last)?;
@@ -687,7 +709,7 @@ impl ChronicleReader {
                 break;
             }
             let mut frame = self.open_frame(&header, info.offset)?;
-            while let Some(entry) = self.next_in(&mut frame)? {
+            while let Some(entry) = self.next_in_where(&mut frame, &keep)? {
                 if (start_tick..=end_tick).contains(&entry.at().0) {
                     each(entry)?;
                 }
@@ -696,6 +718,32 @@ impl ChronicleReader {
             last = Some((header.last_tick, header.last_seq));
         }
         Ok(())
+    }
+
+    /// The chain and last position before frame `lo`, checked from the run
+    /// header on: only the headers of the frames before it are read
+    /// (through the index), so frames that do not belong to this header are
+    /// refused. The walk starts at the nearest checkpoint an earlier query
+    /// left, and leaves new ones.
+    fn chain_before(&self, lo: u32) -> Result<ChainAt, ChronicleError> {
+        // A panic while the lock was held left only checkpoints already checked.
+        let mut checkpoints = self.checked_chain.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Invariant: entry 0, the anchor, is put there at open.
+        let have = (checkpoints.len() - 1).min((lo / CHAIN_CHECKPOINT_FRAMES) as usize);
+        let (mut chain, mut last) = checkpoints[have];
+        let from = have as u32 * CHAIN_CHECKPOINT_FRAMES;
+        for block in (from..lo).step_by(INDEX_BLOCK_ENTRIES as usize) {
+            for info in self.frame_infos(block, (block + INDEX_BLOCK_ENTRIES).min(lo))? {
+                let h = self.read_header(&info, Some(&chain), last)?;
+                (chain, last) = (h.chain, Some((h.last_tick, h.last_seq)));
+                let next = info.index + 1;
+                if next % CHAIN_CHECKPOINT_FRAMES == 0 && (next / CHAIN_CHECKPOINT_FRAMES) as usize == checkpoints.len()
+                {
+                    checkpoints.push((chain, last));
+                }
+            }
+        }
+        Ok((chain, last))
     }
 
     /// Frame `k`'s index entry: one positioned read on a sealed file.
@@ -781,8 +829,18 @@ impl ChronicleReader {
     /// The next record of an open frame; `Ok(None)` after its last, once the
     /// payload's end and the header's last position are checked.
     fn next_in(&self, frame: &mut OpenFrame) -> Result<Option<OwnedEntry>, ChronicleError> {
+        self.next_in_where(frame, &|_| true)
+    }
+
+    /// [`ChronicleReader::next_in`], building only the deliveries of the
+    /// topics `keep` takes.
+    fn next_in_where(
+        &self,
+        frame: &mut OpenFrame,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<OwnedEntry>, ChronicleError> {
         let corrupt = |reason| self.src.corrupt(Location::Frame(frame.header.frame_index), frame.offset, reason);
-        match frame.stream.next_entry() {
+        match frame.stream.next_entry_where(keep) {
             Ok(Some(entry)) => Ok(Some(entry)),
             Ok(None) => check_last(&frame.header, frame.stream.last()).map(|()| None).map_err(corrupt),
             Err(e) => Err(corrupt(format!("records {e}"))),

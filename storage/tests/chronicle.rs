@@ -1093,9 +1093,35 @@ mod readers {
         let frames = reader.frames().unwrap();
         assert!(frames.len() > 2 * 1024 + 1, "{} frames", frames.len());
         let last = frames.last().unwrap().last_tick;
-        let in_range: Vec<OwnedEntry> = entries.iter().filter(|e| e.at().0 == last).cloned().collect();
-        assert!(!in_range.is_empty());
-        assert_eq!(reader.query_range(last, last).unwrap(), in_range);
+        let in_range = |from: u64, to: u64| -> Vec<OwnedEntry> {
+            entries.iter().filter(|e| (from..=to).contains(&e.at().0)).cloned().collect()
+        };
+        assert!(!in_range(last, last).is_empty());
+        // One reader, queried back and forth: the chain checkpoints an
+        // earlier query left serve the later ones, and change no answer.
+        for tick in [last, 2, last / 2, last / 3 + 1, last - 40, 130, last] {
+            assert_eq!(reader.query_range(tick, tick + 5).unwrap(), in_range(tick, tick + 5), "tick {tick}");
+        }
+        // A topic filter builds only those deliveries, and every other record.
+        let mut accepted = Vec::new();
+        reader
+            .visit_range_where(
+                last / 2,
+                last,
+                |topic| topic == "telemetry.accepted",
+                |entry| {
+                    accepted.push(entry);
+                    Ok::<(), metagov_storage::ChronicleError>(())
+                },
+            )
+            .unwrap();
+        let expected: Vec<OwnedEntry> = in_range(last / 2, last)
+            .into_iter()
+            .filter(|e| !matches!(e, OwnedEntry::Delivery(d) if &*d.topic != "telemetry.accepted"))
+            .collect();
+        assert!(expected.iter().any(|e| matches!(e, OwnedEntry::Delivery(_))), "the stream has accepted packets");
+        assert!(expected.len() < in_range(last / 2, last).len(), "and other deliveries");
+        assert_eq!(accepted, expected);
 
         let mut damaged = std::fs::read(&path).unwrap();
         let hit = frames[2 * 1024 + 1].offset as usize;
