@@ -258,6 +258,8 @@ pub struct SealVerdict {
     pub line: String,
     /// The signer's fingerprint, when a signature was read.
     pub signer: Option<String>,
+    /// Whether the signature is valid and by the pinned key.
+    pub passed: bool,
 }
 
 /// Checks the seal signature beside `file`, which `verify` found sealed,
@@ -270,17 +272,19 @@ pub fn check_seal_signature(file: &Path, pubkey: &Path) -> Result<SealVerdict> {
     if !path.exists() {
         let line =
             format!("seal signature: MISSING ({} does not exist; `metagov sign` writes it)", Escaped(path.display()));
-        return Ok(SealVerdict { status: "missing", line, signer: None });
+        return Ok(SealVerdict { status: "missing", line, signer: None, passed: false });
     }
     let signature = match read_seal_signature(&path) {
         Ok(signature) => signature,
         Err(e) => {
             let line = format!("seal signature: UNREADABLE: {}", Escaped(e));
-            return Ok(SealVerdict { status: "unreadable", line, signer: None });
+            return Ok(SealVerdict { status: "unreadable", line, signer: None, passed: false });
         }
     };
     let signer = signature.key.fingerprint();
-    let (status, line) = match check_seal(&signature, &footer, Some(&pinned)) {
+    let check = check_seal(&signature, &footer, Some(&pinned));
+    let passed = matches!(check, SealCheck::Valid);
+    let (status, line) = match check {
         SealCheck::Valid => ("valid", format!("seal signature: valid, by {signer}")),
         SealCheck::OtherKey(other) => {
             ("other_key", format!("seal signature: made by {other}, not by the --pubkey key {}", pinned.fingerprint()))
@@ -293,5 +297,5 @@ pub fn check_seal_signature(file: &Path, pubkey: &Path) -> Result<SealVerdict> {
             ),
         ),
     };
-    Ok(SealVerdict { status, line, signer: Some(signer) })
+    Ok(SealVerdict { status, line, signer: Some(signer), passed })
 }

@@ -172,7 +172,7 @@ pub fn verify(file: &Path, json: bool, pubkey: Option<&Path>, out: &mut dyn Writ
         Some(pubkey) if sealed => Some(bundle::check_seal_signature(file, pubkey)?),
         _ => None,
     };
-    let signed = seal.as_ref().is_none_or(|s| s.status == "valid");
+    let signed = seal.as_ref().is_none_or(|s| s.passed);
     let outcome = if sealed && signed { Outcome::Success } else { Outcome::Failure };
     if json {
         let mut report = audit_report(file, &report);
