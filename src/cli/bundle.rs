@@ -122,6 +122,49 @@ fn pack(dir: &Path, output: &Path, key: Option<&Path>, quiet: bool, out: &mut dy
     Ok(Outcome::Success)
 }
 
+/// A bundle that was written and then read back whole.
+pub(super) struct CheckedBundle {
+    /// Files packed (besides the manifest and signature).
+    pub files: u64,
+    /// The SHA-256 of its manifest, hex.
+    pub manifest_sha256: String,
+    /// The signature as the check found it: `valid, by SHA256:…` or
+    /// `unsigned`.
+    pub signature: String,
+}
+
+/// Packs `plan` (a scan of `dir`) into the bundle `to`, signed with `key`
+/// when given, then reads it back and checks it as `bundle verify` does:
+/// every file against the manifest, and the signature against `key`'s
+/// public half.
+///
+/// # Errors
+///
+/// The bundle cannot be written or read, or it does not check out (its
+/// findings named).
+pub(super) fn pack_checked(dir: &Path, plan: &Plan, to: &Path, key: Option<&SecretKey>) -> Result<CheckedBundle> {
+    let mut file = OutputFile::create(dir, to)?;
+    let packed = metagov_bundle::pack(plan, key, file.seekable(), to, &mut |_, _| {}).map_err(escaped)?;
+    file.commit()?;
+    let written = fs::File::open(to).with_context(|| format!("cannot open {}", Escaped(to.display())))?;
+    let pinned = key.map(SecretKey::public);
+    let check =
+        metagov_bundle::verify(BufReader::new(written), to, pinned.as_ref(), &mut |_, _| {}).map_err(escaped)?;
+    anyhow::ensure!(
+        check.findings.is_empty() && check.files == packed.files,
+        "the bundle {} just written does not check out: {}",
+        Escaped(to.display()),
+        Escaped(check.findings.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+    );
+    let signature = match check.signer {
+        Signer::Valid { key, .. } => format!("valid, by {}", key.fingerprint()),
+        Signer::Unsigned => "unsigned".to_owned(),
+        // Invariant: a failed signature check is always a finding, refused above.
+        Signer::Failed => unreachable!("a failed signature comes with a finding"),
+    };
+    Ok(CheckedBundle { files: packed.files, manifest_sha256: packed.manifest_sha256, signature })
+}
+
 /// A bundle written inside the directory it packs would be packed by the
 /// next run: refused.
 fn refuse_output_inside(dir: &Path, output: &Path) -> Result<()> {

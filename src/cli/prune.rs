@@ -4,7 +4,7 @@
 //! checks the archive against its manifest before it removes the
 //! directory, deletes what is past retention, and says what it did.
 
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -12,7 +12,7 @@ use metagov_bundle::SecretKey;
 use metagov_suite::prune::{plan, Action, Listed, Retention, ARCHIVE_DIR};
 
 use super::bundle::escaped;
-use super::{Escaped, OutputFile};
+use super::Escaped;
 
 /// What one prune did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -127,20 +127,8 @@ fn archive(dir: &Path, to: &Path, key: Option<&SecretKey>) -> Result<u64> {
     let parent = to.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", Escaped(parent.display())))?;
     let plan = metagov_bundle::Plan::scan(dir).map_err(escaped)?;
-    let mut file = OutputFile::create(dir, to)?;
-    let packed = metagov_bundle::pack(&plan, key, file.seekable(), to, &mut |_, _| {}).map_err(escaped)?;
-    file.commit()?;
-    let written = std::fs::File::open(to).with_context(|| format!("cannot open {}", Escaped(to.display())))?;
-    let pinned = key.map(SecretKey::public);
-    let check =
-        metagov_bundle::verify(BufReader::new(written), to, pinned.as_ref(), &mut |_, _| {}).map_err(escaped)?;
-    anyhow::ensure!(
-        check.findings.is_empty() && check.files == packed.files,
-        "the archive {} of {} does not check out ({}); the directory is kept",
-        Escaped(to.display()),
-        Escaped(dir.display()),
-        Escaped(check.findings.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
-    );
+    let checked = super::bundle::pack_checked(dir, &plan, to, key)
+        .with_context(|| format!("cannot archive {}; the directory is kept", Escaped(dir.display())))?;
     std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", Escaped(dir.display())))?;
-    Ok(packed.files)
+    Ok(checked.files)
 }

@@ -279,24 +279,22 @@ struct Ran {
 }
 
 /// Packs every category but `audit/` into `audit/…__audit.zip` (signed with
-/// `key` when given), checks it, and records the suite in the suite
-/// chronicle. Returns the signature's verdict as the chronicle says it.
+/// `key` when given), reads it back and checks it, and records the suite in
+/// the suite chronicle. Returns the signature's verdict, as the check found
+/// it and the chronicle says it.
 fn write_audit(layout: &Layout, report: &SuiteReport, done: &[Ran], key: Option<&SecretKey>) -> Result<String> {
     let bundle = layout.audit_bundle();
     let plan = metagov_bundle::Plan::scan(&layout.root).map_err(|e| anyhow::anyhow!("{e:#}"))?.without_dir("audit");
-    let mut file = super::OutputFile::create(&layout.root, &bundle)?;
-    let packed = metagov_bundle::pack(&plan, key, file.seekable(), &bundle, &mut |_, _| {})
-        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    file.commit()?;
+    let checked = super::bundle::pack_checked(&layout.root, &plan, &bundle, key)?;
     let (hash, _) = sha256_file(&bundle).with_context(|| format!("cannot read {}", bundle.display()))?;
-    let signature = packed.signer.map_or_else(|| "unsigned".to_owned(), |k| format!("valid, by {}", k.fingerprint()));
+    let signature = checked.signature;
     let counts = report.counts();
     let relative = |path: &Path| path.strip_prefix(&layout.root).unwrap_or(path).display().to_string();
     let suite_record = SuiteRecord {
         timestamp: format!("{}Z", report.timestamp),
         artifact: relative(&bundle),
         hash,
-        manifest_sha256: packed.manifest_sha256,
+        manifest_sha256: checked.manifest_sha256,
         signature: signature.clone(),
         verdict: if counts.not_passed() == 0 { "pass" } else { "fail" }.into(),
         passed: counts.passed,
