@@ -53,7 +53,7 @@ pub struct ErrorEntry {
     /// How bad it is.
     pub severity: Severity,
     /// `expectation`, `determinism failure`, `replay failure`, `hash
-    /// mismatch`, `seed corruption`.
+    /// mismatch`, `different build`, `seed corruption`.
     pub kind: String,
     /// The test.
     pub test: String,
