@@ -3086,7 +3086,9 @@ mod governance_tests {
         let (code, again, _) = metagov_test(&path, &dir.path().join("again"), &["--test", "too strict", "--seed", "6"]);
         assert_eq!(code, Some(1), "{again}");
         assert!(
-            again.contains("1 tests, 1 runs") && again.contains("[seed 6]") && !again.contains("[seed 5]"),
+            again.contains("metagov test: 1 test, 1 run from 1 file")
+                && again.contains("[seed 6]")
+                && !again.contains("[seed 5]"),
             "{again}"
         );
         // The error log: each failed expectation, moderate, with its values
@@ -3296,7 +3298,7 @@ mod governance_tests {
         let (code, stdout, stderr, _) = replay(&trace_path, "again");
         assert_eq!(code, Some(0), "{stdout}{stderr}");
         assert!(stdout.contains(&format!(":: traced [seed 3]  chronicle sha256 {sha256}")), "{stdout}");
-        assert!(stdout.starts_with("metagov test --replay: 1 runs") && stdout.contains("1 reproduced, 0 not"));
+        assert!(stdout.starts_with("metagov test --replay: 1 run of suite") && stdout.contains("1 reproduced, 0 not"));
 
         let tampered = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
             let mut trace = trace.clone();

@@ -84,9 +84,10 @@ pub fn test(args: &TestArgs, hooks: Hooks, out: &mut dyn Write) -> Result<Outcom
     }
     writeln!(
         out,
-        "metagov test: {} tests, {runs} runs from {} files (each seed twice, compared byte for byte, the first replayed)",
-        cases.len(),
-        files.len()
+        "metagov test: {}, {} from {} (each seed twice, compared byte for byte, the first replayed)",
+        counted(cases.len() as u64, "test"),
+        counted(runs, "run"),
+        counted(files.len() as u64, "file")
     )?;
     out.flush()?;
 
@@ -221,8 +222,8 @@ pub fn replay(trace_path: &Path, out_dir: Option<&Path>, quiet: bool, out: &mut 
     let layout = Layout::new(root, &date, &suite);
     writeln!(
         out,
-        "metagov test --replay: {} runs of suite {} ({}), each run again from the trace and compared bit for bit",
-        trace.seeds.len(),
+        "metagov test --replay: {} of suite {} ({}), each run again from the trace and compared bit for bit",
+        counted(trace.seeds.len() as u64, "run"),
         Escaped(&trace.suite),
         Escaped(&trace.timestamp)
     )?;
@@ -265,6 +266,11 @@ pub fn replay(trace_path: &Path, out_dir: Option<&Path>, quiet: bool, out: &mut 
     writeln!(out, "\n{} reproduced, {not_reproduced} not ({timestamp})", trace.seeds.len() - not_reproduced)?;
     writeln!(out, "results      {}", Escaped(layout.root.display()))?;
     Ok(if errors.is_empty() { Outcome::Success } else { Outcome::Failure })
+}
+
+/// `1 test`, `2 tests`.
+fn counted(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Where `metagov test` writes its suites' directories by default.
