@@ -232,7 +232,7 @@ pub(crate) fn compare_files(a: &Path, b: &Path, flip: Option<u64>) -> std::io::R
 }
 
 /// The lowercase hex SHA-256 of the file at `path` and its length, read in
-/// chunks of [`CHUNK_BYTES`].
+/// chunks of 64 KiB.
 pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
