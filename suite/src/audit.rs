@@ -164,3 +164,42 @@ pub fn write_chronicle(
     file.sync_all().map_err(io(&partial))?;
     std::fs::rename(&partial, path).map_err(io(path))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same suite, the same records: the same chronicle bytes.
+    #[test]
+    fn the_suite_chronicle_is_a_function_of_its_records() {
+        let dir = std::env::temp_dir().join(format!("metagov-audit-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let seed = SeedRecord {
+            test: "t".into(),
+            file: "t.toml".into(),
+            seed: 3,
+            verdict: "pass".into(),
+            chronicle_sha256: "a".repeat(64),
+            chain_head: "b".repeat(64),
+            execution_sha256: "c".repeat(64),
+        };
+        let suite = SuiteRecord {
+            timestamp: "2026-12-03T09:00:00Z".into(),
+            artifact: "audit/x.zip".into(),
+            hash: "d".repeat(64),
+            manifest_sha256: "e".repeat(64),
+            signature: "unsigned".into(),
+            verdict: "pass".into(),
+            passed: 1,
+            not_passed: 0,
+        };
+        let identity = identity("s", &suite.timestamp, &[("t.toml".into(), "f".repeat(64))]);
+        let (a, b) = (dir.join("a.cmeta"), dir.join("b.cmeta"));
+        write_chronicle(&a, &identity, std::slice::from_ref(&seed), &suite).unwrap();
+        write_chronicle(&b, &identity, std::slice::from_ref(&seed), &suite).unwrap();
+        let (bytes_a, bytes_b) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!bytes_a.is_empty());
+        assert_eq!(bytes_a, bytes_b);
+    }
+}
