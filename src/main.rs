@@ -156,7 +156,8 @@ enum Command {
     Config(ConfigCommand),
     /// Show a chronicle's header, run context, frames and integrity status.
     Inspect {
-        /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
+        /// The chronicle file (.cmeta), or a run directory (run.cmeta and the
+        /// segments after it, read as one run).
         file: PathBuf,
         /// List every frame, not only the first and last few.
         #[arg(long)]
@@ -169,7 +170,8 @@ enum Command {
     /// Check a chronicle's integrity: every CRC, the hash chain, the index and
     /// the footer. Exits non-zero on a torn, unsealed or corrupted file.
     Verify {
-        /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
+        /// The chronicle file (.cmeta), or a run directory (run.cmeta and the
+        /// segments after it, read as one run).
         file: PathBuf,
         /// The verdict as one JSON object (an audit report: status, counts,
         /// chain head, where a tear or damage is, the run's context).
@@ -187,7 +189,8 @@ enum Command {
     ///
     /// On a sealed chronicle only the frames that overlap the range are read.
     Query {
-        /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
+        /// The chronicle file (.cmeta), or a run directory (run.cmeta and the
+        /// segments after it, read as one run).
         file: PathBuf,
         /// First tick (inclusive). Ticks count ingress packets (tick n is
         /// the n-th packet of the run), not windows: see --window.
@@ -217,7 +220,8 @@ enum Command {
     /// started it, the validator's verdict, every delivery it caused and
     /// what each carried. Exits non-zero on an INVALID trace.
     Trace {
-        /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
+        /// The chronicle file (.cmeta), or a run directory (run.cmeta and the
+        /// segments after it, read as one run).
         file: PathBuf,
         /// The trace id: the tick of the packet (`query` and `explain` show
         /// ticks).
@@ -235,7 +239,8 @@ enum Command {
     /// Asked about one window (--window or --tick), it reads only a few
     /// frames of the chronicle; otherwise the whole run. docs/audit.md.
     Explain {
-        /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
+        /// The chronicle file (.cmeta), or a run directory (run.cmeta and the
+        /// segments after it, read as one run).
         file: PathBuf,
         /// The job.
         #[arg(long)]
@@ -263,12 +268,14 @@ enum Command {
     /// List the topics of a run with how many deliveries each has, and its
     /// cycle records and meta frames.
     Topics {
-        /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
+        /// The chronicle file (.cmeta), or a run directory (run.cmeta and the
+        /// segments after it, read as one run).
         file: PathBuf,
     },
     /// Export every entry of a chronicle as CSV or JSON lines.
     Export {
-        /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
+        /// The chronicle file (.cmeta), or a run directory (run.cmeta and the
+        /// segments after it, read as one run).
         file: PathBuf,
         /// Output format: `csv` (one row per entry, the payload as JSON in the
         /// last column; with --topic, one column per payload field) or `json`
@@ -293,7 +300,8 @@ enum Command {
     /// corrupt recording, and on an unsealed or torn one unless
     /// --allow-partial is given.
     Replay {
-        /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
+        /// The chronicle file (.cmeta), or a run directory (run.cmeta and the
+        /// segments after it, read as one run).
         file: PathBuf,
         /// Re-execute from the recorded ingress and compare every delivery.
         #[arg(
@@ -349,7 +357,8 @@ enum Command {
     /// No script, no network, no external file: inline SVG only. The page
     /// is written beside its name and renamed into place. docs/audit.md.
     Report {
-        /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
+        /// The chronicle file (.cmeta), or a run directory (run.cmeta and the
+        /// segments after it, read as one run).
         file: PathBuf,
         /// Another run of the same telemetry (from `replay --simulate`, or a
         /// second config): its rewards and knobs are drawn dashed over this
@@ -370,7 +379,8 @@ enum Command {
     /// sealed, intact chronicle can be signed. An earlier signature is
     /// replaced whole. Format: docs/bundles.md, "Signing a chronicle".
     Sign {
-        /// The chronicle file (.cmeta), or a run directory holding run.cmeta.
+        /// The chronicle file (.cmeta), or a run directory: its last
+        /// segment is signed (its chain head covers every segment before).
         file: PathBuf,
         /// The secret key file.
         #[arg(long, value_name = "KEY")]
@@ -531,53 +541,45 @@ fn main() -> ExitCode {
         Command::Prior(PriorCommand::Show { dir, config }) => cli::prior_show(&dir, config.as_deref(), &mut out),
         Command::Config(ConfigCommand::Init { file, force }) => cli::config_init(file.as_deref(), force, &mut out),
         Command::Config(ConfigCommand::Check { file }) => cli::config_check(&file, &mut out),
-        Command::Inspect { file, frames, json } => cli::inspect(&cli::run::chronicle_in(file), frames, json, &mut out),
-        Command::Verify { file, json, pubkey } => {
-            cli::verify(&cli::run::chronicle_in(file), json, pubkey.as_deref(), &mut out)
+        Command::Inspect { file, frames, json } => cli::inspect(&file, frames, json, &mut out),
+        Command::Verify { file, json, pubkey } => cli::verify(&file, json, pubkey.as_deref(), &mut out),
+        Command::Report { file, against, output } => cli::report::report(&file, against.as_deref(), &output, &mut out),
+        Command::Sign { file, key } => {
+            cli::run::last_segment(file).and_then(|file| cli::bundle::sign(&file, &key, &mut out))
         }
-        Command::Report { file, against, output } => {
-            cli::report::report(&cli::run::chronicle_in(file), against.as_deref(), &output, &mut out)
-        }
-        Command::Sign { file, key } => cli::bundle::sign(&cli::run::chronicle_in(file), &key, &mut out),
         Command::Query { file, from, to, topic, job, window, json } => {
             let filter = cli::QueryFilter { topics: topic, job, windows: window };
-            cli::query(&cli::run::chronicle_in(file), from, to, &filter, json, &mut out)
+            cli::query(&file, from, to, &filter, json, &mut out)
         }
-        Command::Trace { file, trace, json } => cli::trace(&cli::run::chronicle_in(file), trace, json, &mut out),
+        Command::Trace { file, trace, json } => cli::trace(&file, trace, json, &mut out),
         Command::Explain { file, job, knob, window, tick, detail, json } => {
             let query = cli::ExplainQuery { job: &job, knob: knob.as_deref(), window, tick, detail };
-            cli::explain(&cli::run::chronicle_in(file), &query, json, &mut out)
+            cli::explain(&file, &query, json, &mut out)
         }
-        Command::Topics { file } => cli::topics(&cli::run::chronicle_in(file), &mut out),
+        Command::Topics { file } => cli::topics(&file, &mut out),
         Command::Export { file, telemetry: true, output, .. } => {
-            cli::run::export_telemetry(&cli::run::chronicle_in(file), output.as_deref(), &mut out)
+            cli::run::export_telemetry(&file, output.as_deref(), &mut out)
         }
         Command::Export { file, format: Some(ExportFormat::Csv), topic: Some(topic), output, .. } => {
-            cli::export_topic_csv(&cli::run::chronicle_in(file), &topic, output.as_deref(), &mut out)
+            cli::export_topic_csv(&file, &topic, output.as_deref(), &mut out)
         }
         Command::Export { topic: Some(_), .. } => {
             Err(anyhow::anyhow!("--topic goes with --format csv: JSON lines keep every field as it is"))
         }
         Command::Export { file, format, output, .. } => {
             let json = matches!(format, Some(ExportFormat::Json));
-            cli::export(&cli::run::chronicle_in(file), json, output.as_deref(), &mut out)
+            cli::export(&file, json, output.as_deref(), &mut out)
         }
         Command::Replay { file, simulate: true, config: Some(config), out: Some(dir), .. } => {
             match metagov_config::Config::load_with(&config, metagov_sim::simulate::bus_problems) {
-                Ok(config) => cli::replay_simulate(&cli::run::chronicle_in(file), config, &dir, &mut out),
+                Ok(config) => cli::replay_simulate(&file, config, &dir, &mut out),
                 Err(error) => Err(error.into()),
             }
         }
-        Command::Replay { file, explain: true, .. } => cli::replay_explain(&cli::run::chronicle_in(file), &mut out),
-        Command::Replay { file, inspect: true, tick: Some(tick), .. } => {
-            cli::replay_inspect(&cli::run::chronicle_in(file), tick, &mut out)
-        }
-        Command::Diff { first, second } => {
-            cli::diff_runs(&cli::run::chronicle_in(first), &cli::run::chronicle_in(second), &mut out)
-        }
-        Command::Replay { file, verify: _, allow_partial, .. } => {
-            cli::replay_verify(&cli::run::chronicle_in(file), allow_partial, &mut out)
-        }
+        Command::Replay { file, explain: true, .. } => cli::replay_explain(&file, &mut out),
+        Command::Replay { file, inspect: true, tick: Some(tick), .. } => cli::replay_inspect(&file, tick, &mut out),
+        Command::Diff { first, second } => cli::diff_runs(&first, &second, &mut out),
+        Command::Replay { file, verify: _, allow_partial, .. } => cli::replay_verify(&file, allow_partial, &mut out),
         Command::Keygen { output } => cli::bundle::keygen(&output, &mut out),
         Command::Bundle(args) => cli::bundle::run(args, &mut out),
         Command::Bench { which, quick, dir, config, bytes } => {

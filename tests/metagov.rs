@@ -340,7 +340,7 @@ mod session {
 /// Replay verify (seeds 000, 004): re-execute from the recorded ingress.
 mod replay {
     use super::*;
-    use metagov_storage::{verify_replay, ChronicleReader, ReplayError};
+    use metagov_storage::{verify_replay, ReplayError, RunReader};
 
     fn recorded(seed: u64, packets: u64) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
@@ -352,7 +352,7 @@ mod replay {
     #[test]
     fn test_replay_audit() {
         let (_dir, path) = recorded(42, 500);
-        let reader = ChronicleReader::open(&path).unwrap();
+        let reader = RunReader::open(&path).unwrap();
         let report = verify_replay(&reader, |ctx, journal| {
             workload::build_bus(ctx.seed, BusLimits::default(), journal).map_err(|e| e.to_string())
         })
@@ -383,7 +383,7 @@ mod replay {
     #[test]
     fn a_different_actor_set_is_reported_at_the_first_differing_delivery() {
         let (_dir, path) = recorded(42, 50);
-        let reader = ChronicleReader::open(&path).unwrap();
+        let reader = RunReader::open(&path).unwrap();
         // Same actors, other seed: the learner's RNG draws differ, so the
         // first policy.update payload differs in its `tau` field.
         let err = verify_replay(&reader, |_, journal| {
@@ -401,7 +401,7 @@ mod replay {
     #[test]
     fn a_different_actor_set_is_refused_before_replay() {
         let (_dir, path) = recorded(42, 5);
-        let reader = ChronicleReader::open(&path).unwrap();
+        let reader = RunReader::open(&path).unwrap();
         let err = verify_replay(&reader, |ctx, journal| {
             let mut bus = Bus::new(ctx.seed, BusLimits::default(), journal);
             bus.add_actor("validator", Box::new(Echo)).map_err(|e| e.to_string())?;
@@ -416,7 +416,7 @@ mod replay {
         let (dir, path) = recorded(42, 300);
         let bytes = std::fs::read(&path).unwrap();
         let torn = write_file(dir.path(), "torn.cmeta", &bytes[..bytes.len() * 2 / 3]);
-        let reader = ChronicleReader::open(&torn).unwrap();
+        let reader = RunReader::open(&torn).unwrap();
         let report = verify_replay(&reader, |ctx, journal| {
             workload::build_bus(ctx.seed, BusLimits::default(), journal).map_err(|e| e.to_string())
         })

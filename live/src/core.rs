@@ -17,9 +17,12 @@ use std::time::Instant;
 use crossbeam_channel::Receiver;
 use metagov_actors::messages::{INGRESS_TOPICS, TELEMETRY_RAW};
 use metagov_actors::{MetaSupervisor, ACTOR_NAMES};
-use metagov_bus::{log, OwnedEntry, INGRESS};
+use metagov_bus::{log, Entry, Journal, JournalError, OwnedEntry, INGRESS};
 use metagov_config::Config;
-use metagov_storage::{init_session, verify_replay, ChronicleReader, ChronicleWriter, RunContext, WriterOptions};
+use metagov_storage::{
+    init_session, segment_file_name, verify_replay, ChronicleReader, ChronicleWriter, RunContext, RunReader,
+    SegmentLink, WriterOptions, FIRST_SEGMENT_FILE,
+};
 use tokio::sync::oneshot;
 
 use crate::board::{Board, JobDecision};
@@ -30,13 +33,18 @@ use crate::LiveError;
 /// Requests the core takes into one group commit at most.
 pub const BATCH_REQUESTS_MAX: usize = 1024;
 
-/// The chronicle file of a live run directory.
-pub const CHRONICLE_FILE: &str = "run.cmeta";
 /// The deterministic log of a live run directory.
 pub const LOG_FILE: &str = "run.log";
-/// Where a resumed run's history is rewritten before it replaces the old
-/// chronicle (a crash meanwhile leaves the old one untouched).
-const RESUME_SUFFIX: &str = ".resume";
+/// Where `run.log` is written (the whole run's, a resumed one's included)
+/// before it replaces the old one, so a failed start leaves the old log.
+const LOG_REWRITE_SUFFIX: &str = ".resume";
+/// The size at which a live run's segment is sealed and the next begun,
+/// unless told otherwise: 1 GiB.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
+/// The smallest segment size accepted (a segment holds its header and at
+/// least one frame whatever the limit, so a smaller one only multiplies
+/// files).
+pub const SEGMENT_BYTES_MIN: u64 = 4096;
 
 /// How an acknowledgement relates to the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,13 +105,18 @@ pub struct CoreOptions {
     pub config_given: bool,
     /// Durability of acknowledgements.
     pub durability: Durability,
+    /// Once a segment holds this many bytes (after a commit), it is sealed
+    /// and the run goes on in the next ([`SEGMENT_BYTES_MIN`] at least).
+    pub segment_bytes_max: u64,
 }
 
 /// What the core did, for the shell's last words.
 #[derive(Debug)]
 pub struct CoreReport {
-    /// The chronicle.
-    pub chronicle: PathBuf,
+    /// The run directory (its segments: `run.cmeta`, `run.0001.cmeta`, …).
+    pub dir: PathBuf,
+    /// Segment files the run has.
+    pub segments: u32,
     /// Packets the run held when it started (resumed from).
     pub resumed_packets: u64,
     /// The last tick.
@@ -114,9 +127,15 @@ pub struct CoreReport {
 /// sender is gone: rebuilds (or starts) the run in `options.dir`, marks the
 /// board ready, governs, then seals the chronicle.
 pub fn run(options: CoreOptions, queue: Receiver<Message>, board: Arc<Board>) -> Result<CoreReport, LiveError> {
+    if options.segment_bytes_max < SEGMENT_BYTES_MIN {
+        return Err(LiveError::Refused(format!(
+            "a segment size of {} bytes is below the smallest, {SEGMENT_BYTES_MIN}",
+            options.segment_bytes_max
+        )));
+    }
     fs::create_dir_all(&options.dir).map_err(|e| LiveError::io(&options.dir, e))?;
     let log_path = options.dir.join(LOG_FILE);
-    let log_tmp = with_suffix(&log_path, RESUME_SUFFIX);
+    let log_tmp = with_suffix(&log_path, LOG_REWRITE_SUFFIX);
     let log_file = File::create(&log_tmp).map_err(|e| LiveError::io(&log_tmp, e))?;
     log::capture(BufWriter::new(log_file), || {
         let (mut supervisor, resumed_packets) = open(&options, &board).inspect_err(|_| {
@@ -132,13 +151,12 @@ pub fn run(options: CoreOptions, queue: Receiver<Message>, board: Arc<Board>) ->
         let stop_reason = result.as_ref().err().map(ToString::to_string);
         drain_after_stop(&queue, stop_reason.as_deref(), &mut supervisor, options.durability, &board);
         let ticks = supervisor.tick();
-        let chronicle = options.dir.join(CHRONICLE_FILE);
-        let file = supervisor.into_journal().seal().map_err(|e| LiveError::Chronicle(e.to_string()))?;
-        let file = file.into_inner().map_err(|e| LiveError::io(&chronicle, e.into_error()))?;
-        file.sync_all().map_err(|e| LiveError::io(&chronicle, e))?;
+        let mut journal = supervisor.into_journal();
+        let segments = journal.segments();
+        journal.seal()?;
         result?;
-        tracing::info!(ticks, "chronicle sealed");
-        Ok(CoreReport { chronicle, resumed_packets, ticks })
+        tracing::info!(ticks, segments, "chronicle sealed");
+        Ok(CoreReport { dir: options.dir.clone(), segments, resumed_packets, ticks })
     })
 }
 
@@ -148,114 +166,105 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Starts a new run, or rebuilds the one recorded in the directory: its
-/// recorded ingress is verified by replay, then re-submitted into a fresh
-/// chronicle (same context) that atomically replaces the old one, so every
-/// actor, the duplicate memory and the board are exactly as a supervisor
-/// that never stopped would have them.
-fn open(options: &CoreOptions, board: &Board) -> Result<(Supervisor<Writer>, u64), LiveError> {
-    let chronicle = options.dir.join(CHRONICLE_FILE);
-    let create = |path: &Path, context: &RunContext, config: &Config| {
-        let writer = ChronicleWriter::create(path, context, WriterOptions::from(&config.chronicle))
-            .map_err(|e| LiveError::Chronicle(e.to_string()))?;
-        Supervisor::new(config, writer).map_err(|e| LiveError::Chronicle(e.to_string()))
-    };
-    if !chronicle.exists() {
+/// Starts a new run, or rebuilds the one recorded in the directory and
+/// continues it in a new segment: the recorded run (every segment) is
+/// verified by replay, its ingress is re-submitted to a supervisor that
+/// records nothing (those entries are on disk already, and the replay has
+/// just compared every one), so every actor, the duplicate memory and the
+/// board are exactly as a supervisor that never stopped would have them;
+/// then the next segment is created, linked to the chain of the last whole
+/// frame on disk. The files already there are never written to.
+fn open(options: &CoreOptions, board: &Board) -> Result<(Supervisor<SegmentJournal>, u64), LiveError> {
+    let dir = &options.dir;
+    let resume_error = |reason: String| LiveError::Resume { dir: dir.clone(), reason };
+    drop_recordless_last_segment(dir)?;
+    if !dir.join(FIRST_SEGMENT_FILE).exists() {
         let actors = ACTOR_NAMES.iter().map(|a| a.to_string()).collect();
         let context = init_session(options.config.run.seed, &options.config.canonical_toml(), actors);
-        let supervisor = create(&chronicle, &context, &options.config)?;
-        sync_dir(&options.dir)?;
+        let place = SegmentPlace {
+            dir: dir.clone(),
+            context,
+            options: writer_options(&options.config),
+            bytes_max: options.segment_bytes_max,
+        };
+        let journal = SegmentJournal::create(place, &SegmentLink::FIRST, (0, 0))?;
+        let supervisor = Supervisor::new(&options.config, journal).map_err(|e| LiveError::Chronicle(e.to_string()))?;
+        sync_dir(dir)?;
         return Ok((supervisor, 0));
     }
-    let reader = ChronicleReader::open(&chronicle).map_err(|e| LiveError::Chronicle(e.to_string()))?;
-    let context = reader.context().clone();
-    let recorded = Config::from_toml_str(&context.config_text, "the recorded config")
-        .map_err(|e| LiveError::Resume { dir: options.dir.clone(), reason: e.to_string() })?;
+    let run = RunReader::open(dir).map_err(|e| resume_error(e.to_string()))?;
+    let context = run.context().clone();
+    let recorded =
+        Config::from_toml_str(&context.config_text, "the recorded config").map_err(|e| resume_error(e.to_string()))?;
     if options.config_given && options.config.canonical_toml() != context.config_text {
-        return Err(LiveError::Resume {
-            dir: options.dir.clone(),
-            reason: format!(
-                "it holds a run under config {}, and --config differs; resume without --config, or use another --out",
-                &context.config_sha256[..12]
-            ),
-        });
+        return Err(resume_error(format!(
+            "it holds a run under config {}, and --config differs; resume without --config, or use another --out",
+            &context.config_sha256[..12]
+        )));
     }
-    let report =
-        verify_replay(&reader, |_, journal| MetaSupervisor::build(&recorded, journal).map_err(|e| e.to_string()))
-            .map_err(|e| LiveError::Resume {
-                dir: options.dir.clone(),
-                reason: format!("replay --verify failed: {e}"),
-            })?;
+    let report = verify_replay(&run, |_, journal| MetaSupervisor::build(&recorded, journal).map_err(|e| e.to_string()))
+        .map_err(|e| resume_error(format!("replay --verify failed: {e}")))?;
     if let metagov_storage::IntegrityStatus::Corrupt { .. } = report.status {
         // Acknowledged packets may sit behind the damage: resuming would
         // silently drop them. A person decides.
-        return Err(LiveError::Resume {
-            dir: options.dir.clone(),
-            reason: format!(
-                "the chronicle is {}; nothing is resumed (its intact prefix reads with `metagov export`; \
-                 move the file aside to start a new run)",
-                report.status
-            ),
-        });
+        return Err(resume_error(format!(
+            "the chronicle is {}; nothing is resumed (its intact prefix reads with `metagov export`; \
+             move the file aside to start a new run)",
+            report.status
+        )));
+    }
+    if !report.complete {
+        // A live run's frames end with whole ticks (tick-aligned), so this
+        // is a chronicle some other writer split inside a tick.
+        return Err(resume_error(format!(
+            "its recording ends inside the tick of packet {}: only a run written by `metagov run` or \
+             `metagov simulate --telemetry` (whose frames end with whole ticks) resumes",
+            report.ingress
+        )));
     }
     tracing::info!(packets = report.ingress, status = %report.status, "recorded run verified");
 
-    let rewrite = with_suffix(&chronicle, RESUME_SUFFIX);
-    if rewrite.exists() {
-        fs::remove_file(&rewrite).map_err(|e| LiveError::io(&rewrite, e))?;
-    }
-    let mut supervisor = create(&rewrite, &context, &recorded)?;
+    let mut supervisor =
+        Supervisor::new(&recorded, SegmentJournal::rebuilding()).map_err(|e| LiveError::Chronicle(e.to_string()))?;
     let mut packets = 0;
     let mut events = Vec::new();
-    // A packet is submitted once the record after it is read: an arrival
-    // record, if any, follows its delivery and is carried over with it.
-    let mut pending: Option<(Packet, Option<i64>)> = None;
-    let mut submit = |supervisor: &mut Supervisor<Writer>, pending: Option<(Packet, Option<i64>)>| {
-        let Some((packet, arrival)) = pending else { return Ok(()) };
-        if let Some(unix_nanos) = arrival {
-            supervisor.journal_mut().note_arrival(unix_nanos);
+    for entry in run.records() {
+        let entry = entry.map_err(|e| LiveError::Chronicle(e.to_string()))?;
+        let OwnedEntry::Delivery(delivery) = entry else { continue };
+        if &*delivery.from != INGRESS {
+            continue;
         }
+        let packet = match Packet::from_value(&delivery.payload) {
+            Some(packet) if &*delivery.topic == TELEMETRY_RAW => packet,
+            _ => {
+                return Err(resume_error(format!(
+                    "tick {} is `{}` ingress of a kind a live run never records (ingress topics: {}); \
+                     only runs of `metagov run` resume",
+                    delivery.tick,
+                    delivery.topic,
+                    INGRESS_TOPICS.join(", ")
+                )));
+            }
+        };
         let answer = supervisor.submit(packet).map_err(|e| LiveError::Chronicle(e.to_string()))?;
         packets += 1;
         events.extend(answer.events);
         if events.len() > crate::board::EVENTS_KEPT_MAX {
             events.drain(..events.len() - crate::board::EVENTS_KEPT_MAX);
         }
-        Ok::<(), LiveError>(())
-    };
-    for entry in reader.records() {
-        let entry = entry.map_err(|e| LiveError::Chronicle(e.to_string()))?;
-        let delivery = match entry {
-            OwnedEntry::Arrival { unix_nanos, .. } => {
-                if let Some((_, arrival)) = &mut pending {
-                    *arrival = Some(unix_nanos);
-                }
-                continue;
-            }
-            OwnedEntry::Delivery(delivery) if &*delivery.from == INGRESS => delivery,
-            _ => continue,
-        };
-        let packet = match Packet::from_value(&delivery.payload) {
-            Some(packet) if &*delivery.topic == TELEMETRY_RAW => packet,
-            _ => {
-                return Err(LiveError::Resume {
-                    dir: options.dir.clone(),
-                    reason: format!(
-                        "tick {} is `{}` ingress of a kind a live run never records (ingress topics: {}); \
-                         only runs of `metagov run` resume",
-                        delivery.tick,
-                        delivery.topic,
-                        INGRESS_TOPICS.join(", ")
-                    ),
-                });
-            }
-        };
-        submit(&mut supervisor, pending.replace((packet, None)))?;
     }
-    submit(&mut supervisor, pending.take())?;
-    commit(&mut supervisor, Durability::Fsync)?;
-    fs::rename(&rewrite, &chronicle).map_err(|e| LiveError::io(&chronicle, e))?;
-    sync_dir(&options.dir)?;
+    // Invariant: the replay above re-injected exactly these packets.
+    assert_eq!(packets, report.ingress, "the rebuild re-submits the packets the replay verified");
+    let last = run.segments().last().expect("a run has a segment");
+    let link = SegmentLink::after(last.segment().index + 1, last.chain_head());
+    let place = SegmentPlace {
+        dir: dir.clone(),
+        context,
+        options: writer_options(&recorded),
+        bytes_max: options.segment_bytes_max,
+    };
+    supervisor.journal_mut().begin(SegmentJournal::create(place, &link, run_size(&run))?);
+    sync_dir(dir)?;
     let jobs = supervisor
         .jobs()
         .iter()
@@ -263,6 +272,162 @@ fn open(options: &CoreOptions, board: &Board) -> Result<(Supervisor<Writer>, u64
         .collect();
     board.publish(jobs, supervisor.prior().cloned(), events, supervisor.tick());
     Ok((supervisor, packets))
+}
+
+/// Bytes and whole frames of a run's segments.
+fn run_size(run: &RunReader) -> (u64, u64) {
+    let bytes = run.segments().iter().map(|s| fs::metadata(s.path()).map_or(0, |m| m.len())).sum();
+    (bytes, run.frame_count())
+}
+
+/// A last segment that holds no record (a supervisor stopped or killed
+/// before its first frame, or while writing its header) is removed, so a
+/// resume does not leave a trail of empty files and never stops at a torn
+/// header. Nothing recorded is lost: the file has no frame.
+fn drop_recordless_last_segment(dir: &Path) -> Result<(), LiveError> {
+    let segments = match metagov_storage::segment_files(dir) {
+        Ok(segments) => segments,
+        // No run here (or nothing readable as one): `open` decides.
+        Err(_) => return Ok(()),
+    };
+    let Some(last) = segments.last() else { return Ok(()) };
+    let recordless = match ChronicleReader::open(last) {
+        Ok(reader) => reader.frame_count() == 0 && !matches!(reader.tail(), metagov_storage::Tail::Corrupt { .. }),
+        Err(metagov_storage::ChronicleError::TornHeader { .. }) => true,
+        Err(_) => false,
+    };
+    if recordless {
+        tracing::info!(segment = %last.display(), "removing a segment that holds no record");
+        fs::remove_file(last).map_err(|e| LiveError::io(last, e))?;
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// The writer options of a live run's segments: the config's frame limits,
+/// with frames that end only between ticks, so a kill between two frame
+/// writes never leaves half a tick (which a resume could not continue).
+pub fn writer_options(config: &Config) -> WriterOptions {
+    WriterOptions { tick_aligned: true, ..WriterOptions::from(&config.chronicle) }
+}
+
+/// Where a live run's segments go and when the current one is full.
+#[derive(Clone)]
+struct SegmentPlace {
+    dir: PathBuf,
+    context: RunContext,
+    options: WriterOptions,
+    /// A segment at least this large is sealed after a commit, and the run
+    /// goes on in the next.
+    bytes_max: u64,
+}
+
+/// The live run's journal: the writer of the run's current segment, or no
+/// writer while a recorded run is re-submitted to rebuild the actors' state
+/// (those entries are on disk already).
+pub struct SegmentJournal {
+    writer: Option<(Writer, SegmentPlace)>,
+    /// Where the current segment stands in the run.
+    link: SegmentLink,
+    /// Bytes and whole frames of the run's segments before the current one.
+    before: (u64, u64),
+}
+
+impl SegmentJournal {
+    /// A journal that records nothing, until [`begin`](Self::begin).
+    fn rebuilding() -> SegmentJournal {
+        SegmentJournal { writer: None, link: SegmentLink::FIRST, before: (0, 0) }
+    }
+
+    /// Creates segment `link.index` of the run (a file that must not exist
+    /// yet); `before` is the size of the segments before it.
+    fn create(place: SegmentPlace, link: &SegmentLink, before: (u64, u64)) -> Result<SegmentJournal, LiveError> {
+        let path = place.dir.join(segment_file_name(link.index));
+        let writer = ChronicleWriter::create_segment(&path, &place.context, link, place.options)
+            .map_err(|e| LiveError::Chronicle(e.to_string()))?;
+        Ok(SegmentJournal { writer: Some((writer, place)), link: *link, before })
+    }
+
+    /// Records from now on into `next` (the rebuild is over).
+    fn begin(&mut self, next: SegmentJournal) {
+        *self = next;
+    }
+
+    fn writer(&mut self) -> Result<&mut Writer, LiveError> {
+        match &mut self.writer {
+            Some((writer, _)) => Ok(writer),
+            None => Err(LiveError::Chronicle("no segment is open for writing".into())),
+        }
+    }
+
+    /// Notes the arrival time of the next ingress packet (nothing while
+    /// rebuilding).
+    fn note_arrival(&mut self, unix_nanos: i64) {
+        if let Some((writer, _)) = &mut self.writer {
+            writer.note_arrival(unix_nanos);
+        }
+    }
+
+    /// Bytes and whole frames of the run written so far, every segment
+    /// included.
+    fn run_size(&self) -> (u64, u64) {
+        let (bytes, frames) = self.writer.as_ref().map_or((0, 0), |(w, _)| (w.bytes_written(), w.frames_written()));
+        (self.before.0 + bytes, self.before.1 + frames)
+    }
+
+    /// The segments of the run so far, the current one included.
+    fn segments(&self) -> u32 {
+        self.link.index + 1
+    }
+
+    /// Seals the current segment and syncs it to disk; returns where its
+    /// segments go and its chain head.
+    fn seal(&mut self) -> Result<(SegmentPlace, metagov_storage::format::Chain), LiveError> {
+        let Some((writer, place)) = self.writer.take() else {
+            return Err(LiveError::Chronicle("no segment is open to seal".into()));
+        };
+        let path = place.dir.join(segment_file_name(self.link.index));
+        let (bytes, frames) = (writer.bytes_written(), writer.frames_written());
+        let head = writer.chain_head();
+        let file = writer.seal().map_err(|e| LiveError::Chronicle(e.to_string()))?;
+        let file = file.into_inner().map_err(|e| LiveError::io(&path, e.into_error()))?;
+        file.sync_all().map_err(|e| LiveError::io(&path, e))?;
+        self.before = (self.before.0 + bytes, self.before.1 + frames);
+        Ok((place, head))
+    }
+
+    /// Before a batch: once the current segment holds `bytes_max` bytes,
+    /// seals it and goes on in the next one, linked to its chain head.
+    fn rotate_if_full(&mut self) -> Result<(), LiveError> {
+        let full = self.writer.as_ref().is_some_and(|(w, place)| w.bytes_written() >= place.bytes_max);
+        if !full {
+            return Ok(());
+        }
+        let sealed = self.link.index;
+        let (place, head) = self.seal()?;
+        let dir = place.dir.clone();
+        let next = SegmentLink::after(sealed + 1, head);
+        *self = SegmentJournal::create(place, &next, self.before)?;
+        sync_dir(&dir)?;
+        tracing::info!(sealed = %segment_file_name(sealed), next = %segment_file_name(next.index), "chronicle segment rotated");
+        Ok(())
+    }
+}
+
+impl Journal for SegmentJournal {
+    fn record(&mut self, entry: Entry<'_>) -> Result<(), JournalError> {
+        match &mut self.writer {
+            Some((writer, _)) => Journal::record(writer, entry),
+            None => Ok(()),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), JournalError> {
+        match &mut self.writer {
+            Some((writer, _)) => Journal::flush(writer),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A job's committed decision, as the board keeps it.
@@ -276,8 +441,9 @@ fn sync_dir(dir: &Path) -> Result<(), LiveError> {
 
 /// Writes the open frame and, in `fsync` mode, syncs it. Records the sync's
 /// latency and the chronicle's size.
-fn commit(supervisor: &mut Supervisor<Writer>, durability: Durability) -> Result<(), LiveError> {
-    let writer = supervisor.journal_mut();
+fn commit(supervisor: &mut Supervisor<SegmentJournal>, durability: Durability) -> Result<(), LiveError> {
+    let journal = supervisor.journal_mut();
+    let writer = journal.writer()?;
     writer.flush().map_err(|e| LiveError::Chronicle(e.to_string()))?;
     if durability == Durability::Fsync {
         #[allow(clippy::disallowed_methods)] // The shell times the sync for metrics; no actor sees it.
@@ -285,12 +451,13 @@ fn commit(supervisor: &mut Supervisor<Writer>, durability: Durability) -> Result
         writer.get_ref().get_ref().sync_data().map_err(|e| LiveError::Sync(e.to_string()))?;
         metrics::fsync_done(started.elapsed());
     }
-    metrics::chronicle_size(writer.bytes_written(), writer.frames_written());
+    let (bytes, frames) = journal.run_size();
+    metrics::chronicle_size(bytes, frames);
     Ok(())
 }
 
 fn serve(
-    supervisor: &mut Supervisor<Writer>,
+    supervisor: &mut Supervisor<SegmentJournal>,
     queue: &Receiver<Message>,
     board: &Board,
     durability: Durability,
@@ -321,14 +488,19 @@ fn serve(
 /// Submits, commits, publishes and answers one batch. On an error every
 /// request of the batch is answered with it.
 fn govern(
-    supervisor: &mut Supervisor<Writer>,
+    supervisor: &mut Supervisor<SegmentJournal>,
     batch: &mut Vec<Request>,
     board: &Board,
     durability: Durability,
 ) -> Result<(), LiveError> {
     let mut answers = Vec::with_capacity(batch.len());
-    let mut outcome = Ok(());
+    // A full segment is sealed only when there is something for the next
+    // one, so a run never ends in an empty segment.
+    let mut outcome = if batch.is_empty() { Ok(()) } else { supervisor.journal_mut().rotate_if_full() };
     for request in batch.iter_mut() {
+        if outcome.is_err() {
+            break;
+        }
         let mut these = Vec::with_capacity(request.packets.len());
         for packet in std::mem::take(&mut request.packets) {
             supervisor.journal_mut().note_arrival(request.arrived_unix_nanos);
@@ -379,7 +551,7 @@ fn govern(
 fn drain_after_stop(
     queue: &Receiver<Message>,
     stopped: Option<&str>,
-    supervisor: &mut Supervisor<Writer>,
+    supervisor: &mut Supervisor<SegmentJournal>,
     durability: Durability,
     board: &Board,
 ) {

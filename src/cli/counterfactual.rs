@@ -14,7 +14,7 @@ use metagov_actors::messages::{META_REWARD, POLICY_UPDATE};
 use metagov_actors::{MetaSupervisor, Output, ACTOR_NAMES};
 use metagov_bus::{Egress, OwnedEntry, Value, INGRESS};
 use metagov_config::Config;
-use metagov_storage::{init_session, ChronicleReader, ChronicleWriter, WriterOptions};
+use metagov_storage::{init_session, ChronicleWriter, RunReader, WriterOptions};
 
 use super::{open, Escaped, Outcome};
 
@@ -34,7 +34,7 @@ pub(super) fn observe(decisions: &mut Decisions, message: &Egress) {
 }
 
 /// The decisions recorded in `reader`'s whole frames.
-pub(super) fn decisions(file: &Path, reader: &ChronicleReader) -> Result<Decisions> {
+pub(super) fn decisions(file: &Path, reader: &RunReader) -> Result<Decisions> {
     let mut decisions = Decisions::default();
     for entry in reader.records() {
         let entry = entry.with_context(|| format!("cannot read {}", Escaped(file.display())))?;

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use metagov_bus::{OwnedEntry, Value};
 use metagov_config::{Config, DEFAULT_TOML};
-use metagov_storage::{verify_file, verify_replay, ChronicleReader, IntegrityStatus, ReplayError, Tail};
+use metagov_storage::{verify_replay, verify_run, IntegrityStatus, ReplayError, RunIntegrity, RunReader, Tail};
 
 // The verdict every chronicle command shares (docs/chronicle-format.md,
 // "Verdicts and exit codes"): `sealed`, `unsealed`, `torn` or `corrupt`, as
@@ -52,8 +52,14 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
 }
 
-fn open(file: &Path) -> Result<ChronicleReader> {
-    ChronicleReader::open(file).with_context(|| format!("cannot read chronicle {}", Escaped(file.display())))
+/// Opens a run: a chronicle file, or a run directory's segments.
+fn open(file: &Path) -> Result<RunReader> {
+    RunReader::open(file).with_context(|| format!("cannot read chronicle {}", Escaped(file.display())))
+}
+
+/// [`verify_run`], with the path in the error.
+fn verify_path(file: &Path) -> Result<RunIntegrity> {
+    verify_run(file).with_context(|| format!("cannot verify {}", Escaped(file.display())))
 }
 
 /// Says on standard error what a command that printed records (query,
@@ -108,11 +114,29 @@ pub fn inspect(file: &Path, all_frames: bool, json: bool, out: &mut dyn Write) -
     writeln!(out, "format       version {}", reader.version())?;
     writeln!(out, "frames       {}", reader.frame_count())?;
     writeln!(out, "records      {}", reader.record_count())?;
-    match reader.frames() {
-        Ok(frames) => write_frames(&frames, all_frames, out)?,
-        Err(e) => writeln!(out, "\nframes       cannot be listed: {}", Escaped(format!("{e:#}")))?,
+    let several = reader.segments().len() > 1;
+    if several {
+        writeln!(out, "segments     {}", reader.segments().len())?;
     }
-    let report = verify_file(file).with_context(|| format!("cannot verify {}", Escaped(file.display())))?;
+    for segment in reader.segments() {
+        if several {
+            let name = segment.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            writeln!(
+                out,
+                "\nsegment {}    {}: {} frames, {} records, {}",
+                segment.segment().index,
+                Escaped(name),
+                segment.frame_count(),
+                segment.record_count(),
+                Escaped(segment.tail())
+            )?;
+        }
+        match segment.frames() {
+            Ok(frames) => write_frames(&frames, all_frames, out)?,
+            Err(e) => writeln!(out, "\nframes       cannot be listed: {}", Escaped(format!("{e:#}")))?,
+        }
+    }
+    let report = verify_path(file)?.total;
     writeln!(out, "\nintegrity    {}", Escaped(&report.status))?;
     Ok(if matches!(report.status, IntegrityStatus::Corrupt { .. }) { Outcome::Failure } else { Outcome::Success })
 }
@@ -121,9 +145,9 @@ pub fn inspect(file: &Path, all_frames: bool, json: bool, out: &mut dyn Write) -
 /// the frames and records, the deliveries per topic, the telemetry packets
 /// and cycle records per phase, and the integrity verdict (the audit
 /// report of `verify --json`).
-fn inspect_json(file: &Path, reader: &ChronicleReader, out: &mut dyn Write) -> Result<Outcome> {
+fn inspect_json(file: &Path, reader: &RunReader, out: &mut dyn Write) -> Result<Outcome> {
     let counts = count_records(reader);
-    let report = verify_file(file).with_context(|| format!("cannot verify {}", Escaped(file.display())))?;
+    let report = verify_path(file)?;
     let metadata = serde_json::json!({
         "run": run_json(reader.context()),
         "format_version": reader.version(),
@@ -137,7 +161,7 @@ fn inspect_json(file: &Path, reader: &ChronicleReader, out: &mut dyn Write) -> R
         "integrity": audit_report(file, &report),
     });
     writeln!(out, "{metadata}")?;
-    Ok(if matches!(report.status, IntegrityStatus::Corrupt { .. }) { Outcome::Failure } else { Outcome::Success })
+    Ok(if matches!(report.total.status, IntegrityStatus::Corrupt { .. }) { Outcome::Failure } else { Outcome::Success })
 }
 
 fn write_frames(frames: &[metagov_storage::FrameInfo], all_frames: bool, out: &mut dyn Write) -> io::Result<()> {
@@ -162,20 +186,23 @@ fn write_frames(frames: &[metagov_storage::FrameInfo], all_frames: bool, out: &m
     Ok(())
 }
 
-/// `metagov verify`.
+/// `metagov verify`: a chronicle file, or every segment of a run directory
+/// and the links between them. With `pubkey`, the seal signature of the
+/// run's last segment (its chain head covers every segment before it).
 pub fn verify(file: &Path, json: bool, pubkey: Option<&Path>, out: &mut dyn Write) -> Result<Outcome> {
-    let report = verify_file(file).with_context(|| format!("cannot verify {}", Escaped(file.display())))?;
+    let integrity = verify_path(file)?;
+    let report = &integrity.total;
     let sealed = matches!(report.status, IntegrityStatus::Sealed);
-    // The seal signature is checked only on a sealed file: anything else
+    // The seal signature is checked only on a sealed run: anything else
     // has no seal, and already fails.
-    let seal = match pubkey {
-        Some(pubkey) if sealed => Some(bundle::check_seal_signature(file, pubkey)?),
+    let seal = match (pubkey, integrity.segments.last()) {
+        (Some(pubkey), Some((last, _))) if sealed => Some(bundle::check_seal_signature(last, pubkey)?),
         _ => None,
     };
     let signed = seal.as_ref().is_none_or(|s| s.passed);
     let outcome = if sealed && signed { Outcome::Success } else { Outcome::Failure };
     if json {
-        let mut report = audit_report(file, &report);
+        let mut report = audit_report(file, &integrity);
         if let Some(seal) = &seal {
             report["seal_signature"] = serde_json::json!({"status": seal.status, "signer": seal.signer});
         }
@@ -188,19 +215,32 @@ pub fn verify(file: &Path, json: bool, pubkey: Option<&Path>, out: &mut dyn Writ
         "  frames {}, records {}, bytes {}, chain head {}",
         report.frames, report.records, report.bytes, report.chain_head
     )?;
+    if integrity.segments.len() > 1 {
+        writeln!(out, "  {} segments, each linked to the chain of the one before:", integrity.segments.len())?;
+        for (path, segment) in &integrity.segments {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            writeln!(
+                out,
+                "    {}: {}; frames {}, records {}, bytes {}",
+                Escaped(name),
+                Escaped(&segment.status),
+                segment.frames,
+                segment.records,
+                segment.bytes
+            )?;
+        }
+    }
     if let Some(seal) = seal {
         writeln!(out, "  {}", seal.line)?;
     }
     Ok(outcome)
 }
 
-/// `verify --json`: the integrity verdict as one JSON object (the audit
-/// report): the file, `status` (`sealed`, `unsealed`, `torn`, `corrupt`)
-/// and `sealed`, the counts and chain head, where a tear or the damage is,
-/// and the run it records (null when the header itself cannot be read).
-fn audit_report(file: &Path, report: &metagov_storage::IntegrityReport) -> serde_json::Value {
+/// One verdict as the audit report states it: `status` and where a tear or
+/// the damage is.
+fn status_json(status: &IntegrityStatus) -> (&'static str, Option<serde_json::Value>, Option<serde_json::Value>) {
     use serde_json::json;
-    let (status, torn, corruption) = match &report.status {
+    match status {
         IntegrityStatus::Sealed => ("sealed", None, None),
         IntegrityStatus::Unsealed => ("unsealed", None, None),
         IntegrityStatus::Torn { offset, dropped_bytes } => {
@@ -209,8 +249,36 @@ fn audit_report(file: &Path, report: &metagov_storage::IntegrityReport) -> serde
         IntegrityStatus::Corrupt { location, offset, reason } => {
             ("corrupt", None, Some(json!({"location": location.to_string(), "offset": offset, "reason": reason})))
         }
-    };
-    let run = ChronicleReader::open(file).ok().map(|reader| run_json(reader.context()));
+    }
+}
+
+/// `verify --json`: the integrity verdict as one JSON object (the audit
+/// report): the file, `status` (`sealed`, `unsealed`, `torn`, `corrupt`)
+/// and `sealed`, the counts and chain head, where a tear or the damage is,
+/// the run it records (null when the header itself cannot be read), and
+/// each segment's own verdict (one for a single file).
+fn audit_report(file: &Path, integrity: &RunIntegrity) -> serde_json::Value {
+    use serde_json::json;
+    let report = &integrity.total;
+    let (status, torn, corruption) = status_json(&report.status);
+    let run = RunReader::open(file).ok().map(|reader| run_json(reader.context()));
+    let segments: Vec<serde_json::Value> = integrity
+        .segments
+        .iter()
+        .map(|(path, segment)| {
+            let (status, torn, corruption) = status_json(&segment.status);
+            json!({
+                "file": path.display().to_string(),
+                "status": status,
+                "frames": segment.frames,
+                "records": segment.records,
+                "bytes": segment.bytes,
+                "chain_head": segment.chain_head,
+                "torn": torn,
+                "corruption": corruption,
+            })
+        })
+        .collect();
     json!({
         "file": file.display().to_string(),
         "status": status,
@@ -222,6 +290,7 @@ fn audit_report(file: &Path, report: &metagov_storage::IntegrityReport) -> serde
         "torn": torn,
         "corruption": corruption,
         "run": run,
+        "segments": segments,
     })
 }
 
@@ -290,7 +359,7 @@ struct RunCounts {
     phases: BTreeMap<String, BTreeMap<&'static str, u64>>,
 }
 
-fn count_records(reader: &ChronicleReader) -> RunCounts {
+fn count_records(reader: &RunReader) -> RunCounts {
     use metagov_actors::messages::TELEMETRY_ACCEPTED;
     let mut counts = RunCounts::default();
     let phase = |counts: &mut RunCounts, phase: String, what| {
@@ -319,7 +388,7 @@ fn count_records(reader: &ChronicleReader) -> RunCounts {
 }
 
 /// The config a chronicle recorded in its header, read back.
-fn recorded_config(file: &Path, reader: &ChronicleReader) -> Result<Config> {
+fn recorded_config(file: &Path, reader: &RunReader) -> Result<Config> {
     Config::from_toml_str(&reader.context().config_text, "the chronicle's config")
         .with_context(|| format!("{}: the recorded config does not read", Escaped(file.display())))
 }
@@ -338,7 +407,7 @@ fn run_json(ctx: &metagov_storage::RunContext) -> serde_json::Value {
 
 /// Refuses a topic no actor uses and the run does not hold, listing the
 /// run's topics with a "did you mean".
-fn check_topics(file: &Path, reader: &ChronicleReader, topics: &[String]) -> Result<()> {
+fn check_topics(file: &Path, reader: &RunReader, topics: &[String]) -> Result<()> {
     let unknown: Vec<&String> =
         topics.iter().filter(|t| !metagov_actors::messages::TOPICS.contains(&t.as_str())).collect();
     if unknown.is_empty() {
@@ -575,7 +644,7 @@ enum WindowAt {
 }
 
 /// The job's admitted windows in frame `k`: the (window, tick) of each.
-fn job_windows(reader: &ChronicleReader, frame: &metagov_storage::FrameInfo, job: &str) -> Result<Vec<(u64, u64)>> {
+fn job_windows(reader: &RunReader, frame: &metagov_storage::FrameInfo, job: &str) -> Result<Vec<(u64, u64)>> {
     use metagov_actors::messages::TELEMETRY_ACCEPTED;
     let mut windows = Vec::new();
     // Only the admitted packets are built: the rest of the frame (evidence,
@@ -604,7 +673,7 @@ fn job_windows(reader: &ChronicleReader, frame: &metagov_storage::FrameInfo, job
 /// Finds `job`'s admitted packet of `window` by interpolation over the
 /// frames (a job's admitted windows rise with the tick, at a rate that
 /// seldom changes much): a few frames are decoded, not the run.
-fn window_tick(file: &Path, reader: &ChronicleReader, job: &str, window: u64) -> Result<WindowAt> {
+fn window_tick(file: &Path, reader: &RunReader, job: &str, window: u64) -> Result<WindowAt> {
     let frames = reader.frames().with_context(|| format!("cannot read the index of {}", Escaped(file.display())))?;
     let Some(last) = frames.len().checked_sub(1) else { return Ok(WindowAt::Unknown) };
     // The frames lo..=hi may hold the window; (frame, its job windows' range) at each end.
@@ -904,7 +973,7 @@ fn flatten(prefix: &str, value: &Value, cell: &mut dyn FnMut(String, String)) {
     }
 }
 
-fn export_to(file: &Path, reader: &ChronicleReader, json: bool, out: &mut dyn Write) -> Result<Outcome> {
+fn export_to(file: &Path, reader: &RunReader, json: bool, out: &mut dyn Write) -> Result<Outcome> {
     if !json {
         writeln!(out, "kind,tick,seq,topic,from,to,cause,payload")?;
     }
@@ -924,7 +993,7 @@ fn export_to(file: &Path, reader: &ChronicleReader, json: bool, out: &mut dyn Wr
 /// damage, after the records before it): what every exporting command does.
 fn export_records(
     file: &Path,
-    reader: &ChronicleReader,
+    reader: &RunReader,
     mut write: impl FnMut(OwnedEntry) -> io::Result<()>,
 ) -> Result<Outcome> {
     let mut records = reader.records();

@@ -65,7 +65,8 @@ pub struct OutputFile {
 }
 
 impl OutputFile {
-    /// Starts writing `output` for a command that reads `input`. Refuses an
+    /// Starts writing `output` for a command that reads `input` (a file, or
+    /// a run directory: each of its segments). Refuses an
     /// output that is the input (the same device and inode, after resolving
     /// links: also through a symlink or a hard link) and an output that
     /// exists but is not a regular file. A symlink is written through: its
@@ -83,14 +84,22 @@ impl OutputFile {
                 "refusing to write to {}: it exists and is not a regular file",
                 Escaped(output.display())
             );
-            let input_meta =
-                fs::metadata(input).with_context(|| format!("cannot read {}", Escaped(input.display())))?;
-            anyhow::ensure!(
-                !same_file(&input_meta, &meta, input, &target),
-                "refusing to write to {}: it is the input {} (the same file); choose another output",
-                Escaped(output.display()),
-                Escaped(input.display())
-            );
+            // A run directory's input is each of its segment files.
+            let inputs = if input.is_dir() {
+                metagov_storage::segment_files(input).unwrap_or_default()
+            } else {
+                vec![input.to_path_buf()]
+            };
+            for input in &inputs {
+                let input_meta =
+                    fs::metadata(input).with_context(|| format!("cannot read {}", Escaped(input.display())))?;
+                anyhow::ensure!(
+                    !same_file(&input_meta, &meta, input, &target),
+                    "refusing to write to {}: it is the input {} (the same file); choose another output",
+                    Escaped(output.display()),
+                    Escaped(input.display())
+                );
+            }
         }
         let dir = match target.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),

@@ -19,16 +19,16 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use metagov_actors::explain::{Cause, Explainer, KnobChange};
 use metagov_actors::messages::{
     aggregate_from_value, prior_from_value, CROSS_AGGREGATE, META_REWARD, PRIOR_UPDATED, RESOURCE_HINT,
     TELEMETRY_REJECTED,
 };
 use metagov_bus::{OwnedEntry, Value};
-use metagov_storage::{verify_file, ChronicleReader};
+use metagov_storage::RunReader;
 
-use super::{export_records, open, recorded_config, Escaped, Outcome, OutputFile};
+use super::{export_records, open, recorded_config, verify_path, Escaped, Outcome, OutputFile};
 
 /// Most points drawn for one line; longer series are thinned evenly.
 pub const POINTS_MAX: usize = 2000;
@@ -241,7 +241,7 @@ struct RunSeries {
 
 /// Reads the series of the run in `reader` (recorded under `config`), with
 /// the file's verdict.
-fn read_run(file: &Path, reader: &ChronicleReader, config: &metagov_config::Config) -> Result<(RunSeries, Outcome)> {
+fn read_run(file: &Path, reader: &RunReader, config: &metagov_config::Config) -> Result<(RunSeries, Outcome)> {
     let mut explainer = Explainer::new(config);
     let mut run = RunSeries::default();
     let RunSeries { jobs, rejections, priors, weights, drops, last_aggregate, decisions } = &mut run;
@@ -313,7 +313,7 @@ struct Against {
 /// Reads `path` (a run of the same telemetry, e.g. from `replay --simulate`)
 /// and diffs its decisions with `ours`, as `metagov diff` does.
 fn read_against(ours: &metagov_actors::explain::Decisions, path: &Path) -> Result<Against> {
-    let path = super::run::chronicle_in(path.to_path_buf());
+    let path = path.to_path_buf();
     let reader = open(&path)?;
     let config = recorded_config(&path, &reader)?;
     let (series, outcome) = read_run(&path, &reader, &config)?;
@@ -336,7 +336,7 @@ fn read_against(ours: &metagov_actors::explain::Decisions, path: &Path) -> Resul
 /// `metagov report`: checks `file`, reads it once (and `against`, another
 /// run of the same telemetry, when given) and writes the page to `output`.
 pub fn report(file: &Path, against: Option<&Path>, output: &Path, out: &mut dyn Write) -> Result<Outcome> {
-    let integrity = verify_file(file).with_context(|| format!("cannot verify {}", Escaped(file.display())))?;
+    let integrity = verify_path(file)?.total;
     let reader = open(file)?;
     let config = recorded_config(file, &reader)?;
     let initial = config.initial_knobs();

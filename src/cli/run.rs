@@ -54,6 +54,13 @@ pub struct RunArgs {
     /// JSON-lines TCP connections served at once at most.
     #[arg(long, default_value_t = 64)]
     pub connections_max: usize,
+    /// Once the current chronicle segment holds this many bytes, it is
+    /// sealed and the run goes on in the next (run.0001.cmeta, …), each
+    /// chained to the one before; every chronicle command reads the run
+    /// directory as one run.
+    #[arg(long, value_name = "BYTES", default_value_t = metagov_live::core::SEGMENT_BYTES_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(metagov_live::core::SEGMENT_BYTES_MIN..))]
+    pub segment_bytes: u64,
 }
 
 /// `--durability`.
@@ -103,7 +110,13 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<Outcome> {
     );
     metagov_bus::log::install_with(human);
     let options = LiveOptions {
-        core: CoreOptions { dir: dir.clone(), config, config_given: args.config.is_some(), durability },
+        core: CoreOptions {
+            dir: dir.clone(),
+            config,
+            config_given: args.config.is_some(),
+            durability,
+            segment_bytes_max: args.segment_bytes,
+        },
         listen: args.listen,
         tcp: args.tcp,
         stdin: args.stdin,
@@ -122,24 +135,28 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<Outcome> {
     })?;
     // Standard output may carry JSON lines (--stdin): the last words go to
     // standard error.
+    let segments = if report.segments == 1 { "1 segment".to_string() } else { format!("{} segments", report.segments) };
     eprintln!(
-        "metagov run: stopped after tick {} ({} resumed); chronicle sealed: {}",
+        "metagov run: stopped after tick {} ({} resumed); chronicle sealed: {} ({segments})",
         report.ticks,
         report.resumed_packets,
-        report.chronicle.display()
+        report.dir.display()
     );
-    eprintln!("replay it:   metagov replay {} --verify", report.chronicle.display());
+    eprintln!("replay it:   metagov replay {} --verify", report.dir.display());
     out.flush()?;
     Ok(Outcome::Success)
 }
 
-/// A chronicle argument: a file, or a run directory holding `run.cmeta`.
-pub fn chronicle_in(path: PathBuf) -> PathBuf {
-    if path.is_dir() {
-        path.join(metagov_live::core::CHRONICLE_FILE)
-    } else {
-        path
+/// The one chronicle file a command that works on a file (`sign`) takes:
+/// the file given, or a run directory's last segment (whose chain head
+/// covers every segment before it).
+pub fn last_segment(path: PathBuf) -> Result<PathBuf> {
+    if !path.is_dir() {
+        return Ok(path);
     }
+    let segments = metagov_storage::segment_files(&path)?;
+    // Invariant: `segment_files` refuses a directory without `run.cmeta`.
+    Ok(segments.last().expect("a run directory has a first segment").clone())
 }
 
 /// `metagov simulate --telemetry FILE`: a recorded JSON-lines packet stream
@@ -154,7 +171,7 @@ pub fn simulate_telemetry(file: &Path, config: Config, out_dir: &Path, out: &mut
     anyhow::ensure!(kind.is_file(), "{} is not a regular file (a telemetry file must be one)", file.display());
     let input = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
     std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let chronicle = out_dir.join(metagov_live::core::CHRONICLE_FILE);
+    let chronicle = out_dir.join(metagov_storage::FIRST_SEGMENT_FILE);
     anyhow::ensure!(
         !chronicle.exists(),
         "{} holds a run already: choose another --out (or carry it on with `metagov run --out {}`)",
@@ -163,12 +180,10 @@ pub fn simulate_telemetry(file: &Path, config: Config, out_dir: &Path, out: &mut
     );
     let actors = ACTOR_NAMES.iter().map(|a| a.to_string()).collect();
     let context = init_session(config.run.seed, &config.canonical_toml(), actors);
-    let writer = metagov_storage::ChronicleWriter::create(
-        &chronicle,
-        &context,
-        metagov_storage::WriterOptions::from(&config.chronicle),
-    )
-    .with_context(|| format!("cannot create {}", chronicle.display()))?;
+    // Written as a live run's first segment, so `metagov run` can carry it on.
+    let writer =
+        metagov_storage::ChronicleWriter::create(&chronicle, &context, metagov_live::core::writer_options(&config))
+            .with_context(|| format!("cannot create {}", chronicle.display()))?;
     let mut supervisor = metagov_live::Supervisor::new(&config, writer)?;
     let log_path = out_dir.join(metagov_live::core::LOG_FILE);
     let log_file = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;

@@ -73,8 +73,16 @@ pub enum ChronicleError {
         /// What it is instead ("a FIFO", "a directory", …).
         kind: &'static str,
     },
+    /// A directory that does not hold the segments of one run.
+    #[error("`{}` is not a run directory: {reason}", path.display())]
+    NotARun {
+        /// The directory.
+        path: PathBuf,
+        /// Why not.
+        reason: String,
+    },
     /// The file is a chronicle of a version this build does not read.
-    #[error("`{}` is chronicle format version {version}; this build reads version {VERSION}", path.display())]
+    #[error("`{}` is chronicle format version {version}; this build reads versions 1 to {VERSION}", path.display())]
     UnsupportedVersion {
         /// The file.
         path: PathBuf,

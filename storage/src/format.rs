@@ -19,7 +19,7 @@ use crate::context::{Arch, Environment, Os, RunContext};
 pub const MAGIC: u32 = 0x0C0D_A55E;
 /// The format version this crate writes. It reads every version from 1 to
 /// this one.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// Size of the preamble.
 pub const PREAMBLE_BYTES: u64 = 20;
 /// Size of a frame header.
@@ -294,9 +294,36 @@ impl Preamble {
     }
 }
 
+/// Where a chronicle file stands in its run: a run is one file, or a
+/// sequence of segment files each chained to the one before (a resumed or
+/// rotated live run). Stored at the end of a version-3 header body; a file
+/// of an earlier version is always a run's first segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentLink {
+    /// 0 for a run's first file, `k` for its `k`-th continuation.
+    pub index: u32,
+    /// For a continuation, the chain of the last whole frame of segment
+    /// `index − 1` (its header's anchor when it has no frame): the new
+    /// segment's anchor covers it, so the chain runs on across files.
+    /// All zeros, and not stored, for a first segment.
+    pub previous_chain: Chain,
+}
+
+impl SegmentLink {
+    /// A run's first (or only) file.
+    pub const FIRST: SegmentLink = SegmentLink { index: 0, previous_chain: [0; 32] };
+
+    /// Segment `index` (at least 1), continuing a segment whose last chain is
+    /// `previous_chain`.
+    pub fn after(index: u32, previous_chain: Chain) -> SegmentLink {
+        assert!(index > 0, "a continuation segment has an index of at least 1");
+        SegmentLink { index, previous_chain }
+    }
+}
+
 /// The whole file header: preamble, header body and header CRC. Errors when
 /// the body would exceed [`HEADER_BYTES_MAX`].
-pub fn encode_header(context: &RunContext) -> Result<Vec<u8>, String> {
+pub fn encode_header(context: &RunContext, segment: &SegmentLink) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     put_str(&mut body, &context.run_id);
     put_str(&mut body, &context.config_sha256);
@@ -309,6 +336,10 @@ pub fn encode_header(context: &RunContext) -> Result<Vec<u8>, String> {
         put_str(&mut body, actor);
     }
     put_str(&mut body, &context.producer);
+    put_uvarint(&mut body, u64::from(segment.index));
+    if segment.index > 0 {
+        body.extend_from_slice(&segment.previous_chain);
+    }
     let header_len = u32::try_from(body.len()).ok().filter(|&n| n <= HEADER_BYTES_MAX).ok_or_else(|| {
         format!("the run context needs {} header bytes, more than header_bytes_max {HEADER_BYTES_MAX}", body.len())
     })?;
@@ -319,9 +350,9 @@ pub fn encode_header(context: &RunContext) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Decodes a header body whose CRC has been checked. It must be consumed
-/// exactly; the config hash is checked by the caller.
-pub fn decode_header_body(body: &[u8]) -> Result<RunContext, DecodeError> {
+/// Decodes a header body of format `version` whose CRC has been checked. It
+/// must be consumed exactly; the config hash is checked by the caller.
+pub fn decode_header_body(body: &[u8], version: u16) -> Result<(RunContext, SegmentLink), DecodeError> {
     let mut c = Cursor::new(body);
     let run_id = c.str()?.to_string();
     let config_sha256 = c.str()?.to_string();
@@ -336,10 +367,29 @@ pub fn decode_header_body(body: &[u8]) -> Result<RunContext, DecodeError> {
     }
     let actors = (0..count).map(|_| c.str().map(str::to_string)).collect::<Result<Vec<_>, _>>()?;
     let producer = c.str()?.to_string();
+    let segment = if version >= 3 {
+        let at = c.pos();
+        let index = c.uvarint()?;
+        let index = u32::try_from(index)
+            .map_err(|_| DecodeError { offset: at as u64, reason: format!("segment {index} exceeds 2^32 − 1") })?;
+        let previous_chain = if index > 0 { c.array()? } else { [0; 32] };
+        SegmentLink { index, previous_chain }
+    } else {
+        SegmentLink::FIRST
+    };
     if c.remaining() != 0 {
         return Err(c.error(format!("{} bytes after the last header field", c.remaining())));
     }
-    Ok(RunContext { run_id, config_sha256, config_text, environment: Environment { os, arch }, seed, actors, producer })
+    let context = RunContext {
+        run_id,
+        config_sha256,
+        config_text,
+        environment: Environment { os, arch },
+        seed,
+        actors,
+        producer,
+    };
+    Ok((context, segment))
 }
 
 /// SHA-256 of `bytes`: the chain of "frame −1" when `bytes` is the preamble,

@@ -23,6 +23,7 @@ pub mod packing;
 mod priors;
 mod reader;
 mod replay;
+mod run;
 mod writer;
 
 pub use chronicle::{replay_cycle, Chronicle, ReplayState};
@@ -32,10 +33,13 @@ pub use context::{
     RunContext, PRODUCER,
 };
 pub use error::{ChronicleError, Location};
-pub use format::{crc64, FrameInfo};
+pub use format::{crc64, FrameInfo, SegmentLink};
 pub use priors::{PriorStore, PriorStoreError, PRIOR_FILE_BYTES_MAX};
-pub use reader::{verify_file, ChronicleReader, IntegrityReport, IntegrityStatus, Records, Tail};
+pub use reader::{verify_file, ChronicleReader, IntegrityReport, IntegrityStatus, Records, Span, Tail};
 pub use replay::{
     verify_replay, verify_replay_file, verify_replay_observed, ComparingJournal, Divergence, ReplayError, ReplayReport,
+};
+pub use run::{
+    segment_file_name, segment_files, verify_run, RunIntegrity, RunReader, RunRecords, FIRST_SEGMENT_FILE, SEGMENTS_MAX,
 };
 pub use writer::{ChronicleWriter, SetLen, WriterOptions};

@@ -27,10 +27,19 @@ use crate::context::{config_run_seed, run_id_for, sha256_hex, RunContext};
 use crate::error::{ChronicleError, Location};
 use crate::format::{
     chain_anchor, crc64, decode_header_body, decode_index, hex, index_count, Chain, Cursor, Footer, FrameHeader,
-    FrameInfo, Preamble, PreambleError, FOOTER_BYTES, FRAME_HEADER_BYTES, FRAME_MAGIC, INDEX_ENTRY_BYTES,
+    FrameInfo, Preamble, PreambleError, SegmentLink, FOOTER_BYTES, FRAME_HEADER_BYTES, FRAME_MAGIC, INDEX_ENTRY_BYTES,
     INDEX_FIXED_BYTES, INDEX_MAGIC, MAGIC, PREAMBLE_BYTES,
 };
 use crate::packing::unpack;
+
+/// The `(tick, seq)` of a file's first record and of its last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// The first record's position.
+    pub first: (u64, u64),
+    /// The last record's position.
+    pub last: (u64, u64),
+}
 
 /// How a chronicle ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -202,6 +211,8 @@ struct Header {
     frames_start: u64,
     /// The chain of "frame −1".
     anchor: Chain,
+    /// Where the file stands in its run.
+    segment: SegmentLink,
 }
 
 fn read_header(src: &Source) -> Result<Header, ChronicleError> {
@@ -238,7 +249,7 @@ fn read_header(src: &Source) -> Result<Header, ChronicleError> {
     if crc64(body) != crc {
         return Err(corrupt("header CRC mismatch".into()));
     }
-    let context = decode_header_body(body).map_err(|e| corrupt(format!("header body {e}")))?;
+    let (context, segment) = decode_header_body(body, version).map_err(|e| corrupt(format!("header body {e}")))?;
     let actual = sha256_hex(context.config_text.as_bytes());
     if context.config_sha256 != actual {
         return Err(corrupt(format!(
@@ -247,7 +258,7 @@ fn read_header(src: &Source) -> Result<Header, ChronicleError> {
         )));
     }
     check_context(&context).map_err(corrupt)?;
-    Ok(Header { version, context, frames_start, anchor: chain_anchor(&bytes) })
+    Ok(Header { version, context, frames_start, anchor: chain_anchor(&bytes), segment })
 }
 
 /// The header's fields that are also stated elsewhere must agree: the run id
@@ -528,6 +539,10 @@ pub struct ChronicleReader {
     layout: Layout,
     /// Where a valid footer puts the index block (the end of the frames).
     index_at: Option<u64>,
+    /// The chain of the last whole frame as opening found it: the footer's
+    /// chain head on a sealed file (checked against the frames by a full
+    /// walk), the walked chain otherwise.
+    chain_head: Chain,
     /// The chain as range queries have checked it, every
     /// [`CHAIN_CHECKPOINT_FRAMES`] frames: entry `i` is the chain and last
     /// position before frame `i × CHAIN_CHECKPOINT_FRAMES` (entry 0, the run
@@ -557,6 +572,7 @@ impl ChronicleReader {
                     record_count: footer.record_count,
                     layout: Layout::Sealed { index_offset: footer.index_offset },
                     index_at: Some(footer.index_offset),
+                    chain_head: footer.chain_head,
                     checked_chain: Mutex::new(vec![(header.anchor, None)]),
                     src,
                     header,
@@ -579,6 +595,7 @@ impl ChronicleReader {
             record_count: w.records,
             layout: Layout::Walked(w.frames),
             index_at,
+            chain_head: w.chain,
             checked_chain: Mutex::new(vec![(header.anchor, None)]),
             src,
             header,
@@ -604,6 +621,27 @@ impl ChronicleReader {
     /// How the file ends.
     pub fn tail(&self) -> &Tail {
         &self.tail
+    }
+
+    /// Where the file stands in its run (a version 1 or 2 file is always a
+    /// first segment).
+    pub fn segment(&self) -> &SegmentLink {
+        &self.header.segment
+    }
+
+    /// The chain of the last whole frame (the header's anchor when there is
+    /// none), as opening the file found it: what the next segment of the
+    /// run links to.
+    pub fn chain_head(&self) -> Chain {
+        self.chain_head
+    }
+
+    /// Where the first record and the last are, from the first and last
+    /// whole frames' index entries; `None` without a frame.
+    pub fn span(&self) -> Result<Option<Span>, ChronicleError> {
+        let Some(last) = self.frame_count.checked_sub(1) else { return Ok(None) };
+        let (first, last) = (self.frame_info(0)?, self.frame_info(last)?);
+        Ok(Some(Span { first: (first.first_tick, first.first_seq), last: (last.last_tick, last.last_seq) }))
     }
 
     /// Whole frames in the file.

@@ -12,7 +12,8 @@ use std::path::Path;
 use metagov_bus::{Bus, BusError, Egress, Entry, FieldDiff, Journal, JournalError, OwnedEntry, Value, INGRESS};
 
 use crate::context::RunContext;
-use crate::reader::{ChronicleReader, IntegrityStatus, Records};
+use crate::reader::IntegrityStatus;
+use crate::run::{RunReader, RunRecords};
 use crate::ChronicleError;
 
 /// The first place where a replay and its recording part ways.
@@ -90,7 +91,7 @@ pub enum ReplayError {
 /// A journal that, instead of writing, checks each entry against the next
 /// recorded one and refuses the first that differs.
 pub struct ComparingJournal<'r> {
-    records: Records<'r>,
+    records: RunRecords<'r>,
     /// The next recorded entry, once peeked (`Some(None)`: the end).
     peeked: Option<Option<Result<OwnedEntry, ChronicleError>>>,
     compared: u64,
@@ -111,7 +112,7 @@ fn divergence(expected: Option<OwnedEntry>, actual: Option<OwnedEntry>) -> Diver
 }
 
 impl<'r> ComparingJournal<'r> {
-    fn new(records: Records<'r>, version: u16) -> Self {
+    fn new(records: RunRecords<'r>, version: u16) -> Self {
         ComparingJournal {
             records,
             peeked: None,
@@ -199,13 +200,14 @@ impl Journal for ComparingJournal<'_> {
     }
 }
 
-/// Replays the chronicle at `path` on the bus that `build` makes from its
-/// recorded context, and compares every entry.
+/// Replays the run `reader` holds (one chronicle, or a run directory's
+/// segments in order) on the bus that `build` makes from its recorded
+/// context, and compares every entry.
 ///
 /// `build` gets the recorded [`RunContext`] (seed, canonical config text,
 /// actor names) and the comparing journal, and returns the bus with the same
 /// actor set. Returns what was compared, or the first divergence.
-pub fn verify_replay<'r, B>(reader: &'r ChronicleReader, build: B) -> Result<ReplayReport, ReplayError>
+pub fn verify_replay<'r, B>(reader: &'r RunReader, build: B) -> Result<ReplayReport, ReplayError>
 where
     B: FnOnce(&RunContext, ComparingJournal<'r>) -> Result<Bus<ComparingJournal<'r>>, String>,
 {
@@ -217,13 +219,20 @@ where
 /// of a sealed recording, that is every publish the run handed out, as
 /// recorded.
 pub fn verify_replay_observed<'r, B>(
-    reader: &'r ChronicleReader,
+    reader: &'r RunReader,
     build: B,
     mut observe: impl FnMut(&[Egress]),
 ) -> Result<ReplayReport, ReplayError>
 where
     B: FnOnce(&RunContext, ComparingJournal<'r>) -> Result<Bus<ComparingJournal<'r>>, String>,
 {
+    let first = reader.segments()[0].segment().index;
+    if first != 0 {
+        return Err(ReplayError::Build(format!(
+            "`{}` is segment {first} of a run, not its start: replay the run directory that holds it",
+            reader.path().display()
+        )));
+    }
     let journal = ComparingJournal::new(reader.records(), reader.version());
     let mut bus = build(reader.context(), journal).map_err(ReplayError::Build)?;
     let recorded_actors = &reader.context().actors;
@@ -299,11 +308,12 @@ fn at_damage(journal: &ComparingJournal<'_>, ingress: u64, e: ChronicleError) ->
     }
 }
 
-/// Opens `path` and runs [`verify_replay`] on it.
+/// Opens `path` (a chronicle file or a run directory) and runs
+/// [`verify_replay`] on it.
 pub fn verify_replay_file<B>(path: &Path, build: B) -> Result<ReplayReport, ReplayError>
 where
     B: for<'r> FnOnce(&RunContext, ComparingJournal<'r>) -> Result<Bus<ComparingJournal<'r>>, String>,
 {
-    let reader = ChronicleReader::open(path)?;
+    let reader = RunReader::open(path)?;
     verify_replay(&reader, build)
 }

@@ -21,7 +21,7 @@ use crate::codec::{position, EncodeError, FrameEncoder, JournalOrder};
 use crate::context::{sha256_hex, RunContext};
 use crate::error::ChronicleError;
 use crate::format::{
-    chain_anchor, chain_link, crc64, encode_header, encode_index, Chain, Footer, FrameHeader, FrameInfo,
+    chain_anchor, chain_link, crc64, encode_header, encode_index, Chain, Footer, FrameHeader, FrameInfo, SegmentLink,
     PAYLOAD_BYTES_MAX,
 };
 use crate::packing::{Packer, ZSTD_LEVEL_DEFAULT};
@@ -37,6 +37,12 @@ pub struct WriterOptions {
     /// The zstd level frames are packed with when that makes them smaller
     /// (`None`: every frame is stored plain).
     pub zstd_level: Option<i32>,
+    /// Close a frame that reached a limit only before the record that opens
+    /// the next tick, so every frame ends with a whole tick (it may exceed
+    /// the limits by one tick's records; only a tick larger than the format's
+    /// 64 MiB payload limit is still split). A live run writes this way, so
+    /// a kill between two frame writes never leaves half a tick behind.
+    pub tick_aligned: bool,
 }
 
 impl From<&metagov_config::ChronicleConfig> for WriterOptions {
@@ -52,9 +58,14 @@ impl From<&metagov_config::ChronicleConfig> for WriterOptions {
 
 impl Default for WriterOptions {
     /// 4096 records or 1 MiB, whichever comes first, packed with zstd at
-    /// its default level.
+    /// its default level, closed wherever a limit is reached.
     fn default() -> Self {
-        WriterOptions { frame_records_max: 4096, frame_bytes_max: 1 << 20, zstd_level: Some(ZSTD_LEVEL_DEFAULT) }
+        WriterOptions {
+            frame_records_max: 4096,
+            frame_bytes_max: 1 << 20,
+            zstd_level: Some(ZSTD_LEVEL_DEFAULT),
+            tick_aligned: false,
+        }
     }
 }
 
@@ -145,17 +156,39 @@ impl ChronicleWriter<BufWriter<File>> {
             .create_new(true)
             .open(path)
             .map_err(|source| ChronicleError::Io { path: path.to_path_buf(), source })?;
-        Self::start(BufWriter::new(file), path.to_path_buf(), context, options)
+        Self::start(BufWriter::new(file), path.to_path_buf(), context, &SegmentLink::FIRST, options)
+    }
+
+    /// [`create`](Self::create) for segment `segment.index` of a run: a file
+    /// whose header links it to the chain of the segment before.
+    pub fn create_segment(
+        path: &Path,
+        context: &RunContext,
+        segment: &SegmentLink,
+        options: WriterOptions,
+    ) -> Result<Self, ChronicleError> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|source| ChronicleError::Io { path: path.to_path_buf(), source })?;
+        Self::start(BufWriter::new(file), path.to_path_buf(), context, segment, options)
     }
 }
 
 impl<W: Write> ChronicleWriter<W> {
     /// A writer on `out`; writes the preamble and header immediately.
     pub fn new(out: W, context: &RunContext, options: WriterOptions) -> Result<Self, ChronicleError> {
-        Self::start(out, PathBuf::from("<stream>"), context, options)
+        Self::start(out, PathBuf::from("<stream>"), context, &SegmentLink::FIRST, options)
     }
 
-    fn start(out: W, path: PathBuf, context: &RunContext, options: WriterOptions) -> Result<Self, ChronicleError> {
+    fn start(
+        out: W,
+        path: PathBuf,
+        context: &RunContext,
+        segment: &SegmentLink,
+        options: WriterOptions,
+    ) -> Result<Self, ChronicleError> {
         let invalid = |reason: String| ChronicleError::InvalidArgument { reason };
         if options.frame_records_max == 0 || options.frame_bytes_max == 0 || options.frame_bytes_max > PAYLOAD_BYTES_MAX
         {
@@ -170,7 +203,7 @@ impl<W: Write> ChronicleWriter<W> {
                 context.config_sha256
             )));
         }
-        let header = encode_header(context).map_err(invalid)?;
+        let header = encode_header(context, segment).map_err(invalid)?;
         let packer = Packer::new(options.zstd_level)
             .map_err(|e| invalid(format!("writer options {options:?}: zstd refused the level: {e}")))?;
         let mut writer = ChronicleWriter {
@@ -204,6 +237,13 @@ impl<W: Write> ChronicleWriter<W> {
             panic!("chronicle writer: journal order broken: {why}");
         }
         let unencodable = |e: EncodeError| ChronicleError::Unencodable { tick, seq, reason: e.to_string() };
+        if self.options.tick_aligned
+            && self.encoder.record_count() > 0
+            && tick > self.encoder.last().0
+            && self.frame_reached_limit()
+        {
+            self.write_frame()?;
+        }
         match self.encoder.push(entry) {
             Ok(()) => {}
             Err(EncodeError::FrameFull) => {
@@ -215,12 +255,17 @@ impl<W: Write> ChronicleWriter<W> {
         }
         self.order = order;
         self.records_written += 1;
-        if self.encoder.record_count() >= self.options.frame_records_max
-            || self.encoder.payload().len() as u64 >= u64::from(self.options.frame_bytes_max)
-        {
+        if !self.options.tick_aligned && self.frame_reached_limit() {
             self.write_frame()?;
         }
         Ok(())
+    }
+
+    /// The open frame holds `frame_records_max` records or
+    /// `frame_bytes_max` bytes.
+    fn frame_reached_limit(&self) -> bool {
+        self.encoder.record_count() >= self.options.frame_records_max
+            || self.encoder.payload().len() as u64 >= u64::from(self.options.frame_bytes_max)
     }
 
     /// Notes when the next ingress packet reached the shell (nanoseconds
@@ -282,6 +327,13 @@ impl<W: Write> ChronicleWriter<W> {
     /// Whole frames written so far.
     pub fn frames_written(&self) -> u64 {
         self.frames.len() as u64
+    }
+
+    /// The chain of the last whole frame written (the header's anchor
+    /// before the first): after [`flush`](Self::flush), what a next segment
+    /// of the run links to.
+    pub fn chain_head(&self) -> Chain {
+        self.chain
     }
 
     /// The output, to make what [`flush`](Self::flush) handed it durable

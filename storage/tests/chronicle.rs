@@ -176,6 +176,7 @@ mod seed_001 {
         frame_records_max: 7,
         frame_bytes_max: 1 << 20,
         zstd_level: Some(metagov_storage::packing::ZSTD_LEVEL_DEFAULT),
+        tick_aligned: false,
     };
 
     #[test]
@@ -1167,7 +1168,7 @@ mod readers {
                 ctx.run_id = "forged".into();
                 ctx.producer = format!("{}{}", ctx.producer, "x".repeat(36 - "forged".len()));
             }
-            let header = encode_header(&ctx).unwrap();
+            let header = encode_header(&ctx, &metagov_storage::SegmentLink::FIRST).unwrap();
             assert_eq!(header.len(), end);
             let mut bytes = good.clone();
             bytes[..end].copy_from_slice(&header);
@@ -1215,8 +1216,8 @@ mod golden {
 
     /// The worked example of docs/chronicle-format.md, byte for byte.
     const WORKED_EXAMPLE: &str = "
-5e a5 0d 0c 02 00 00 00 a5 00 00 00 9b 68 6a a7
-de 3b f2 84 24 62 30 30 30 35 66 66 38 2d 62 30
+5e a5 0d 0c 03 00 00 00 a6 00 00 00 bf d5 98 06
+93 30 7f 78 24 62 30 30 30 35 66 66 38 2d 62 30
 37 30 2d 38 35 63 34 2d 38 61 32 37 2d 32 65 33
 38 61 30 38 63 64 33 63 30 40 35 64 30 39 61 34
 36 37 64 38 36 65 31 36 38 65 31 65 61 33 36 35
@@ -1226,29 +1227,29 @@ de 3b f2 84 24 62 30 30 30 35 66 66 38 2d 62 30
 0a 73 65 65 64 20 3d 20 34 32 0a 05 6c 69 6e 75
 78 06 78 38 36 5f 36 34 2a 00 00 00 00 00 00 00
 01 09 76 61 6c 69 64 61 74 6f 72 0d 6d 65 74 61
-67 6f 76 20 30 2e 31 2e 30 30 58 8b 70 21 7b 18
-5c 63 6d 46 52 00 00 00 00 03 00 00 00 7e 00 00
-00 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00
-00 01 00 00 00 00 00 00 00 01 00 00 00 00 00 00
-00 bc ea 17 3c 5b dd 1f 65 62 88 ae 2d 1f 46 50
-c1 6f 31 73 53 ad eb 46 6d e4 a4 3c 4e 22 a2 95
-56 ad 8e 72 d6 48 df 3f eb 2c 46 28 34 84 1e 05
-b7 00 01 00 00 00 0d 74 65 6c 65 6d 65 74 72 79
-2e 72 61 77 01 07 69 6e 67 72 65 73 73 02 09 76
-61 6c 69 64 61 74 6f 72 00 00 07 02 03 03 6a 6f
-62 04 04 08 67 61 69 6e 5f 70 35 30 03 06 06 62
-65 72 74 2d 61 e0 a7 12 04 00 00 01 02 80 80 9c
-bb b9 dc 8f ed 31 01 00 01 06 12 74 65 6c 65 6d
-65 74 72 79 2e 61 63 63 65 70 74 65 64 02 07 0b
-69 6e 74 65 67 72 61 74 69 76 65 01 00 00 00 63
-6d 49 58 01 00 00 00 c1 00 00 00 00 00 00 00 01
-00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01
-00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 08
-62 ef 19 a3 84 5d 51 63 6d 46 54 01 00 00 00 03
-00 00 00 00 00 00 00 9f 01 00 00 00 00 00 00 62
-88 ae 2d 1f 46 50 c1 6f 31 73 53 ad eb 46 6d e4
-a4 3c 4e 22 a2 95 56 ad 8e 72 d6 48 df 3f eb 38
-b0 2a 17 6b 2a 4c 42
+67 6f 76 20 30 2e 31 2e 30 00 da 1e 42 b6 40 5a
+5d 99 63 6d 46 52 00 00 00 00 03 00 00 00 7e 00
+00 00 01 00 00 00 00 00 00 00 00 00 00 00 00 00
+00 00 01 00 00 00 00 00 00 00 01 00 00 00 00 00
+00 00 bc ea 17 3c 5b dd 1f 65 e7 d4 38 a2 7e 5c
+9c e4 0b 22 a8 a0 0d 00 3d 8c 27 94 5a 6b 3f 38
+b5 d3 f7 3d 4c 1a e3 83 28 2a 07 36 ce c3 9d de
+dc 4f 00 01 00 00 00 0d 74 65 6c 65 6d 65 74 72
+79 2e 72 61 77 01 07 69 6e 67 72 65 73 73 02 09
+76 61 6c 69 64 61 74 6f 72 00 00 07 02 03 03 6a
+6f 62 04 04 08 67 61 69 6e 5f 70 35 30 03 06 06
+62 65 72 74 2d 61 e0 a7 12 04 00 00 01 02 80 80
+9c bb b9 dc 8f ed 31 01 00 01 06 12 74 65 6c 65
+6d 65 74 72 79 2e 61 63 63 65 70 74 65 64 02 07
+0b 69 6e 74 65 67 72 61 74 69 76 65 01 00 00 00
+63 6d 49 58 01 00 00 00 c2 00 00 00 00 00 00 00
+01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
+01 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00
+f4 64 7a 5c 11 62 b8 eb 63 6d 46 54 01 00 00 00
+03 00 00 00 00 00 00 00 a0 01 00 00 00 00 00 00
+e7 d4 38 a2 7e 5c 9c e4 0b 22 a8 a0 0d 00 3d 8c
+27 94 5a 6b 3f 38 b5 d3 f7 3d 4c 1a e3 83 28 2a
+e9 01 09 70 89 66 af bd
 ";
 
     fn hex_dump(bytes: &[u8]) -> String {
@@ -1289,6 +1290,52 @@ b0 2a 17 6b 2a 4c 42
         chronicle.records = live_stream(120);
         let options = WriterOptions { frame_records_max: 64, frame_bytes_max: 4096, ..WriterOptions::default() };
         chronicle.save_chronicle(&path, options).unwrap();
+    }
+
+    /// Regenerates tests/data/golden-v3.cmeta, only when `METAGOV_BLESS=1`
+    /// and the file is missing: segment 1 of a run, continuing a first
+    /// segment of [`live_stream`]`(60)` cut after tick 60.
+    #[allow(clippy::disallowed_methods)] // A test switch, read outside any run.
+    fn bless_golden_v3_if_missing() {
+        let path = golden_path(3);
+        if std::env::var("METAGOV_BLESS").as_deref() != Ok("1") || path.exists() {
+            return;
+        }
+        let (_, rest) = golden_v3_parts();
+        let options = WriterOptions { frame_records_max: 64, frame_bytes_max: 4096, ..WriterOptions::default() };
+        let link = metagov_storage::SegmentLink::after(1, GOLDEN_V3_PREVIOUS_CHAIN);
+        let mut w = metagov_storage::ChronicleWriter::create_segment(&path, &context(), &link, options).unwrap();
+        for e in &rest {
+            w.append(metagov_storage::entry_ref(e)).unwrap();
+        }
+        w.seal().unwrap();
+    }
+
+    /// The records before golden-v3.cmeta and the records in it.
+    fn golden_v3_parts() -> (Vec<OwnedEntry>, Vec<OwnedEntry>) {
+        let entries = live_stream(60);
+        let cut = entries.iter().position(|e| crate::support::tick_of(e) > 60).unwrap();
+        (entries[..cut].to_vec(), entries[cut..].to_vec())
+    }
+
+    /// The chain golden-v3.cmeta links to (a made-up previous segment's).
+    const GOLDEN_V3_PREVIOUS_CHAIN: [u8; 32] = [0xab; 32];
+    const GOLDEN_V3_CHAIN_HEAD: &str = "d3c153445ee11be8d9ebfb4e4016a00afa183a9a07d7f33795ef67127a2cec45";
+
+    #[test]
+    fn golden_v3_file_still_reads() {
+        bless_golden_v3_if_missing();
+        let path = golden_path(3);
+        let report = verify_file(&path).unwrap();
+        assert_eq!(report.status, IntegrityStatus::Sealed);
+        assert_eq!(report.chain_head, GOLDEN_V3_CHAIN_HEAD);
+        let reader = ChronicleReader::open(&path).unwrap();
+        assert_eq!(reader.version(), 3);
+        assert_eq!(reader.context(), &context());
+        assert_eq!(*reader.segment(), metagov_storage::SegmentLink::after(1, GOLDEN_V3_PREVIOUS_CHAIN));
+        let records: Vec<OwnedEntry> = reader.records().collect::<Result<_, _>>().unwrap();
+        assert_eq!(records, golden_v3_parts().1, "the stream builder is the file's source");
+        assert_eq!(records[0].at(), (62, 0));
     }
 
     const GOLDEN_V1_CHAIN_HEAD: &str = "400540e51ebbd8f5f842f9efe30a6d85b7b4afcb69f63f061494c34ea1a3d2e7";
@@ -1338,5 +1385,171 @@ b0 2a 17 6b 2a 4c 42
         assert_eq!((accepted.tick, accepted.seq, accepted.cause, &*accepted.from), (2, 1, Some(0), "validator"));
         assert_eq!(records[1], OwnedEntry::Arrival { tick: 2, seq: 0, unix_nanos: 1_796_126_400_000_000_002 });
         assert_eq!(records, live_stream(120), "the stream builder is the file's source");
+    }
+}
+
+/// Runs of several segment files: a run directory read as one run, and each
+/// thing that binds its segments found broken.
+mod segments {
+    use std::path::Path;
+
+    use metagov_bus::OwnedEntry;
+    use metagov_storage::{
+        entry_ref, segment_file_name, verify_run, ChronicleError, ChronicleReader, ChronicleWriter, IntegrityStatus,
+        RunReader, SegmentLink, WriterOptions,
+    };
+
+    use crate::support::*;
+
+    const OPTIONS: WriterOptions = WriterOptions {
+        frame_records_max: 16,
+        frame_bytes_max: 1 << 20,
+        zstd_level: Some(metagov_storage::packing::ZSTD_LEVEL_DEFAULT),
+        tick_aligned: true,
+    };
+
+    /// Writes `entries` as segment `index` of a run in `dir`, linked to
+    /// `previous_chain`; sealed or left unsealed. Returns its chain head.
+    fn write_segment(dir: &Path, index: u32, previous_chain: [u8; 32], entries: &[OwnedEntry], seal: bool) -> [u8; 32] {
+        let link = if index == 0 { SegmentLink::FIRST } else { SegmentLink::after(index, previous_chain) };
+        let path = dir.join(segment_file_name(index));
+        let mut w = ChronicleWriter::create_segment(&path, &context(), &link, OPTIONS).unwrap();
+        for e in entries {
+            w.append(entry_ref(e)).unwrap();
+        }
+        w.flush().unwrap();
+        let head = w.chain_head();
+        if seal {
+            w.seal().unwrap();
+        }
+        head
+    }
+
+    /// A run of three segments over [`live_stream`]`(60)`, the first left
+    /// unsealed (a supervisor killed and resumed), the others sealed.
+    fn three_segments(dir: &Path) -> Vec<OwnedEntry> {
+        let entries = live_stream(60);
+        let cut = |tick: u64| entries.iter().position(|e| tick_of(e) > tick).unwrap();
+        let (a, b) = (cut(40), cut(90));
+        let head = write_segment(dir, 0, [0; 32], &entries[..a], false);
+        let head = write_segment(dir, 1, head, &entries[a..b], true);
+        write_segment(dir, 2, head, &entries[b..], true);
+        entries
+    }
+
+    #[test]
+    fn a_run_directory_reads_as_one_run_and_verifies_across_its_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = three_segments(dir.path());
+        let run = RunReader::open(dir.path()).unwrap();
+        assert_eq!(run.segments().len(), 3);
+        assert_eq!(run.segments()[2].segment().index, 2);
+        let mut records = run.records();
+        let read: Vec<OwnedEntry> = records.by_ref().collect::<Result<_, _>>().unwrap();
+        assert_eq!(read, entries, "the segments' records in order are the run's");
+        assert_eq!(records.status(), Some(&IntegrityStatus::Sealed));
+        assert_eq!(records.records_read(), entries.len() as u64);
+        assert_eq!(run.query_range(38, 44).unwrap(), in_range(&entries, 38, 44), "a range across a boundary");
+        assert_eq!(run.record_count(), entries.len() as u64);
+        let integrity = verify_run(dir.path()).unwrap();
+        assert_eq!(integrity.total.status, IntegrityStatus::Sealed);
+        assert_eq!(integrity.segments.len(), 3);
+        assert_eq!(integrity.segments[0].1.status, IntegrityStatus::Unsealed, "an earlier segment may be unsealed");
+        assert_eq!(integrity.total.records, entries.len() as u64);
+        // A continuation read alone is a chronicle of its own, later ticks.
+        let alone = ChronicleReader::open(dir.path().join("run.0001.cmeta")).unwrap();
+        assert_eq!(alone.version(), 3);
+        assert!(alone.records().next().unwrap().unwrap().at().0 > 40);
+    }
+
+    #[test]
+    fn a_segment_linked_to_another_chain_is_corruption_naming_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = live_stream(20);
+        let a = entries.iter().position(|e| tick_of(e) > 20).unwrap();
+        write_segment(dir.path(), 0, [0; 32], &entries[..a], true);
+        write_segment(dir.path(), 1, [7; 32], &entries[a..], true);
+        let err = RunReader::open(dir.path()).unwrap_err();
+        assert!(matches!(err, ChronicleError::Corrupt { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("run.0001.cmeta") && text.contains("links to chain 0707"), "{text}");
+        let integrity = verify_run(dir.path()).unwrap();
+        let IntegrityStatus::Corrupt { reason, .. } = &integrity.total.status else { panic!("{integrity:?}") };
+        assert!(reason.starts_with("in `run.0001.cmeta`: it links to chain"), "{reason}");
+        assert_eq!(integrity.segments[1].1.status, IntegrityStatus::Sealed, "each file alone is whole");
+    }
+
+    #[test]
+    fn a_gap_another_run_or_ticks_that_go_back_break_a_run_directory() {
+        // A gap in the numbering.
+        let dir = tempfile::tempdir().unwrap();
+        let entries = live_stream(20);
+        let a = entries.iter().position(|e| tick_of(e) > 20).unwrap();
+        let head = write_segment(dir.path(), 0, [0; 32], &entries[..a], true);
+        std::fs::create_dir(dir.path().join("x")).unwrap();
+        write_segment(&dir.path().join("x"), 1, head, &entries[a..], true);
+        std::fs::rename(dir.path().join("x/run.0001.cmeta"), dir.path().join("run.0002.cmeta")).unwrap();
+        let err = RunReader::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("segment `run.0001.cmeta` is missing"), "{err}");
+        assert!(matches!(verify_run(dir.path()), Err(ChronicleError::NotARun { .. })));
+        // No first segment.
+        let empty = tempfile::tempdir().unwrap();
+        let err = RunReader::open(empty.path()).unwrap_err();
+        assert!(err.to_string().contains("is not a run directory: it holds no `run.cmeta`"), "{err}");
+        // Ticks that go back: the continuation starts before the first ends.
+        let back = tempfile::tempdir().unwrap();
+        let head = write_segment(back.path(), 0, [0; 32], &entries[..a], true);
+        write_segment(back.path(), 1, head, &entries[..a], true);
+        let err = RunReader::open(back.path()).unwrap_err();
+        assert!(err.to_string().contains("it starts at (tick, seq) (2, 0), not after (20, 1)"), "{err}");
+        // A segment of another run.
+        let other = tempfile::tempdir().unwrap();
+        let head = write_segment(other.path(), 0, [0; 32], &entries[..a], true);
+        let mut context = context();
+        context.producer = "metagov 9.9.9".into();
+        let link = SegmentLink::after(1, head);
+        let path = other.path().join("run.0001.cmeta");
+        let mut w = ChronicleWriter::create_segment(&path, &context, &link, OPTIONS).unwrap();
+        w.append(entry_ref(&entries[a])).unwrap();
+        w.seal().unwrap();
+        let err = RunReader::open(other.path()).unwrap_err();
+        assert!(err.to_string().contains("its run context (run id"), "{err}");
+    }
+
+    #[test]
+    fn a_torn_earlier_segment_keeps_its_whole_frames_and_the_run_reads_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = live_stream(40);
+        let a = entries.iter().position(|e| tick_of(e) > 40).unwrap();
+        let head = write_segment(dir.path(), 0, [0; 32], &entries[..a], false);
+        // A frame cut short after the last whole one: a kill mid-write.
+        let first = dir.path().join("run.cmeta");
+        let mut bytes = std::fs::read(&first).unwrap();
+        bytes.extend_from_slice(b"cmFR\x99\x00");
+        std::fs::write(&first, &bytes).unwrap();
+        write_segment(dir.path(), 1, head, &entries[a..], true);
+        let run = RunReader::open(dir.path()).unwrap();
+        let read: Vec<OwnedEntry> = run.records().collect::<Result<_, _>>().unwrap();
+        assert_eq!(read, entries);
+        let integrity = verify_run(dir.path()).unwrap();
+        assert_eq!(integrity.total.status, IntegrityStatus::Sealed);
+        assert!(matches!(integrity.segments[0].1.status, IntegrityStatus::Torn { dropped_bytes: 6, .. }));
+    }
+
+    #[test]
+    fn tick_aligned_frames_end_with_whole_ticks() {
+        // Each tick of `live_stream` holds 3 or 5 records; frames of at most
+        // 4 records would split ticks, tick-aligned ones never do.
+        let entries = live_stream(30);
+        for (tick_aligned, splits) in [(false, true), (true, false)] {
+            let options = WriterOptions { frame_records_max: 4, tick_aligned, ..OPTIONS };
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("run.cmeta");
+            write_sealed(&path, &entries, options);
+            let frames = ChronicleReader::open(&path).unwrap().frames().unwrap();
+            let split = frames.windows(2).any(|w| w[0].last_tick == w[1].first_tick);
+            assert_eq!(split, splits, "tick_aligned {tick_aligned}: {frames:?}");
+            assert!(frames.len() > 5);
+        }
     }
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use metagov_config::Config;
 use metagov_sim::simulate::{self, NoProgress, RngTrace, Simulation};
-use metagov_storage::{verify_file, verify_replay_observed, ChronicleReader, IntegrityStatus, ReplayError};
+use metagov_storage::{verify_file, verify_replay_observed, IntegrityStatus, ReplayError, RunReader};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -300,7 +300,7 @@ pub fn run_seed(case: &TestCase, seed: u64, dir: &Path, hooks: Hooks) -> Result<
         let first = simulate_into("a").and_then(|report| {
             let mut record = Record::new(config.initial_knobs(), report.summary.training.clone());
             let mut shape = Ok(());
-            let replay = ChronicleReader::open(&report.chronicle).map_err(ReplayError::from).and_then(|reader| {
+            let replay = RunReader::open(&report.chronicle).map_err(ReplayError::from).and_then(|reader| {
                 verify_replay_observed(&reader, simulate::rebuild, |egress| {
                     if shape.is_ok() {
                         shape = record.observe(egress);

@@ -172,15 +172,14 @@ fn packet(job: &str, window: u64, gain: f64) -> String {
 
 /// `metagov replay FILE --verify` passes.
 fn replay_verifies(dir: &Path) {
-    let output = Command::new(BIN).args(["replay"]).arg(dir.join("run.cmeta")).arg("--verify").output().unwrap();
+    let output = Command::new(BIN).args(["replay"]).arg(dir).arg("--verify").output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success() && text.contains("replay matches"), "{text}");
 }
 
 /// The `(job, window)` of every telemetry packet recorded as ingress.
 fn recorded_windows(dir: &Path) -> std::collections::BTreeSet<(String, u64)> {
-    let output =
-        Command::new(BIN).args(["export"]).arg(dir.join("run.cmeta")).args(["--format", "json"]).output().unwrap();
+    let output = Command::new(BIN).args(["export"]).arg(dir).args(["--format", "json"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let mut windows = std::collections::BTreeSet::new();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
@@ -397,9 +396,13 @@ fn a_resumed_supervisor_decides_exactly_what_one_that_never_stopped_decides() {
     let server = Server::start(resumed.path(), &["--durability", "buffered"]);
     let mut broken = answers(&server, &lines[..split]);
     server.kill();
+    let first = std::fs::read(resumed.path().join("run.cmeta")).unwrap();
     let server = Server::start(resumed.path(), &["--durability", "buffered"]);
     broken.extend(answers(&server, &lines[split..]));
     server.stop();
+    // The resumed run went on in a new segment; the old file is as it was.
+    assert_eq!(std::fs::read(resumed.path().join("run.cmeta")).unwrap(), first, "run.cmeta is never rewritten");
+    assert_eq!(segment_names(resumed.path()), ["run.0001.cmeta", "run.cmeta"]);
     assert!(straight.iter().any(|a| a.contains("\"rules\":[{")), "the scenario makes rules fire");
     for (i, (a, b)) in straight.iter().zip(&broken).enumerate() {
         assert_eq!(a, b, "answer to packet {i} differs after the resume at packet {split}");
@@ -407,6 +410,63 @@ fn a_resumed_supervisor_decides_exactly_what_one_that_never_stopped_decides() {
     assert_eq!(straight.len(), broken.len());
     replay_verifies(whole.path());
     replay_verifies(resumed.path());
+}
+
+/// The chronicle segment files of a run directory, sorted by name.
+fn segment_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".cmeta"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_rotated_run_is_one_run_to_every_chronicle_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = scenario_lines(60);
+    let server = Server::start(dir.path(), &["--durability", "buffered", "--segment-bytes", "4096"]);
+    for line in &lines[..70] {
+        server.post(line.as_bytes());
+    }
+    server.kill();
+    let server = Server::start(dir.path(), &["--durability", "buffered", "--segment-bytes", "4096"]);
+    for line in &lines[70..] {
+        server.post(line.as_bytes());
+    }
+    let stderr = server.stop();
+    let names = segment_names(dir.path());
+    assert!(names.len() >= 4, "4 KiB segments rotate: {names:?}\n{stderr}");
+    assert!(stderr.contains(&format!("({} segments)", names.len())), "{stderr}");
+    let metagov = |args: &[&str]| {
+        let output = Command::new(BIN).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        (output.status.success(), text + &String::from_utf8_lossy(&output.stderr))
+    };
+    let run = dir.path().to_str().unwrap();
+    let (ok, text) = metagov(&["verify", run]);
+    assert!(ok && text.contains(&format!("{} segments, each linked", names.len())), "{text}");
+    let (ok, text) = metagov(&["verify", run, "--json"]);
+    let report: Json = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert!(ok && report["status"] == "sealed", "{text}");
+    assert_eq!(report["segments"].as_array().unwrap().len(), names.len());
+    let (ok, text) = metagov(&["inspect", run]);
+    assert!(ok && text.contains(&format!("segments     {}", names.len())), "{text}");
+    // Every packet, across every segment, exactly once and in tick order.
+    let recorded = recorded_windows(dir.path());
+    assert_eq!(recorded.len(), lines.len(), "every packet is in the run");
+    let (ok, all) = metagov(&["query", run, "--from", "0", "--to", "1000000", "--json"]);
+    let (_, exported) = metagov(&["export", run, "--format", "json"]);
+    assert!(ok && all.lines().count() == exported.lines().count() && all.lines().count() > 500, "{all}");
+    replay_verifies(dir.path());
+    // A missing middle segment breaks the run, and every reader says where.
+    std::fs::remove_file(dir.path().join("run.0002.cmeta")).unwrap();
+    let (ok, text) = metagov(&["verify", run]);
+    assert!(!ok && text.contains("segment `run.0002.cmeta` is missing"), "{text}");
+    let (ok, text) = metagov(&["replay", run, "--verify"]);
+    assert!(!ok && text.contains("run.0002.cmeta"), "{text}");
 }
 
 /// Reads server-sent events from `addr` until `count` events arrived.
