@@ -39,8 +39,11 @@ pub const LOG_FILE: &str = "run.log";
 /// before it replaces the old one, so a failed start leaves the old log.
 const LOG_REWRITE_SUFFIX: &str = ".resume";
 /// The size at which a live run's segment is sealed and the next begun,
-/// unless told otherwise: 1 GiB.
-pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
+/// unless told otherwise: 64 MiB. The writer keeps each frame's 48-byte
+/// index entry in memory until the seal, and a lightly loaded supervisor
+/// writes one small frame per packet (under 1 KiB), so this bounds that
+/// memory to a few MiB and the seal to one short write.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
 /// The smallest segment size accepted (a segment holds its header and at
 /// least one frame whatever the limit, so a smaller one only multiplies
 /// files).

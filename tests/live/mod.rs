@@ -469,6 +469,35 @@ fn a_rotated_run_is_one_run_to_every_chronicle_command() {
     assert!(!ok && text.contains("run.0002.cmeta"), "{text}");
 }
 
+#[test]
+fn a_segment_without_a_record_is_replaced_on_resume_not_continued() {
+    let dir = tempfile::tempdir().unwrap();
+    // A supervisor stopped before its first packet leaves a sealed segment
+    // with no frame: the next start replaces it instead of chaining to it.
+    Server::start(dir.path(), &["--durability", "buffered"]).stop();
+    let server = Server::start(dir.path(), &["--durability", "buffered"]);
+    for window in 1..=5 {
+        server.post(packet("bert-a", window, 0.1).as_bytes());
+    }
+    server.kill();
+    assert_eq!(segment_names(dir.path()), ["run.cmeta"]);
+    // A continuation torn inside its header (killed while creating it)
+    // holds no record either.
+    let server = Server::start(dir.path(), &["--durability", "buffered"]);
+    server.kill();
+    let continuation = dir.path().join("run.0001.cmeta");
+    let header = std::fs::read(&continuation).unwrap();
+    std::fs::write(&continuation, &header[..header.len() / 2]).unwrap();
+    let server = Server::start(dir.path(), &["--durability", "buffered"]);
+    let answer = server.post_json(packet("bert-a", 6, 0.1).as_bytes());
+    assert_eq!(answer["status"], "accepted", "{answer}");
+    let stderr = server.stop();
+    assert!(stderr.contains("removing a segment that holds no record"), "{stderr}");
+    assert_eq!(segment_names(dir.path()), ["run.0001.cmeta", "run.cmeta"]);
+    assert_eq!(recorded_windows(dir.path()).len(), 6, "every packet, none lost");
+    replay_verifies(dir.path());
+}
+
 /// Reads server-sent events from `addr` until `count` events arrived.
 fn read_events(addr: SocketAddr, last_id: Option<&str>, count: usize) -> Vec<(String, String)> {
     let mut stream = TcpStream::connect(addr).unwrap();
