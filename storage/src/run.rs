@@ -164,16 +164,6 @@ impl RunReader {
         RunRecords { run: self, at: 0, current: self.segments[0].records(), before: (0, 0), status: None }
     }
 
-    /// [`ChronicleReader::query_range`] over the run.
-    pub fn query_range(&self, start_tick: u64, end_tick: u64) -> Result<Vec<OwnedEntry>, ChronicleError> {
-        let mut out = Vec::new();
-        self.visit_range(start_tick, end_tick, |entry| {
-            out.push(entry);
-            Ok::<(), ChronicleError>(())
-        })?;
-        Ok(out)
-    }
-
     /// [`ChronicleReader::visit_range`] over the run.
     pub fn visit_range<E: From<ChronicleError>>(
         &self,
