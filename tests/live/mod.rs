@@ -461,6 +461,17 @@ fn a_rotated_run_is_one_run_to_every_chronicle_command() {
     let (_, exported) = metagov(&["export", run, "--format", "json"]);
     assert!(ok && all.lines().count() == exported.lines().count() && all.lines().count() > 500, "{all}");
     replay_verifies(dir.path());
+    // Signing a run directory signs its last segment, whose chain head
+    // covers the rest; verify checks it across the run.
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("k");
+    let (ok, text) = metagov(&["keygen", "-o", key.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let (ok, text) = metagov(&["sign", run, "--key", key.to_str().unwrap()]);
+    assert!(ok && dir.path().join(format!("run.{:04}.cmeta.sig", names.len() - 1)).exists(), "{text}");
+    let public = format!("{}.pub", key.display());
+    let (ok, text) = metagov(&["verify", run, "--pubkey", &public]);
+    assert!(ok, "{text}");
     // A missing middle segment breaks the run, and every reader says where.
     std::fs::remove_file(dir.path().join("run.0002.cmeta")).unwrap();
     let (ok, text) = metagov(&["verify", run]);
