@@ -108,8 +108,8 @@ pub struct CoreOptions {
     pub config_given: bool,
     /// Durability of acknowledgements.
     pub durability: Durability,
-    /// Once a segment holds this many bytes (after a commit), it is sealed
-    /// and the run goes on in the next ([`SEGMENT_BYTES_MIN`] at least).
+    /// Once a segment holds this many bytes, it is sealed before the next
+    /// batch and the run goes on in the next ([`SEGMENT_BYTES_MIN`] at least).
     pub segment_bytes_max: u64,
 }
 
@@ -184,12 +184,7 @@ fn open(options: &CoreOptions, board: &Board) -> Result<(Supervisor<SegmentJourn
     if !dir.join(FIRST_SEGMENT_FILE).exists() {
         let actors = ACTOR_NAMES.iter().map(|a| a.to_string()).collect();
         let context = init_session(options.config.run.seed, &options.config.canonical_toml(), actors);
-        let place = SegmentPlace {
-            dir: dir.clone(),
-            context,
-            options: writer_options(&options.config),
-            bytes_max: options.segment_bytes_max,
-        };
+        let place = SegmentPlace::new(options, context, &options.config);
         let journal = SegmentJournal::create(place, &SegmentLink::FIRST, (0, 0))?;
         let supervisor = Supervisor::new(&options.config, journal).map_err(|e| LiveError::Chronicle(e.to_string()))?;
         sync_dir(dir)?;
@@ -260,12 +255,7 @@ fn open(options: &CoreOptions, board: &Board) -> Result<(Supervisor<SegmentJourn
     assert_eq!(packets, report.ingress, "the rebuild re-submits the packets the replay verified");
     let last = run.segments().last().expect("a run has a segment");
     let link = SegmentLink::after(last.segment().index + 1, last.chain_head());
-    let place = SegmentPlace {
-        dir: dir.clone(),
-        context,
-        options: writer_options(&recorded),
-        bytes_max: options.segment_bytes_max,
-    };
+    let place = SegmentPlace::new(options, context, &recorded);
     supervisor.journal_mut().begin(SegmentJournal::create(place, &link, run_size(&run))?);
     sync_dir(dir)?;
     let jobs = supervisor
@@ -315,14 +305,25 @@ pub fn writer_options(config: &Config) -> WriterOptions {
 }
 
 /// Where a live run's segments go and when the current one is full.
-#[derive(Clone)]
 struct SegmentPlace {
     dir: PathBuf,
     context: RunContext,
     options: WriterOptions,
-    /// A segment at least this large is sealed after a commit, and the run
-    /// goes on in the next.
+    /// A segment at least this large is sealed before the next batch, and
+    /// the run goes on in the next.
     bytes_max: u64,
+}
+
+impl SegmentPlace {
+    /// The segments of the run `context` under `config` in `options.dir`.
+    fn new(options: &CoreOptions, context: RunContext, config: &Config) -> SegmentPlace {
+        SegmentPlace {
+            dir: options.dir.clone(),
+            context,
+            options: writer_options(config),
+            bytes_max: options.segment_bytes_max,
+        }
+    }
 }
 
 /// The live run's journal: the writer of the run's current segment, or no

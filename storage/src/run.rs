@@ -161,7 +161,7 @@ impl RunReader {
     /// with [`ChronicleReader::records`]' checks in each; the stream ends
     /// at the first damage.
     pub fn records(&self) -> RunRecords<'_> {
-        RunRecords { run: self, at: 0, current: self.segments[0].records(), before: (0, 0), status: None }
+        RunRecords { run: self, at: 0, current: self.segments[0].records(), records_before: 0, status: None }
     }
 
     /// [`ChronicleReader::visit_range`] over the run.
@@ -195,11 +195,29 @@ impl RunReader {
     }
 }
 
+/// The file name of `path`, as messages name a segment.
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+}
+
+/// `status` as a run of `several` segments states it: damage names the
+/// segment `file` it is in.
+fn in_segment(status: &IntegrityStatus, file: &Path, several: bool) -> IntegrityStatus {
+    match status {
+        IntegrityStatus::Corrupt { location, offset, reason } if several => IntegrityStatus::Corrupt {
+            location: *location,
+            offset: *offset,
+            reason: format!("in `{}`: {reason}", file_name(file)),
+        },
+        other => other.clone(),
+    }
+}
+
 /// The checks that bind the segments of a run directory together (see
 /// [`RunReader::open`]).
 fn check_segments(segments: &[ChronicleReader]) -> Result<(), ChronicleError> {
     let first = &segments[0];
-    let name = |s: &ChronicleReader| s.path().file_name().map_or_else(String::new, |n| n.to_string_lossy().into());
+    let name = |s: &ChronicleReader| file_name(s.path());
     let at_header = |s: &ChronicleReader, reason: String| ChronicleError::Corrupt {
         path: s.path().to_path_buf(),
         location: Location::Header,
@@ -270,8 +288,8 @@ pub struct RunRecords<'a> {
     /// The segment being read.
     at: usize,
     current: Records<'a>,
-    /// Frames and records of the segments before `at`.
-    before: (u64, u64),
+    /// Records of the segments before `at`.
+    records_before: u64,
     /// The run's verdict, once the stream has ended.
     status: Option<IntegrityStatus>,
 }
@@ -285,14 +303,9 @@ impl RunRecords<'_> {
         self.status.as_ref()
     }
 
-    /// Whole frames decoded so far.
-    pub fn frames_read(&self) -> u64 {
-        self.before.0 + u64::from(self.current.frames_read())
-    }
-
     /// Records handed out so far.
     pub fn records_read(&self) -> u64 {
-        self.before.1 + self.current.records_read()
+        self.records_before + self.current.records_read()
     }
 
     /// Hex chain of the last frame walked so far: at the end of a sealed
@@ -301,20 +314,9 @@ impl RunRecords<'_> {
         self.current.chain_head()
     }
 
-    /// The segment verdict `status` as the run's: damage in a run of
-    /// several segments names the file it is in.
+    /// The current segment's verdict `status` as the run's.
     fn run_status(&self, status: &IntegrityStatus) -> IntegrityStatus {
-        match status {
-            IntegrityStatus::Corrupt { location, offset, reason } if self.run.segments.len() > 1 => {
-                let file = self.run.segments[self.at].path().file_name().map(|n| n.to_string_lossy().into_owned());
-                IntegrityStatus::Corrupt {
-                    location: *location,
-                    offset: *offset,
-                    reason: format!("in `{}`: {reason}", file.unwrap_or_default()),
-                }
-            }
-            other => other.clone(),
-        }
+        in_segment(status, self.run.segments[self.at].path(), self.run.segments.len() > 1)
     }
 }
 
@@ -338,7 +340,7 @@ impl Iterator for RunRecords<'_> {
                 }
                 return None;
             }
-            self.before = (self.frames_read(), self.records_read());
+            self.records_before = self.records_read();
             self.at += 1;
             self.current = self.run.segments[self.at].records();
         }
@@ -375,26 +377,13 @@ pub fn verify_run(path: impl AsRef<Path>) -> Result<RunIntegrity, ChronicleError
         segments.push((file, report));
     }
     let several = segments.len() > 1;
-    let in_file = |file: &Path, reason: &str| {
-        let name = file.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        if several {
-            format!("in `{name}`: {reason}")
-        } else {
-            reason.to_string()
-        }
-    };
-    let damaged = segments.iter().find_map(|(file, report)| match &report.status {
-        IntegrityStatus::Corrupt { location, offset, reason } => {
-            Some(IntegrityStatus::Corrupt { location: *location, offset: *offset, reason: in_file(file, reason) })
-        }
-        _ => None,
-    });
+    let damaged = segments.iter().find(|(_, report)| matches!(report.status, IntegrityStatus::Corrupt { .. }));
     let status = match damaged {
-        Some(status) => status,
+        Some((file, report)) => in_segment(&report.status, file, several),
         None => match RunReader::open(path) {
             Ok(_) => segments.last().map_or(IntegrityStatus::Unsealed, |(_, r)| r.status.clone()),
             Err(ChronicleError::Corrupt { path: file, location, offset, reason }) => {
-                IntegrityStatus::Corrupt { location, offset, reason: in_file(&file, &reason) }
+                in_segment(&IntegrityStatus::Corrupt { location, offset, reason }, &file, several)
             }
             Err(e) => return Err(e),
         },

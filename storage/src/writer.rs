@@ -39,9 +39,10 @@ pub struct WriterOptions {
     pub zstd_level: Option<i32>,
     /// Close a frame that reached a limit only before the record that opens
     /// the next tick, so every frame ends with a whole tick (it may exceed
-    /// the limits by one tick's records; only a tick larger than the format's
-    /// 64 MiB payload limit is still split). A live run writes this way, so
-    /// a kill between two frame writes never leaves half a tick behind.
+    /// the limits by one tick's records; a tick is still split where the
+    /// frame would cross the format's own limits, the payload and decoded
+    /// sizes a reader accepts). A live run writes this way, so a kill
+    /// between two frame writes never leaves half a tick behind.
     pub tick_aligned: bool,
 }
 
@@ -151,12 +152,7 @@ impl ChronicleWriter<BufWriter<File>> {
     /// Creates the file at `path` and writes the header. Refuses to replace
     /// an existing file: a chronicle is never overwritten.
     pub fn create(path: &Path, context: &RunContext, options: WriterOptions) -> Result<Self, ChronicleError> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|source| ChronicleError::Io { path: path.to_path_buf(), source })?;
-        Self::start(BufWriter::new(file), path.to_path_buf(), context, &SegmentLink::FIRST, options)
+        Self::create_segment(path, context, &SegmentLink::FIRST, options)
     }
 
     /// [`create`](Self::create) for segment `segment.index` of a run: a file
