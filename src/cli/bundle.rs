@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use metagov_bundle::keys::{self, PublicKey, SecretKey};
 use metagov_bundle::{Plan, Signer};
 
-use super::{progress, Escaped, Outcome, OutputFile};
+use super::{counted, progress, Escaped, Outcome, OutputFile};
 
 /// Below this many bytes no progress bar is drawn: the command is done
 /// before it would show.
@@ -201,15 +201,13 @@ fn verify(bundle: &Path, pubkey: Option<&Path>, quiet: bool, out: &mut dyn Write
         for finding in &report.findings {
             writeln!(out, "{}", Escaped(finding))?;
         }
-        let n = report.findings.len();
-        writeln!(out, "{name}: FAILED: {n} problem{}", if n == 1 { "" } else { "s" })?;
+        writeln!(out, "{name}: FAILED: {}", counted(report.findings.len() as u64, "problem"))?;
         return Ok(Outcome::Failure);
     }
     writeln!(
         out,
-        "{name}: ok: {} file{} ({} bytes) match{} manifest.sha256 (sha256 {})",
-        report.files,
-        if report.files == 1 { "" } else { "s" },
+        "{name}: ok: {} ({} bytes) match{} manifest.sha256 (sha256 {})",
+        counted(report.files, "file"),
         report.bytes,
         if report.files == 1 { "es" } else { "" },
         report.manifest_sha256.as_deref().unwrap_or("?")

@@ -17,7 +17,7 @@ pub mod run;
 pub mod suite;
 
 pub use counterfactual::{diff_runs, replay_inspect, replay_simulate};
-pub use output::{write_csv_field, Escaped, EscapedLines, OutputFile};
+pub use output::{counted, write_csv_field, Escaped, EscapedLines, OutputFile};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -55,6 +55,11 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// Opens a run: a chronicle file, or a run directory's segments.
 fn open(file: &Path) -> Result<RunReader> {
     RunReader::open(file).with_context(|| format!("cannot read chronicle {}", Escaped(file.display())))
+}
+
+/// A segment file as `inspect` and `verify` name it: its file name.
+fn segment_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// [`verify_run`], with the path in the error.
@@ -120,7 +125,7 @@ pub fn inspect(file: &Path, all_frames: bool, json: bool, out: &mut dyn Write) -
     }
     for segment in reader.segments() {
         if several {
-            let name = segment.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = segment_name(segment.path());
             writeln!(
                 out,
                 "\nsegment {}    {}: {} frames, {} records, {}",
@@ -218,7 +223,7 @@ pub fn verify(file: &Path, json: bool, pubkey: Option<&Path>, out: &mut dyn Writ
     if integrity.segments.len() > 1 {
         writeln!(out, "  {} segments, each linked to the chain of the one before:", integrity.segments.len())?;
         for (path, segment) in &integrity.segments {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = segment_name(path);
             writeln!(
                 out,
                 "    {}: {}; frames {}, records {}, bytes {}",
@@ -1284,13 +1289,7 @@ pub fn config_check(file: &Path, out: &mut dyn Write) -> Result<Outcome> {
             // Shown capped: the first problems, then a count.
             writeln!(out, "{error}")?;
             let metagov_config::ConfigError::Invalid { problems } = error else { unreachable!("matched above") };
-            writeln!(
-                out,
-                "{}: {} problem{}",
-                file.display(),
-                problems.len(),
-                if problems.len() == 1 { "" } else { "s" }
-            )?;
+            writeln!(out, "{}: {}", file.display(), counted(problems.len() as u64, "problem"))?;
             Ok(Outcome::Failure)
         }
         Err(e) => Err(e.into()),

@@ -157,6 +157,11 @@ fn same_file(_: &fs::Metadata, _: &fs::Metadata, a: &Path, b: &Path) -> bool {
     matches!((fs::canonicalize(a), fs::canonicalize(b)), (Ok(a), Ok(b)) if a == b)
 }
 
+/// `n` and `noun`, plural unless `n` is 1: `1 test`, `2 tests`.
+pub fn counted(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 /// A CSV field holding the text of `value`, quoted (with `"` doubled) when
 /// the text holds a comma, a quote or a line break. The text is written
 /// twice as a stream, once to decide and once to write, and never held.

@@ -12,7 +12,7 @@ use metagov_bundle::SecretKey;
 use metagov_suite::prune::{plan, Action, Listed, Retention, ARCHIVE_DIR};
 
 use super::bundle::escaped;
-use super::Escaped;
+use super::{counted, Escaped};
 
 /// What one prune did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,10 +70,10 @@ pub fn prune(
                 pruned.archived += 1;
                 writeln!(
                     out,
-                    "prune        archived {} to {} ({files} file{}, checked{age})",
+                    "prune        archived {} to {} ({}, checked{age})",
                     Escaped(step.path.display()),
                     Escaped(to.display()),
-                    if files == 1 { "" } else { "s" }
+                    counted(files, "file")
                 )?;
             }
             Action::Delete => {

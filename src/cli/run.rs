@@ -135,7 +135,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<Outcome> {
     })?;
     // Standard output may carry JSON lines (--stdin): the last words go to
     // standard error.
-    let segments = if report.segments == 1 { "1 segment".to_string() } else { format!("{} segments", report.segments) };
+    let segments = super::counted(u64::from(report.segments), "segment");
     eprintln!(
         "metagov run: stopped after tick {} ({} resumed); chronicle sealed: {} ({segments})",
         report.ticks,

@@ -18,7 +18,7 @@ use metagov_suite::report::SuiteReport;
 use metagov_suite::run::{self as suite_run, sha256_file, Hooks, Timing};
 use metagov_suite::trace::{replay_seed, DeterminismTrace, SeedTrace, TRACE_FORMAT};
 
-use super::{progress, Escaped, EscapedLines, Outcome};
+use super::{counted, progress, Escaped, EscapedLines, Outcome};
 
 /// The options of `metagov test`.
 #[derive(Clone, Debug, Default)]
@@ -266,11 +266,6 @@ pub fn replay(trace_path: &Path, out_dir: Option<&Path>, quiet: bool, out: &mut 
     writeln!(out, "\n{} reproduced, {not_reproduced} not ({timestamp})", trace.seeds.len() - not_reproduced)?;
     writeln!(out, "results      {}", Escaped(layout.root.display()))?;
     Ok(if errors.is_empty() { Outcome::Success } else { Outcome::Failure })
-}
-
-/// `1 test`, `2 tests`.
-fn counted(n: u64, noun: &str) -> String {
-    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Where `metagov test` writes its suites' directories by default.
